@@ -1,0 +1,13 @@
+"""codegen: print and compile straight-line batch kernels.
+
+Knows nothing of tracing or of symjac: its input is a `codegen.Program`,
+plain data that a test can build by hand.
+"""
+
+from codegen.backends import BACKENDS, CompiledKernel, compile_program, numba_available, print_program
+from codegen.printers import NumbaParallelPrinter, NumbaPrinter, NumPyPrinter, Printer, PrinterError
+from codegen.program import Param, Program, Stmt
+
+__all__ = ["BACKENDS", "CompiledKernel", "compile_program", "numba_available", "print_program",
+           "Printer", "NumPyPrinter", "NumbaPrinter", "NumbaParallelPrinter", "PrinterError",
+           "Param", "Program", "Stmt"]

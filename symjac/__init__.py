@@ -1,0 +1,19 @@
+"""symjac: a symbolic-plus-numeric Jacobian compiler for NumPy models.
+
+Trace a per-sample NumPy function, differentiate it symbolically, share every
+repeated subexpression, and run one fused kernel over a batch.
+"""
+
+from symjac.errors import MissingRuleError, SymjacError, TracerBoolError, UnsupportedOperationError
+from symjac.graph import Graph
+from symjac.kernel import Kernel
+from symjac.simplify import non_ieee_rewrites
+from symjac.sparse import SparseJacobian
+from symjac.tracer import TracedArray, trace
+from symjac.transforms import compile, jacobian
+
+__version__ = "0.1.0"
+
+__all__ = ["jacobian", "compile", "trace", "Graph", "Kernel", "SparseJacobian", "TracedArray",
+           "non_ieee_rewrites", "SymjacError", "TracerBoolError", "UnsupportedOperationError",
+           "MissingRuleError", "__version__"]

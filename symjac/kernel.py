@@ -1,0 +1,297 @@
+"""`Kernel`: a per-sample function traced once, lowered to a `codegen.Program`,
+compiled per dtype, and run over batches.
+
+Lowering numbers the graph's reachable nodes in topological order (dead code
+is never visited), hoists constants, and writes each output entry once;
+outputs with many structural zeros are zero-filled per sample instead of
+storing each zero.  Arguments are checked before any work: count, numeric
+dtype, per-sample shape, batch sizes, the slice and the ``out=`` buffers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import numpy as np
+
+from codegen import Param, Program, Stmt, compile_program, numba_available
+from symjac.graph import Graph, toposort, tree_size
+from symjac.ops import OPS
+from symjac.tracer import TracedArray, make_inputs, outputs_of, unflatten
+
+__all__ = ["Kernel", "lower", "resolve_backend", "normalize_in_axes"]
+
+BACKEND_NAMES = ("auto", "numba", "numba-parallel", "numpy")
+ZERO_FILL_MIN = 4  # an output with at least this many structural zeros is zero-filled
+
+
+def resolve_backend(backend):
+    if backend not in BACKEND_NAMES:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    if not numba_available():
+        return "numpy"
+    return "numba-parallel" if (os.cpu_count() or 1) > 1 else "numba"
+
+
+def lower(graph: Graph, batched, title="kernel"):
+    """The `codegen.Program` of ``graph``; ``batched[k]`` says if input k has a batch axis."""
+    where = {}
+    for k, leaf in enumerate(graph.inputs):
+        for i, node in enumerate(leaf.ravel()):
+            where[node.id] = (k, i)
+    names, body, nv, nc = {}, [], 0, 0
+    for node in toposort(graph.output_nodes()):
+        if node.op == "input":
+            if node.id not in where:
+                raise ValueError("the function's result depends on a traced value that is not one of "
+                                 "its arguments (a value captured from another trace?); pass it as an argument")
+            name, stmt_op, args = f"v{nv}", "load", where[node.id]
+            nv += 1
+        elif node.op == "const":
+            name, stmt_op, args = f"c{nc}", "const", (node.attr,)
+            nc += 1
+        else:
+            name, stmt_op, args = f"v{nv}", node.op, tuple(names[a.id] for a in node.args)
+            nv += 1
+        names[node.id] = name
+        body.append(Stmt(name, stmt_op, args))
+    stores, zero_fill = [], set()
+    for k, out in enumerate(graph.outputs):
+        flat = out.ravel()
+        zeros = sum(1 for n in flat if n.op == "const" and n.attr == 0.0 and not str(n.attr).startswith("-"))
+        if zeros >= ZERO_FILL_MIN:
+            zero_fill.add(k)
+        for i, node in enumerate(flat):
+            if k in zero_fill and node.op == "const" and node.attr == 0.0 and not str(node.attr).startswith("-"):
+                continue
+            stores.append((k, i, names[node.id]))
+    inputs = [Param(int(leaf.size), bool(b)) for leaf, b in zip(graph.inputs, batched)]
+    outputs = [Param(int(out.size), True) for out in graph.outputs]
+    return Program(inputs, outputs, body, stores, frozenset(zero_fill), title)
+
+
+def graph_stats(graph: Graph):
+    """Node counts before and after sharing, and estimated flops per sample."""
+    roots = graph.output_nodes()
+    nodes = toposort(roots)
+    ops = [n for n in nodes if n.args]
+    flops = 0
+    for n in ops:
+        if n.op == "pow" and n.args[1].op == "const" and float(n.args[1].attr).is_integer() \
+                and 1 <= abs(n.args[1].attr) <= 4:
+            flops += int(abs(n.args[1].attr)) - 1 + (n.args[1].attr < 0) * OPS["div"].cost
+        else:
+            flops += OPS[n.op].cost
+    entries = sum(o.size for o in graph.outputs)
+    zeros = sum(1 for o in graph.outputs for n in o.ravel() if n.op == "const" and n.attr == 0.0)
+    return {
+        "tree_ops": tree_size(roots),
+        "dag_ops": len(ops),
+        "constants": sum(1 for n in nodes if n.op == "const"),
+        "flops_per_sample": flops,
+        "output_entries": entries,
+        "structural_zeros": zeros,
+    }
+
+
+def normalize_in_axes(in_axes, nargs, where="in_axes"):
+    if in_axes is None or isinstance(in_axes, (int, np.integer)):
+        axes = (in_axes,) * nargs
+    elif isinstance(in_axes, (tuple, list)):
+        if len(in_axes) != nargs:
+            raise ValueError(f"{where} has {len(in_axes)} entries but the function was called with "
+                             f"{nargs} positional arguments; give one entry per argument (None for shared)")
+        axes = tuple(in_axes)
+    else:
+        raise TypeError(f"{where} must be an int, None, or a tuple of those, got {type(in_axes).__name__}")
+    for a in axes:
+        if a is not None and not isinstance(a, (int, np.integer)):
+            raise TypeError(f"{where} entries must be int or None, got {a!r}")
+    if all(a is None for a in axes):
+        raise ValueError(f"{where} marks every argument as shared (None); at least one argument must "
+                         "carry the batch axis")
+    return axes
+
+
+def _arg_names(fn, n):
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = []
+    for i in range(n):
+        p = params[i] if i < len(params) and params[i].kind in (params[i].POSITIONAL_ONLY,
+                                                                params[i].POSITIONAL_OR_KEYWORD) else None
+        names.append(f"argument {i} ({p.name!r})" if p is not None else f"argument {i}")
+    return names
+
+
+def check_arguments(fn, args, in_axes):
+    """Validated (arrays with batch axis first, batch size, result dtype)."""
+    axes = normalize_in_axes(in_axes, len(args))
+    labels = _arg_names(fn, len(args))
+    arrays, batch, first = [], None, None
+    for label, a, ax in zip(labels, args, axes):
+        if isinstance(a, TracedArray):
+            raise TypeError(f"{label} is a traced value; internal error: use the traced path")
+        arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+        if arr.dtype.kind == "c":
+            raise TypeError(f"{label} is complex ({arr.dtype}); symjac kernels are real-valued")
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{label} must be a real numeric array, got dtype {arr.dtype}")
+        if ax is not None:
+            if not -arr.ndim <= ax < arr.ndim:
+                raise ValueError(f"in_axes puts the batch axis of {label} at {ax}, but it has only "
+                                 f"{arr.ndim} dimension(s) (shape {arr.shape})")
+            arr = np.moveaxis(arr, ax, 0)
+            if batch is None:
+                batch, first = arr.shape[0], label
+            elif arr.shape[0] != batch:
+                raise ValueError(f"{label} has batch size {arr.shape[0]} but {first} has {batch}; "
+                                 "batched arguments must have the same batch size")
+        arrays.append(arr)
+    floats = [arr.dtype for arr in arrays]
+    dtype = np.float32 if all(d == np.float32 for d in floats) else np.float64
+    return arrays, axes, batch, np.dtype(dtype), labels
+
+
+class Kernel:
+    """A compiled batch kernel for a per-sample function.
+
+    Built by `symjac.compile`; traced on its first call (per-sample shapes are
+    then fixed) and compiled once per dtype.  ``kernel(*args, out=None,
+    start=0, stop=None)`` evaluates samples ``[start, stop)``; ``out`` gives
+    the output buffers (shape ``(B, *out_shape)``, C-contiguous, the result
+    dtype), which are filled in place and returned.
+
+    >>> import numpy as np, symjac
+    >>> k = symjac.compile(lambda x: np.sin(x) * x[0], backend="numpy")
+    >>> k(np.ones((4, 2))).shape
+    (4, 2)
+    >>> k.stats["dag_ops"]
+    3
+    """
+
+    def __init__(self, fn, *, in_axes=0, backend="auto", name=None):
+        if not callable(fn):
+            raise TypeError(f"expected a callable, got {type(fn).__name__}")
+        self.fn = fn
+        self.in_axes = in_axes
+        self.backend = resolve_backend(backend)
+        self.name = name or getattr(fn, "__name__", "kernel")
+        self.graph = None
+        self._shapes = None
+        self._axes = None
+        self._compiled = {}
+        self._program = None
+
+    # -- tracing ---------------------------------------------------------
+    def specialize(self, shapes, axes):
+        """Trace for per-sample ``shapes``; ``axes[k] is None`` marks shared args."""
+        inputs = make_inputs(shapes)
+        result = self.fn(*[TracedArray(a.copy()) for a in inputs])
+        outputs, treedef = outputs_of(result)
+        self.graph = Graph(inputs, outputs, treedef=treedef)
+        self._shapes, self._axes = tuple(shapes), tuple(axes)
+        self._program = lower(self.graph, [a is not None for a in axes], self.name)
+        return self
+
+    def _compile(self, dtype):
+        key = np.dtype(dtype).name
+        if key not in self._compiled:
+            self._compiled[key] = compile_program(self._program, self.backend, key)
+        return self._compiled[key]
+
+    # -- inspection ------------------------------------------------------
+    def _need_trace(self, what):
+        if self.graph is None:
+            raise RuntimeError(f"Kernel.{what} is known after the first call (the kernel is traced "
+                               "for the shapes it is first called with)")
+
+    @property
+    def source(self):
+        """The generated Python source (float64 unless only float32 was compiled)."""
+        self._need_trace("source")
+        dtype = next(iter(self._compiled), "float64")
+        return self._compile(dtype).source
+
+    @property
+    def path(self):
+        self._need_trace("path")
+        return self._compile(next(iter(self._compiled), "float64")).path
+
+    @property
+    def program(self):
+        self._need_trace("program")
+        return self._program
+
+    @property
+    def stats(self):
+        """Counts: ``tree_ops`` (as trees, no sharing), ``dag_ops`` (after CSE and
+        simplification), ``flops_per_sample``, ``statements``, output entries and
+        structural zeros."""
+        self._need_trace("stats")
+        s = graph_stats(self.graph)
+        s["statements"] = len(self._program.body) + len(self._program.stores)
+        return s
+
+    # -- running ---------------------------------------------------------
+    def __call__(self, *args, out=None, start=0, stop=None):
+        arrays, axes, batch, dtype, labels = check_arguments(self.fn, args, self.in_axes)
+        shapes = [arr.shape[1:] if ax is not None else arr.shape for arr, ax in zip(arrays, axes)]
+        if self.graph is None:
+            self.specialize(shapes, axes)
+        else:
+            self._check_signature(shapes, axes, labels)
+        start, stop = self._check_slice(start, stop, batch)
+        outs = self._outputs(out, batch, dtype)
+        ins = []
+        for arr, ax in zip(arrays, axes):
+            c = np.ascontiguousarray(arr, dtype=dtype)
+            ins.append(c.reshape(batch, -1) if ax is not None else c.reshape(-1))
+        flat_outs = [o.reshape(batch, -1) for o in outs]
+        self._compile(dtype).func(start, stop, *ins, *flat_outs)
+        return unflatten(self.graph.treedef, outs)
+
+    def _check_signature(self, shapes, axes, labels):
+        if tuple(a is None for a in axes) != tuple(a is None for a in self._axes):
+            raise ValueError("in_axes changed between calls: which arguments are shared must stay fixed")
+        if len(shapes) != len(self._shapes):
+            raise TypeError(f"kernel was traced with {len(self._shapes)} arguments, got {len(shapes)}")
+        for label, s, t in zip(labels, shapes, self._shapes):
+            if tuple(s) != tuple(t):
+                raise ValueError(f"{label} has per-sample shape {tuple(s)}, but this kernel was traced "
+                                 f"for {tuple(t)}; compile a new kernel for new shapes")
+
+    @staticmethod
+    def _check_slice(start, stop, batch):
+        stop = batch if stop is None else stop
+        for name, v in (("start", start), ("stop", stop)):
+            if not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+        if not 0 <= start <= stop <= batch:
+            raise ValueError(f"need 0 <= start <= stop <= batch size {batch}, got start={start}, stop={stop}")
+        return int(start), int(stop)
+
+    def _outputs(self, out, batch, dtype):
+        shapes = [(batch,) + o.shape for o in self.graph.outputs]
+        if out is None:
+            return [np.empty(s, dtype=dtype) for s in shapes]
+        bufs = list(out) if isinstance(out, (tuple, list)) else [out]
+        if len(bufs) != len(shapes):
+            raise ValueError(f"out= must hold {len(shapes)} array(s), one per output, got {len(bufs)}")
+        for k, (b, s) in enumerate(zip(bufs, shapes)):
+            if not isinstance(b, np.ndarray):
+                raise TypeError(f"out[{k}] must be a NumPy array, got {type(b).__name__}")
+            if b.shape != s or b.dtype != dtype:
+                raise ValueError(f"out[{k}] must have shape {s} and dtype {dtype}, got {b.shape} {b.dtype}")
+            if not b.flags.c_contiguous or not b.flags.writeable:
+                raise ValueError(f"out[{k}] must be C-contiguous and writeable")
+        return bufs
+
+    def __repr__(self):
+        state = "not traced yet" if self.graph is None else f"{len(self.graph)} operations"
+        return f"<symjac.Kernel {self.name!r} backend={self.backend!r}, {state}>"

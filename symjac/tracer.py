@@ -1,0 +1,565 @@
+"""Tracing NumPy code: `TracedArray` and NumPy's dispatch protocols.
+
+A `TracedArray` holds an object array of graph nodes.  NumPy hands every
+ufunc (``np.sin``, ``+``, ``scipy.special.erf``) to ``__array_ufunc__`` and
+every array function (``np.sum``, ``np.einsum``, ``np.concatenate``) to
+``__array_function__``; both build nodes through `symjac.simplify.make`.
+Contractions, reductions and reshapes run NumPy's own object-dtype code on
+the node arrays, which calls the nodes' arithmetic, so they need no code of
+their own here.  A model therefore traces unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+
+import numpy as np
+
+from symjac.errors import TracerBoolError, UnsupportedOperationError
+from symjac.graph import Graph, Node, intern, substitute
+from symjac.simplify import const, make, to_node
+
+__all__ = ["TracedArray", "trace", "make_inputs", "as_nodes", "call_graph", "is_traced"]
+
+_trace_ids = itertools.count()
+
+_to_node_v = np.frompyfunc(to_node, 1, 1)
+
+
+def _nodes(x):
+    """Object array of nodes for a traced array, node array, or constant."""
+    if isinstance(x, TracedArray):
+        return x.nodes
+    if isinstance(x, Node):
+        return _scalar_array(x)
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            return _normalize(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"cannot use an array of dtype {x.dtype} in a traced model: "
+                            "symjac traces real-valued models")
+        return _to_node_v(x).astype(object) if x.ndim else _scalar_array(const(float(x)))
+    if isinstance(x, (list, tuple)):
+        parts = [_nodes(e) for e in x]
+        out = np.empty(len(parts), dtype=object)
+        if all(p.ndim == 0 for p in parts):
+            for i, p in enumerate(parts):
+                out[i] = p[()]
+            return out
+        return np.stack(parts) if parts else out
+    return _scalar_array(to_node(x))
+
+
+def _scalar_array(node):
+    out = np.empty((), dtype=object)
+    out[()] = node
+    return out
+
+
+def _normalize(arr):
+    """Replace the non-node elements of an object array by nodes."""
+    flat = arr.ravel()
+    if all(isinstance(e, Node) for e in flat):
+        return arr
+    out = np.empty(arr.shape, dtype=object)
+    out_flat = out.reshape(-1)
+    for i, e in enumerate(flat):
+        out_flat[i] = e if isinstance(e, Node) else (
+            _nodes(e)[()] if isinstance(e, TracedArray) else to_node(e))
+    return out
+
+
+def as_nodes(x):
+    """Public form of `_nodes`: any model value as an object array of nodes."""
+    return _nodes(x)
+
+
+def is_traced(x):
+    if isinstance(x, TracedArray) or isinstance(x, Node):
+        return True
+    if isinstance(x, np.ndarray) and x.dtype == object:
+        return any(isinstance(e, (Node, TracedArray)) for e in x.ravel())
+    if isinstance(x, (list, tuple)):
+        return any(is_traced(e) for e in x)
+    return False
+
+
+def _wrap(result):
+    if isinstance(result, np.ndarray):
+        return TracedArray(result) if result.dtype == object else result
+    if isinstance(result, Node):
+        return TracedArray(_scalar_array(result))
+    if isinstance(result, tuple):
+        return tuple(_wrap(r) for r in result)
+    if isinstance(result, list):
+        return [_wrap(r) for r in result]
+    return result
+
+
+def _unwrap(x):
+    if isinstance(x, TracedArray):
+        return x.nodes
+    if isinstance(x, tuple):
+        return tuple(_unwrap(e) for e in x)
+    if isinstance(x, list):
+        return [_unwrap(e) for e in x]
+    return x
+
+
+def _check_index(key):
+    keys = key if isinstance(key, tuple) else (key,)
+    for k in keys:
+        if isinstance(k, TracedArray) or (isinstance(k, np.ndarray) and k.dtype == object):
+            raise UnsupportedOperationError(
+                "indexing with a traced value is not supported (the index would depend on the "
+                "data); index with constants, or select with np.where(condition, a, b)")
+
+
+class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
+    """A symbolic array standing for one sample's data while a model is traced.
+
+    It supports NumPy's ufuncs and array functions, operators, indexing and
+    the usual methods, and refuses Python control flow on its values.
+
+    >>> import numpy as np, symjac
+    >>> g = symjac.trace(lambda x: np.sum(x ** 2), (3,))
+    >>> g.outputs[0].shape
+    ()
+    """
+
+    __array_priority__ = 1000
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes):
+        nodes = np.asarray(nodes, dtype=object) if not isinstance(nodes, np.ndarray) else nodes
+        self.nodes = _normalize(nodes)
+
+    # -- array attributes -------------------------------------------------
+    shape = property(lambda self: self.nodes.shape)
+    ndim = property(lambda self: self.nodes.ndim)
+    size = property(lambda self: self.nodes.size)
+    dtype = property(lambda self: np.dtype(np.float64))
+    T = property(lambda self: TracedArray(self.nodes.T))
+    real = property(lambda self: self)
+    mT = property(lambda self: TracedArray(np.swapaxes(self.nodes, -1, -2)))
+
+    def __repr__(self):
+        return f"TracedArray(shape={self.shape})"
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d traced array")
+        return self.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d traced array")
+        for i in range(self.shape[0]):
+            yield self[i]
+
+    def __bool__(self):
+        raise TracerBoolError("bool()")
+
+    def __float__(self):
+        raise TracerBoolError("float()")
+
+    def __int__(self):
+        raise TracerBoolError("int()")
+
+    def __index__(self):
+        raise TracerBoolError("an integer conversion (as an index or a range bound)")
+
+    def __complex__(self):
+        raise TracerBoolError("complex()")
+
+    def item(self, *args):
+        raise TracerBoolError(".item()")
+
+    def tolist(self):
+        raise TracerBoolError(".tolist()")
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and np.dtype(dtype) != object:
+            raise TracerBoolError(f"conversion to a NumPy array of dtype {np.dtype(dtype)}")
+        return self.nodes
+
+    # -- indexing ---------------------------------------------------------
+    def __getitem__(self, key):
+        _check_index(key)
+        return _wrap(self.nodes[key])
+
+    def __setitem__(self, key, value):
+        _check_index(key)
+        self.nodes[key] = _nodes(value)
+
+    # -- methods users call -----------------------------------------------
+    def reshape(self, *shape, order="C"):
+        shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else shape
+        return TracedArray(self.nodes.reshape(shape, order=order))
+
+    def ravel(self, order="C"):
+        return TracedArray(self.nodes.ravel(order))
+
+    flatten = ravel
+
+    def transpose(self, *axes):
+        return TracedArray(self.nodes.transpose(*axes))
+
+    def swapaxes(self, a, b):
+        return TracedArray(self.nodes.swapaxes(a, b))
+
+    def squeeze(self, axis=None):
+        return TracedArray(self.nodes.squeeze(axis))
+
+    def copy(self):
+        return TracedArray(self.nodes.copy())
+
+    def conj(self):
+        return self
+
+    conjugate = conj
+
+    def astype(self, dtype, copy=True):
+        if np.dtype(dtype).kind != "f":
+            raise UnsupportedOperationError(
+                f"astype({np.dtype(dtype)}) on a traced array: only floating dtypes are "
+                "supported; rounding has no useful derivative")
+        return self.copy() if copy else self
+
+    def sum(self, axis=None, keepdims=False, **kw):
+        return np.sum(self, axis=axis, keepdims=keepdims, **kw)
+
+    def prod(self, axis=None, keepdims=False, **kw):
+        return np.prod(self, axis=axis, keepdims=keepdims, **kw)
+
+    def mean(self, axis=None, keepdims=False, **kw):
+        return np.mean(self, axis=axis, keepdims=keepdims, **kw)
+
+    def max(self, axis=None, keepdims=False):
+        return _max(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        return _min(self, axis=axis, keepdims=keepdims)
+
+    def dot(self, other):
+        return np.dot(self, other)
+
+    def clip(self, a_min=None, a_max=None):
+        return _clip(self, a_min, a_max)
+
+    def cumsum(self, axis=None):
+        return np.cumsum(self, axis=axis)
+
+    # -- NumPy protocols --------------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if kwargs.get("out") is not None:
+            raise UnsupportedOperationError(
+                f"np.{ufunc.__name__}(..., out=...) on traced arrays: write `y = np.{ufunc.__name__}(...)` "
+                "instead of filling an output buffer")
+        if "where" in kwargs:
+            raise UnsupportedOperationError(f"np.{ufunc.__name__}(..., where=...) on traced arrays; "
+                                            "use np.where(condition, a, b)")
+        if method == "reduce" and ufunc.__name__ in _REDUCE:
+            return _REDUCE[ufunc.__name__](inputs[0], axis=kwargs.get("axis", 0),
+                                           keepdims=kwargs.get("keepdims", False))
+        if method != "__call__":
+            raise UnsupportedOperationError(f"np.{ufunc.__name__}.{method} is not supported on traced arrays")
+        if ufunc.__name__ in ("matmul", "vecdot", "matvec", "vecmat"):
+            return _wrap(ufunc(*[_nodes(x) for x in inputs]))
+        builder = UFUNCS.get(ufunc.__name__)
+        if builder is None:
+            raise UnsupportedOperationError(
+                f"the ufunc {ufunc.__name__!r} is not supported by symjac's tracer; supported: "
+                f"{', '.join(sorted(UFUNCS))}")
+        arrays = [_nodes(x) for x in inputs]
+        result = np.frompyfunc(builder, len(arrays), 1)(*arrays)
+        return TracedArray(result if isinstance(result, np.ndarray) else _scalar_array(result))
+
+    def __array_function__(self, func, types, args, kwargs):
+        impl = FUNCTIONS.get(func)
+        if impl is not None:
+            return impl(*args, **kwargs)
+        if func in PASSTHROUGH:
+            with np.errstate(all="ignore"):
+                return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
+        name = getattr(func, "__module__", "numpy").replace("numpy.", "np.").replace("numpy", "np")
+        raise UnsupportedOperationError(
+            f"{name}.{func.__name__} is not supported on traced arrays (symjac cannot trace it); "
+            "write the computation with supported NumPy functions")
+
+
+# -- ufuncs -----------------------------------------------------------------
+
+def _m(op):
+    return lambda *args: make(op, *args)
+
+
+UFUNCS = {
+    "add": _m("add"),
+    "subtract": _m("sub"),
+    "multiply": _m("mul"),
+    "true_divide": _m("div"),
+    "divide": _m("div"),
+    "power": _m("pow"),
+    "float_power": _m("pow"),
+    "negative": _m("neg"),
+    "positive": lambda x: x,
+    "conjugate": lambda x: x,
+    "absolute": _m("abs"),
+    "fabs": _m("abs"),
+    "square": lambda x: make("mul", x, x),
+    "reciprocal": lambda x: make("div", 1.0, x),
+    "arctan2": _m("atan2"),
+    "hypot": _m("hypot"),
+    "maximum": _m("max"),
+    "minimum": _m("min"),
+    "less": _m("lt"),
+    "less_equal": _m("le"),
+    "greater": _m("gt"),
+    "greater_equal": _m("ge"),
+    "equal": _m("eq"),
+    "not_equal": _m("ne"),
+    "logical_and": _m("and"),
+    "logical_or": _m("or"),
+    "logical_not": _m("not"),
+    "deg2rad": lambda x: make("mul", x, math.pi / 180.0),
+    "radians": lambda x: make("mul", x, math.pi / 180.0),
+    "rad2deg": lambda x: make("mul", x, 180.0 / math.pi),
+    "degrees": lambda x: make("mul", x, 180.0 / math.pi),
+    "expit": lambda x: make("div", 1.0, make("add", 1.0, make("exp", make("neg", x)))),
+    "logit": lambda x: make("log", make("div", x, make("sub", 1.0, x))),
+}
+for _op in ("sqrt", "cbrt", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos",
+            "tan", "sinh", "cosh", "tanh", "sign", "erf", "erfc"):
+    UFUNCS[_op] = _m(_op)
+for _np, _op in (("arcsin", "asin"), ("arccos", "acos"), ("arctan", "atan"), ("arcsinh", "asinh"),
+                 ("arccosh", "acosh"), ("arctanh", "atanh")):
+    UFUNCS[_np] = _m(_op)
+
+
+# -- array functions with their own code ------------------------------------
+
+def _reduce_nodes(a, op, axis, keepdims, what):
+    arr = _nodes(a)
+    if arr.size == 0:
+        raise ValueError(f"{what} of an empty traced array has no identity")
+    axes = tuple(range(arr.ndim)) if axis is None else tuple(
+        ax % arr.ndim for ax in (axis if isinstance(axis, tuple) else (axis,)))
+    keep = [ax for ax in range(arr.ndim) if ax not in axes]
+    moved = np.transpose(arr, keep + list(axes))
+    flat = moved.reshape(moved.shape[: len(keep)] + (-1,))
+    out = np.empty(flat.shape[:-1], dtype=object)
+    for idx in np.ndindex(out.shape):
+        row = flat[idx]
+        acc = row[0]
+        for e in row[1:]:
+            acc = make(op, acc, e)
+        out[idx] = acc
+    if keepdims:
+        out = out.reshape(tuple(1 if ax in axes else n for ax, n in enumerate(arr.shape)))
+    return TracedArray(out)
+
+
+def _max(a, axis=None, out=None, keepdims=False, **kw):
+    return _reduce_nodes(a, "max", axis, keepdims, "max")
+
+
+def _min(a, axis=None, out=None, keepdims=False, **kw):
+    return _reduce_nodes(a, "min", axis, keepdims, "min")
+
+
+_REDUCE = {
+    "add": lambda a, axis, keepdims: _wrap(np.sum(_nodes(a), axis=axis, keepdims=keepdims)),
+    "multiply": lambda a, axis, keepdims: _wrap(np.prod(_nodes(a), axis=axis, keepdims=keepdims)),
+    "maximum": lambda a, axis, keepdims: _max(a, axis, keepdims=keepdims),
+    "minimum": lambda a, axis, keepdims: _min(a, axis, keepdims=keepdims),
+}
+
+
+def _where(condition, x=None, y=None):
+    if x is None or y is None:
+        raise UnsupportedOperationError(
+            "np.where(condition) with one argument returns data-dependent indices and cannot be "
+            "traced; use np.where(condition, a, b)")
+    c, a, b = _nodes(condition), _nodes(x), _nodes(y)
+    result = np.frompyfunc(lambda ci, ai, bi: make("where", ci, ai, bi), 3, 1)(c, a, b)
+    return _wrap(result if isinstance(result, np.ndarray) else _scalar_array(result))
+
+
+def _clip(a, a_min=None, a_max=None, out=None, **kw):
+    r = a
+    if a_min is not None:
+        r = np.maximum(r, a_min)
+    if a_max is not None:
+        r = np.minimum(r, a_max)
+    return r if isinstance(r, TracedArray) else TracedArray(_nodes(r))
+
+
+def _norm(x, ord=None, axis=None, keepdims=False):
+    arr = TracedArray(_nodes(x))
+    if axis is None and arr.ndim == 2 and ord not in (None, "fro"):
+        raise UnsupportedOperationError(f"np.linalg.norm(matrix, ord={ord!r}) is not supported; "
+                                        "use ord=None/'fro' or give axis= for vector norms")
+    if ord in (None, 2, "fro"):
+        return np.sqrt(np.sum(arr * arr, axis=axis, keepdims=keepdims))
+    if ord == 1:
+        return np.sum(np.abs(arr), axis=axis, keepdims=keepdims)
+    if ord == np.inf:
+        return _max(np.abs(arr), axis=axis, keepdims=keepdims)
+    if ord == -np.inf:
+        return _min(np.abs(arr), axis=axis, keepdims=keepdims)
+    if isinstance(ord, numbers.Real) and ord > 0:
+        p = float(ord)
+        return np.sum(np.abs(arr) ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
+    raise UnsupportedOperationError(f"np.linalg.norm with ord={ord!r} is not supported")
+
+
+def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
+    shp = np.shape(_nodes(a)) if shape is None else shape
+    out = np.empty(shp, dtype=object)
+    out[...] = const(float(fill_value))
+    return TracedArray(out)
+
+
+def _array_equal_error(*args, **kwargs):
+    raise TracerBoolError("np.array_equal/np.allclose (a Python bool)")
+
+
+FUNCTIONS = {
+    np.max: _max,
+    np.amax: _max,
+    np.min: _min,
+    np.amin: _min,
+    np.where: _where,
+    np.clip: _clip,
+    np.linalg.norm: _norm,
+    np.zeros_like: lambda a, dtype=None, order="K", subok=True, shape=None: _full_like(a, 0.0, shape=shape),
+    np.ones_like: lambda a, dtype=None, order="K", subok=True, shape=None: _full_like(a, 1.0, shape=shape),
+    np.empty_like: lambda a, dtype=None, order="K", subok=True, shape=None: _full_like(a, 0.0, shape=shape),
+    np.full_like: _full_like,
+    np.array_equal: _array_equal_error,
+    np.allclose: _array_equal_error,
+}
+
+PASSTHROUGH = {
+    np.transpose, np.reshape, np.ravel, np.squeeze, np.expand_dims, np.concatenate, np.stack,
+    np.hstack, np.vstack, np.dstack, np.column_stack, np.moveaxis, np.swapaxes, np.atleast_1d,
+    np.atleast_2d, np.atleast_3d, np.broadcast_to, np.broadcast_arrays, np.flip, np.fliplr,
+    np.flipud, np.roll, np.tile, np.repeat, np.diag, np.diagonal, np.trace, np.tril, np.triu,
+    np.cross, np.dot, np.vdot, np.einsum, np.outer, np.inner, np.tensordot, np.kron, np.sum,
+    np.prod, np.cumsum, np.cumprod, np.mean, np.take, np.append, np.split, np.array_split,
+    np.copy, np.diff, np.shape, np.ndim, np.size, np.linalg.multi_dot, np.asarray, np.asanyarray,
+    np.array, np.real, np.conjugate, np.block, np.pad, np.insert, np.delete, np.trapezoid,
+    np.polyval, np.linalg.matrix_power, np.result_type,
+}
+PASSTHROUGH = {f for f in PASSTHROUGH if callable(f)}
+
+
+# -- tracing ------------------------------------------------------------------
+
+def make_inputs(shapes, trace_id=None):
+    """Fresh input leaves, one object array per shape."""
+    tid = next(_trace_ids) if trace_id is None else trace_id
+    arrays = []
+    for k, shape in enumerate(shapes):
+        arr = np.empty(shape, dtype=object)
+        flat = arr.reshape(-1)
+        for i in range(flat.size):
+            flat[i] = intern("input", (), (tid, k, i))
+        arrays.append(arr)
+    return arrays
+
+
+def outputs_of(result):
+    """(list of node arrays, treedef) for whatever a model returned.
+
+    Tuples (nested or not) are several outputs; anything else, lists
+    included, is one array (as ``np.array`` would make it).
+    """
+    leaves = []
+
+    def flat(r):
+        if isinstance(r, tuple):
+            return tuple(flat(e) for e in r)
+        leaves.append(_nodes(r))
+        return "*"
+
+    treedef = flat(result)
+    return leaves, treedef
+
+
+def unflatten(treedef, leaves):
+    """Inverse of `outputs_of`: rebuild the nested tuples around ``leaves``."""
+    it = iter(leaves)
+
+    def build(d):
+        return next(it) if d == "*" else tuple(build(e) for e in d)
+
+    return build(treedef)
+
+
+def _shape_of(example):
+    if isinstance(example, tuple) and all(isinstance(s, numbers.Integral) for s in example):
+        return tuple(int(s) for s in example)
+    if isinstance(example, TracedArray):
+        return example.shape
+    arr = np.asarray(example)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"example argument of dtype {arr.dtype}: give a shape tuple or a real array")
+    return arr.shape
+
+
+def trace(f, *examples):
+    """Trace the per-sample function ``f`` into a `Graph`.
+
+    Each example is a shape tuple or an array whose shape is used (its values
+    are not).
+
+    >>> import numpy as np, symjac
+    >>> g = symjac.trace(lambda x, y: x * y + np.sin(x), (2,), (2,))
+    >>> len(g)
+    6
+    """
+    if not callable(f):
+        raise TypeError(f"trace: f must be callable, got {type(f).__name__}")
+    shapes = [_shape_of(e) for e in examples]
+    inputs = make_inputs(shapes)
+    result = f(*[TracedArray(a.copy()) for a in inputs])
+    outputs, treedef = outputs_of(result)
+    return Graph(inputs, outputs, treedef=treedef)
+
+
+def call_graph(graph, args):
+    """Apply a graph to traced arguments (substitution) or numbers (evaluation)."""
+    from symjac.interpret import evaluate_nodes
+    from symjac.simplify import make as _make
+
+    if any(is_traced(a) for a in args):
+        mapping = {}
+        for leaf, arg in zip(graph.inputs, args):
+            arr = np.broadcast_to(_nodes(arg), leaf.shape)
+            for l, n in zip(leaf.ravel(), arr.ravel()):
+                mapping[l.id] = n
+        roots = graph.output_nodes()
+        new = substitute(roots, mapping, lambda node, a: _make(node.op, *a))
+        outs, i = [], 0
+        for o in graph.outputs:
+            arr = np.empty(o.shape, dtype=object)
+            arr.reshape(-1)[:] = new[i: i + o.size] if o.size else []
+            i += o.size
+            outs.append(TracedArray(arr))
+    else:
+        values = {}
+        for leaf, arg in zip(graph.inputs, args):
+            arr = np.broadcast_to(np.asarray(arg, dtype=float), leaf.shape)
+            for l, v in zip(leaf.ravel(), arr.ravel()):
+                values[l.id] = v
+        roots = graph.output_nodes()
+        vals = evaluate_nodes(roots, values)
+        outs, i = [], 0
+        for o in graph.outputs:
+            outs.append(np.array(vals[i: i + o.size], dtype=float).reshape(o.shape))
+            i += o.size
+    return unflatten(graph.treedef, outs)

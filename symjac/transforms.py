@@ -1,0 +1,236 @@
+"""The public transforms: `jacobian` and `compile`.
+
+A transform is built from two parts: a *traced* function (per-sample, on
+traced arrays, returning traced values) and a kernel cache keyed by
+per-sample shapes.  Called on traced arguments, a transform returns traced
+values, so transforms compose (``jacobian(jacobian(f))`` is a Hessian and a
+model can return its value and its Jacobian together); called on arrays, it
+runs the compiled kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from symjac.differentiate import jacobian_nodes
+from symjac.kernel import Kernel, check_arguments, resolve_backend
+from symjac.simplify import ZERO
+from symjac.sparse import SparseJacobian
+from symjac.tracer import TracedArray, as_nodes, is_traced, make_inputs, outputs_of, unflatten
+
+__all__ = ["jacobian", "compile", "traced_jacobian"]
+
+
+def _normalize_argnums(argnums):
+    if isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool):
+        return (int(argnums),), False
+    if isinstance(argnums, (tuple, list)) and argnums and all(
+            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in argnums):
+        if len(set(argnums)) != len(argnums):
+            raise ValueError(f"argnums has repeated entries: {tuple(argnums)}")
+        return tuple(int(a) for a in argnums), True
+    raise TypeError(f"argnums must be an int or a non-empty tuple of ints, got {argnums!r}")
+
+
+def _check_argnums(argnums, nargs):
+    for a in argnums:
+        if not -nargs <= a < nargs:
+            raise ValueError(f"argnums entry {a} is out of range for a function called with {nargs} "
+                             "positional argument(s)")
+    return tuple(a % nargs for a in argnums)
+
+
+def _distinct_leaves(arrays):
+    seen = set()
+    for arr in arrays:
+        for n in arr.ravel():
+            if n.op != "input" or n.id in seen:
+                return False
+            seen.add(n.id)
+    return True
+
+
+def traced_jacobian(f, argnums, multi, mode):
+    """The per-sample Jacobian of ``f`` as a function of traced arrays."""
+
+    def jac(*args):
+        nums = _check_argnums(argnums, len(args))
+        arrays = [as_nodes(a) for a in args]
+        if _distinct_leaves([arrays[i] for i in nums]) and len(nums) == len(set(nums)):
+            # Arguments are independent leaves already: differentiate in place.
+            variables = arrays
+            result = f(*[TracedArray(a.copy()) for a in arrays])
+            substitute_back = None
+        else:
+            fresh = make_inputs([arrays[i].shape for i in nums])
+            variables = list(arrays)
+            for i, leaf in zip(nums, fresh):
+                variables[i] = leaf
+            result = f(*[TracedArray(a.copy()) for a in variables])
+            substitute_back = {l.id: n for i, leaf in zip(nums, fresh)
+                               for l, n in zip(leaf.ravel(), np.broadcast_to(arrays[i], leaf.shape).ravel())}
+        outs, treedef = outputs_of(result)
+        flat_out = [n for o in outs for n in o.ravel()]
+        flat_in = [n for i in nums for n in variables[i].ravel()]
+        J = jacobian_nodes(flat_out, flat_in, mode)
+        if substitute_back:
+            from symjac.graph import substitute
+            from symjac.simplify import make
+
+            new = substitute(list(J.ravel()), substitute_back, lambda node, a: make(node.op, *a))
+            J = np.array(new, dtype=object).reshape(J.shape) if J.size else J
+        blocks, r = [], 0
+        jac.block_out_ndims = [o.ndim for o in outs for _ in nums]
+        for o in outs:
+            row, c = [], 0
+            for i in nums:
+                shape = o.shape + variables[i].shape
+                block = np.empty(shape, dtype=object)
+                block.reshape(-1)[:] = list(J[r: r + o.size, c: c + variables[i].size].ravel()) if block.size else []
+                row.append(TracedArray(block))
+                c += variables[i].size
+            blocks.append(tuple(row) if multi else row[0])
+            r += o.size
+        return unflatten(treedef, blocks)
+
+    return jac
+
+
+class Transformed:
+    """A transformed per-sample function: traced on traced input, compiled on arrays."""
+
+    def __init__(self, traced, *, in_axes, backend, name, doc=None):
+        self._traced = traced
+        self.in_axes = in_axes
+        self.backend = resolve_backend(backend)
+        self.name = name
+        self._kernels = {}
+        if doc:
+            self.__doc__ = doc
+
+    def kernel_for(self, *args):
+        """The `Kernel` that a call with these arguments uses (traced on demand)."""
+        arrays, axes, _, _, _ = check_arguments(self._traced, args, self.in_axes)
+        shapes = tuple(a.shape[1:] if ax is not None else a.shape for a, ax in zip(arrays, axes))
+        key = (shapes, tuple(ax is None for ax in axes))
+        k = self._kernels.get(key)
+        if k is None:
+            k = Kernel(self._traced, in_axes=self.in_axes, backend=self.backend, name=self.name)
+            k.specialize(shapes, axes)
+            self._kernels[key] = k
+        return k
+
+    def __call__(self, *args, out=None, start=0, stop=None):
+        if any(is_traced(a) for a in args):
+            return self._traced(*[a if isinstance(a, TracedArray) else TracedArray(as_nodes(a)) for a in args])
+        return self.kernel_for(*args)(*args, out=out, start=start, stop=stop)
+
+    def __repr__(self):
+        return f"<symjac transform {self.name!r}, {len(self._kernels)} compiled shape(s)>"
+
+
+class SparseTransformed(Transformed):
+    """`jacobian(..., sparse=True)`: the kernel writes structural nonzeros only.
+
+    The zero pattern is read off the traced Jacobian when the kernel is
+    traced, and kept with the kernel (one pattern per compiled shape).
+    """
+
+    def __init__(self, dense_traced, **kw):
+        self._dense = dense_traced
+        self._patterns = {}
+        self._last = None
+        super().__init__(self._sparse_traced, **kw)
+
+    def _sparse_traced(self, *args):
+        leaves, treedef = outputs_of(self._dense(*args))
+        values, patterns = [], []
+        for J, nout_dims in zip(leaves, self._dense.block_out_ndims):
+            out_shape, in_shape = J.shape[:nout_dims], J.shape[nout_dims:]
+            flat = J.reshape(math.prod(out_shape), math.prod(in_shape))
+            rows, cols = np.nonzero(np.vectorize(lambda n: n is not ZERO, otypes=[bool])(flat)
+                                    if flat.size else np.zeros(flat.shape, bool))
+            values.append(TracedArray(flat[rows, cols]))
+            patterns.append((rows.astype(np.int64), cols.astype(np.int64), out_shape, in_shape))
+        self._last = (patterns, treedef)
+        return unflatten(treedef, values)
+
+    def kernel_for(self, *args):
+        k = super().kernel_for(*args)
+        if id(k) not in self._patterns:
+            self._patterns[id(k)] = self._last
+        return k
+
+    def __call__(self, *args, out=None, start=0, stop=None):
+        if any(is_traced(a) for a in args):
+            raise TypeError("a sparse Jacobian cannot be used inside a traced function; use sparse=False")
+        k = self.kernel_for(*args)
+        values = k(*args, out=out, start=start, stop=stop)
+        patterns, treedef = self._patterns[id(k)]
+        leaves, _ = _flatten_values(values)
+        return unflatten(treedef, [SparseJacobian(v, *p) for v, p in zip(leaves, patterns)])
+
+
+def _flatten_values(values):
+    leaves = []
+
+    def flat(v):
+        if isinstance(v, tuple):
+            return tuple(flat(e) for e in v)
+        leaves.append(v)
+        return "*"
+
+    return leaves, flat(values)
+
+
+def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=False):
+    """Batched Jacobian of the per-sample function ``f``.
+
+    Returns a callable.  Called on arrays whose batched arguments carry the
+    batch axis given by ``in_axes`` (``None`` for arguments shared by every
+    sample), it returns the Jacobian of shape ``(B, *out_shape, *in_shape)``,
+    a tuple for several ``argnums``, nested in a tuple when ``f`` returns a
+    tuple.  Called on traced arguments (inside another traced function) it
+    returns traced values, so ``jacobian(jacobian(f))`` is a Hessian.
+    ``mode`` is ``"auto"`` (cheaper of forward and reverse by counted
+    derivative terms), ``"fwd"`` or ``"rev"``.  With ``sparse=True`` the kernel
+    writes only the structural nonzeros and the result is a `SparseJacobian`.
+
+    >>> import numpy as np, symjac
+    >>> J = symjac.jacobian(lambda x: np.array([x[0] * x[1], np.sin(x[1])]), backend="numpy")
+    >>> J(np.array([[2.0, 0.0]])).tolist()
+    [[[0.0, 2.0], [0.0, 1.0]]]
+    """
+    if not callable(f):
+        raise TypeError(f"jacobian: f must be callable, got {type(f).__name__}")
+    if mode not in ("auto", "fwd", "rev"):
+        raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
+    nums, multi = _normalize_argnums(argnums)
+    traced = traced_jacobian(f, nums, multi, mode)
+    name = f"jacobian_{getattr(f, '__name__', 'f')}"
+    functools.update_wrapper(traced, f, assigned=("__doc__",), updated=())
+    traced.__name__ = name
+    if sparse:
+        return SparseTransformed(traced, in_axes=in_axes, backend=backend, name=name)
+    return Transformed(traced, in_axes=in_axes, backend=backend, name=name)
+
+
+def compile(f, *, in_axes=0, backend="auto"):
+    """Compile the per-sample function ``f`` into a batch `Kernel`.
+
+    Derivatives inside ``f`` (``symjac.jacobian`` called on traced arguments)
+    are fused into the same kernel.
+
+    >>> import numpy as np, symjac
+    >>> def f(x):
+    ...     return x ** 2, symjac.jacobian(lambda y: y ** 2)(x)
+    >>> k = symjac.compile(f, backend="numpy")
+    >>> value, jac = k(np.array([[3.0]]))
+    >>> value.tolist(), jac.tolist()
+    ([[9.0]], [[[6.0]]])
+    """
+    return Kernel(f, in_axes=in_axes, backend=backend, name=getattr(f, "__name__", "kernel"))
+
