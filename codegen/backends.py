@@ -87,6 +87,7 @@ def compile_program(program: Program, backend: str, dtype: str = "float64") -> C
     name = f"symjac_kernel_{key}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # Numba's cache finds the kernel's globals by module name
     spec.loader.exec_module(module)
     compiled = CompiledKernel(module.kernel, source, path, backend, dtype)
     _LOADED[key] = compiled

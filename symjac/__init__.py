@@ -14,6 +14,15 @@ from symjac.transforms import compile, jacobian
 
 __version__ = "0.1.0"
 
-__all__ = ["jacobian", "compile", "trace", "Graph", "Kernel", "SparseJacobian", "TracedArray",
+__all__ = ["jacobian", "compile", "trace", "from_sympy", "Graph", "Kernel", "SparseJacobian", "TracedArray",
            "non_ieee_rewrites", "SymjacError", "TracerBoolError", "UnsupportedOperationError",
            "MissingRuleError", "__version__"]
+
+
+def __getattr__(name):
+    # SymPy loads only when its front end is used.
+    if name == "from_sympy":
+        from symjac.sympy_bridge import from_sympy
+
+        return from_sympy
+    raise AttributeError(f"module 'symjac' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The graph IR: hash-consed nodes and iterative walks.
 
-Every value symjac reasons about is a `Node` (op, args, attr, shape, dtype).
+Every value symjac reasons about is a `Node` (op, args, attr, shape, kind).
 Nodes are built only through `intern`, which returns the existing node when
 one with the same op, arguments and attribute already exists, so a repeated
 subexpression is one object from birth (CSE by construction).  Nothing here
@@ -25,19 +25,19 @@ class Node:
     ``op`` names the operation (see `symjac.ops`), ``args`` are the operand
     nodes, ``attr`` is a hashable attribute (the value of a constant, the
     position of an input), ``shape`` is the static shape (``()`` for the scalar
-    ops of this release) and ``dtype`` is ``"float"`` or ``"bool"``.
+    ops of this release) and ``kind`` (its dtype class) is ``"float"`` or ``"bool"``.
     Equality is identity: two nodes are equal exactly when they are the same
     node, which hash-consing makes the same as being structurally equal.
     """
 
-    __slots__ = ("op", "args", "attr", "shape", "dtype", "id", "__weakref__")
+    __slots__ = ("op", "args", "attr", "shape", "kind", "id", "__weakref__")
 
-    def __init__(self, op, args, attr, dtype):
+    def __init__(self, op, args, attr, kind):
         self.op = op
         self.args = args
         self.attr = attr
         self.shape = ()
-        self.dtype = dtype
+        self.kind = kind
         self.id = next(_ids)
 
     def __repr__(self):
@@ -61,12 +61,12 @@ def _const_key(value):
     return value.hex() if isinstance(value, float) else value
 
 
-def intern(op, args, attr=None, dtype="float"):
+def intern(op, args, attr=None, kind="float"):
     """Return the unique node for ``(op, args, attr)``, creating it if needed."""
     key = (op, tuple(a.id for a in args), _const_key(attr) if op == "const" else attr)
     node = _TABLE.get(key)
     if node is None:
-        node = Node(op, tuple(args), attr, dtype)
+        node = Node(op, tuple(args), attr, kind)
         _TABLE[key] = node
     return node
 

@@ -11,6 +11,7 @@ dtype, per-sample shape, batch sizes, the slice and the ``out=`` buffers.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from codegen import Param, Program, Stmt, compile_program, numba_available
 from symjac.graph import Graph, toposort, tree_size
 from symjac.ops import OPS
-from symjac.tracer import TracedArray, make_inputs, outputs_of, unflatten
+from symjac.tracer import TracedArray, call_traced, make_inputs, outputs_of, unflatten
 
 __all__ = ["Kernel", "lower", "resolve_backend", "normalize_in_axes"]
 
@@ -34,6 +35,10 @@ def resolve_backend(backend):
     if not numba_available():
         return "numpy"
     return "numba-parallel" if (os.cpu_count() or 1) > 1 else "numba"
+
+
+def _is_plus_zero(node):
+    return node.op == "const" and node.attr == 0.0 and math.copysign(1.0, node.attr) > 0
 
 
 def lower(graph: Graph, batched, title="kernel"):
@@ -61,11 +66,11 @@ def lower(graph: Graph, batched, title="kernel"):
     stores, zero_fill = [], set()
     for k, out in enumerate(graph.outputs):
         flat = out.ravel()
-        zeros = sum(1 for n in flat if n.op == "const" and n.attr == 0.0 and not str(n.attr).startswith("-"))
+        zeros = sum(1 for n in flat if _is_plus_zero(n))
         if zeros >= ZERO_FILL_MIN:
             zero_fill.add(k)
         for i, node in enumerate(flat):
-            if k in zero_fill and node.op == "const" and node.attr == 0.0 and not str(node.attr).startswith("-"):
+            if k in zero_fill and _is_plus_zero(node):
                 continue
             stores.append((k, i, names[node.id]))
     inputs = [Param(int(leaf.size), bool(b)) for leaf, b in zip(graph.inputs, batched)]
@@ -192,8 +197,7 @@ class Kernel:
     def specialize(self, shapes, axes):
         """Trace for per-sample ``shapes``; ``axes[k] is None`` marks shared args."""
         inputs = make_inputs(shapes)
-        result = self.fn(*[TracedArray(a.copy()) for a in inputs])
-        outputs, treedef = outputs_of(result)
+        outputs, treedef = outputs_of(call_traced(self.fn, inputs))
         self.graph = Graph(inputs, outputs, treedef=treedef)
         self._shapes, self._axes = tuple(shapes), tuple(axes)
         self._program = lower(self.graph, [a is not None for a in axes], self.name)
@@ -251,8 +255,8 @@ class Kernel:
         ins = []
         for arr, ax in zip(arrays, axes):
             c = np.ascontiguousarray(arr, dtype=dtype)
-            ins.append(c.reshape(batch, -1) if ax is not None else c.reshape(-1))
-        flat_outs = [o.reshape(batch, -1) for o in outs]
+            ins.append(c.reshape(batch, math.prod(c.shape[1:])) if ax is not None else c.reshape(-1))
+        flat_outs = [o.reshape(batch, math.prod(o.shape[1:])) for o in outs]
         self._compile(dtype).func(start, stop, *ins, *flat_outs)
         return unflatten(self.graph.treedef, outs)
 

@@ -324,6 +324,12 @@ UFUNCS = {
     "logical_and": _m("and"),
     "logical_or": _m("or"),
     "logical_not": _m("not"),
+    "logical_xor": _m("ne"),
+    # On the boolean results of comparisons, NumPy's & | ^ ~ are logical.
+    "bitwise_and": _m("and"),
+    "bitwise_or": _m("or"),
+    "bitwise_xor": _m("ne"),
+    "invert": _m("not"),
     "deg2rad": lambda x: make("mul", x, math.pi / 180.0),
     "radians": lambda x: make("mul", x, math.pi / 180.0),
     "rad2deg": lambda x: make("mul", x, 180.0 / math.pi),
@@ -472,6 +478,17 @@ def make_inputs(shapes, trace_id=None):
     return arrays
 
 
+def call_traced(f, arrays):
+    """Call ``f`` on traced copies of the leaf ``arrays``, explaining NumPy's
+    own error when a traced value is stored into a numeric array."""
+    try:
+        return f(*[TracedArray(a.copy()) for a in arrays])
+    except ValueError as e:
+        if "setting an array element with a sequence" in str(e):
+            raise TracerBoolError("storing into a numeric NumPy array (np.zeros, np.empty)") from e
+        raise
+
+
 def outputs_of(result):
     """(list of node arrays, treedef) for whatever a model returned.
 
@@ -526,8 +543,7 @@ def trace(f, *examples):
         raise TypeError(f"trace: f must be callable, got {type(f).__name__}")
     shapes = [_shape_of(e) for e in examples]
     inputs = make_inputs(shapes)
-    result = f(*[TracedArray(a.copy()) for a in inputs])
-    outputs, treedef = outputs_of(result)
+    outputs, treedef = outputs_of(call_traced(f, inputs))
     return Graph(inputs, outputs, treedef=treedef)
 
 

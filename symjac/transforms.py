@@ -19,7 +19,7 @@ from symjac.differentiate import jacobian_nodes
 from symjac.kernel import Kernel, check_arguments, resolve_backend
 from symjac.simplify import ZERO
 from symjac.sparse import SparseJacobian
-from symjac.tracer import TracedArray, as_nodes, is_traced, make_inputs, outputs_of, unflatten
+from symjac.tracer import TracedArray, as_nodes, call_traced, is_traced, make_inputs, outputs_of, unflatten
 
 __all__ = ["jacobian", "compile", "traced_jacobian"]
 
@@ -62,14 +62,14 @@ def traced_jacobian(f, argnums, multi, mode):
         if _distinct_leaves([arrays[i] for i in nums]) and len(nums) == len(set(nums)):
             # Arguments are independent leaves already: differentiate in place.
             variables = arrays
-            result = f(*[TracedArray(a.copy()) for a in arrays])
+            result = call_traced(f, arrays)
             substitute_back = None
         else:
             fresh = make_inputs([arrays[i].shape for i in nums])
             variables = list(arrays)
             for i, leaf in zip(nums, fresh):
                 variables[i] = leaf
-            result = f(*[TracedArray(a.copy()) for a in variables])
+            result = call_traced(f, variables)
             substitute_back = {l.id: n for i, leaf in zip(nums, fresh)
                                for l, n in zip(leaf.ravel(), np.broadcast_to(arrays[i], leaf.shape).ravel())}
         outs, treedef = outputs_of(result)

@@ -1,0 +1,1 @@
+"""symjac reference benchmarks (see benchmarks/RESULTS.md and DESIGN.md "Reference problems")."""
