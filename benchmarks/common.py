@@ -206,6 +206,59 @@ def compare(peer, ref):
     return float(diff.max()) if diff.size else 0.0, rel
 
 
+def nz_to_dense(values, rows, cols, shape):
+    """Dense ``(n, *shape)`` from per-sample nonzero values ``(n, nnz)`` at ``(rows, cols)``."""
+    d = np.zeros((values.shape[0],) + tuple(shape))
+    d[:, rows, cols] = values
+    return d
+
+
+def symjac_runner(f, args, jac_shape, *, backend, sparse, use_out=True, in_axes=0, argnums=0):
+    """A `Runner` for ``symjac.jacobian(f, argnums, backend=..., sparse=...)`` on ``args``.
+
+    ``jac_shape`` is the per-sample Jacobian as a matrix ``(m, n)`` (flattened
+    output by flattened input), used by ``dense()``.
+    With ``use_out`` the first call's result buffer is passed back as ``out=``
+    in every later call (dense: the ``(B, ...)`` array; sparse: the
+    ``(B, nnz)`` values).  ``info`` gets the kernel's stats.
+    """
+    import symjac
+
+    J = symjac.jacobian(f, argnums, in_axes=in_axes, backend=backend, sparse=sparse)
+    state = {}
+
+    def run():
+        if use_out and "out" in state:
+            state["res"] = J(*args, out=state["out"])
+        else:
+            state["res"] = J(*args)
+            if use_out:
+                state["out"] = state["res"].values if sparse else state["res"]
+
+    def dense(idx):
+        res = state["res"]
+        if sparse:
+            return nz_to_dense(res.values[idx], res.rows, res.cols, res.shape)
+        return np.asarray(res[idx]).reshape((len(idx),) + tuple(jac_shape))
+
+    small_args = [a[:1].copy() if ax is not None else a
+                  for a, ax in zip(args, in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args))]
+    small = {}
+
+    def small_call():
+        if "o" not in small:
+            r = J(*small_args)
+            small["o"] = r.values if sparse else r
+        J(*small_args, out=small["o"])
+
+    run()
+    st = J.kernel_for(*args).stats
+    res = state["res"]
+    info = {"nnz": res.nnz if sparse else st["output_entries"] - st["structural_zeros"],
+            "dag_ops": st["dag_ops"], "tree_ops": st["tree_ops"], "flops/sample": st["flops_per_sample"]}
+    return Runner(run, dense, info=info, small_call=small_call)
+
+
 # -- driver ---------------------------------------------------------------------
 
 def machine_line():

@@ -22,7 +22,7 @@ if __package__ in (None, ""):
 import numpy as np
 
 from benchmarks import common
-from benchmarks.common import Method, Runner, Skip
+from benchmarks.common import Method, Runner, nz_to_dense
 
 common.setup_env()  # fresh SYMJAC_CACHE_DIR before symjac is imported anywhere
 
@@ -125,43 +125,7 @@ def _preload_symjac():
 
 
 def _symjac(p, backend, sparse, use_out=True):
-    import symjac
-
-    J = symjac.jacobian(p.rhs, 0, backend=backend, sparse=sparse)
-    state = {}
-
-    def run():
-        if use_out and "out" in state:
-            state["res"] = J(p.X, p.K, out=state["out"])
-        else:
-            state["res"] = J(p.X, p.K)
-            if use_out:
-                state["out"] = state["res"].values if sparse else state["res"]
-
-    def dense(idx):
-        res = state["res"]
-        if sparse:
-            d = np.zeros((len(idx),) + res.shape)
-            d[:, res.rows, res.cols] = res.values[idx]
-            return d
-        return np.asarray(res[idx]).reshape(len(idx), NS, NS)
-
-    x1, k1 = p.X[:1].copy(), p.K[:1].copy()
-    out1 = {}
-
-    def small():
-        if "o" not in out1:
-            r = J(x1, k1)
-            out1["o"] = r.values if sparse else r
-        J(x1, k1, out=out1["o"])
-
-    runner = Runner(run, dense, small_call=small)
-    run()
-    k = J.kernel_for(p.X, p.K)
-    st = k.stats
-    runner.info.update(nnz=(state["res"].nnz if sparse else NS * NS - st["structural_zeros"]),
-                       dag_ops=st["dag_ops"], tree_ops=st["tree_ops"], flops=st["flops_per_sample"])
-    return runner
+    return common.symjac_runner(p.rhs, (p.X, p.K), (NS, NS), backend=backend, sparse=sparse, use_out=use_out)
 
 
 # -- peers ----------------------------------------------------------------------
@@ -243,12 +207,6 @@ def _symbolic_jacobian(mod):
     return xs, ks, nz, np.array(rows), np.array(cols)
 
 
-def _nz_dense(buf_rows_by_sample, rows, cols, idx, n_out, n_in):
-    d = np.zeros((len(idx), n_out, n_in))
-    d[:, rows, cols] = buf_rows_by_sample
-    return d
-
-
 def _preload_sympy():
     import sympy  # noqa: F401
 
@@ -266,7 +224,7 @@ def _sympy(p):
         for j, v in enumerate(vals):
             buf[j] = v
 
-    return Runner(run, lambda idx: _nz_dense(buf[:, idx].T, rows, cols, idx, NS, NS), info={"nnz": len(nz)})
+    return Runner(run, lambda idx: nz_to_dense(buf[:, idx].T, rows, cols, (NS, NS)), info={"nnz": len(nz)})
 
 
 def _preload_symengine():
@@ -284,7 +242,7 @@ def _symengine(p):
     def run():
         fn(inp, out=buf)
 
-    return Runner(run, lambda idx: _nz_dense(buf[idx], rows, cols, idx, NS, NS), info={"nnz": len(nz)})
+    return Runner(run, lambda idx: nz_to_dense(buf[idx], rows, cols, (NS, NS)), info={"nnz": len(nz)})
 
 
 def _preload_casadi():
@@ -307,7 +265,7 @@ def _casadi(p, mode):
     def run():
         state["res"] = Fm(XT, KT).full()  # DM (nnz, B) -> NumPy
 
-    return Runner(run, lambda idx: _nz_dense(state["res"][:, idx].T, rows, cols, idx, NS, NS),
+    return Runner(run, lambda idx: nz_to_dense(state["res"][:, idx].T, rows, cols, (NS, NS)),
                   info={"nnz": len(rows)})
 
 

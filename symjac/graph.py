@@ -141,8 +141,8 @@ class Graph:
 
     >>> import numpy as np, symjac
     >>> g = symjac.trace(lambda x: np.sin(x) * x, (3,))
-    >>> len(g), g(np.array([0.0, 1.0, 2.0]))[0].round(3).tolist()
-    (3, [0.0, 0.841, 1.819])
+    >>> len(g), g(np.array([0.0, 1.0, 2.0])).round(3).tolist()
+    (6, [0.0, 0.841, 1.819])
     """
 
     def __init__(self, inputs, outputs, *, treedef="*"):

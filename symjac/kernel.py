@@ -177,7 +177,7 @@ class Kernel:
     >>> k(np.ones((4, 2))).shape
     (4, 2)
     >>> k.stats["dag_ops"]
-    3
+    4
     """
 
     def __init__(self, fn, *, in_axes=0, backend="auto", name=None):

@@ -1,0 +1,7 @@
+"""``python -m symjac``: see `symjac.cli`."""
+
+import sys
+
+from symjac.cli import main
+
+sys.exit(main())
