@@ -121,45 +121,49 @@ def normalize_in_axes(in_axes, nargs, where="in_axes"):
     return axes
 
 
-def _arg_names(fn, n):
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    names = []
-    for i in range(n):
-        p = params[i] if i < len(params) and params[i].kind in (params[i].POSITIONAL_ONLY,
-                                                                params[i].POSITIONAL_OR_KEYWORD) else None
-        names.append(f"argument {i} ({p.name!r})" if p is not None else f"argument {i}")
-    return names
+class _Labels:
+    """Argument labels for error messages ("argument 1 ('k')"), made on demand:
+    inspecting a signature costs more than a small batch's whole call."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self._names = None
+
+    def __getitem__(self, i):
+        if self._names is None:
+            try:
+                params = list(inspect.signature(self.fn).parameters.values())
+            except (TypeError, ValueError):
+                params = []
+            self._names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return f"argument {i} ({self._names[i]!r})" if i < len(self._names) else f"argument {i}"
 
 
 def check_arguments(fn, args, in_axes):
-    """Validated (arrays with batch axis first, batch size, result dtype)."""
+    """Validated (arrays with batch axis first, axes, batch size, result dtype, labels)."""
     axes = normalize_in_axes(in_axes, len(args))
-    labels = _arg_names(fn, len(args))
+    labels = _Labels(fn)
     arrays, batch, first = [], None, None
-    for label, a, ax in zip(labels, args, axes):
+    for i, (a, ax) in enumerate(zip(args, axes)):
         if isinstance(a, TracedArray):
-            raise TypeError(f"{label} is a traced value; internal error: use the traced path")
+            raise TypeError(f"{labels[i]} is a traced value; internal error: use the traced path")
         arr = a if isinstance(a, np.ndarray) else np.asarray(a)
         if arr.dtype.kind == "c":
-            raise TypeError(f"{label} is complex ({arr.dtype}); symjac kernels are real-valued")
+            raise TypeError(f"{labels[i]} is complex ({arr.dtype}); symjac kernels are real-valued")
         if arr.dtype.kind not in "biuf":
-            raise TypeError(f"{label} must be a real numeric array, got dtype {arr.dtype}")
+            raise TypeError(f"{labels[i]} must be a real numeric array, got dtype {arr.dtype}")
         if ax is not None:
             if not -arr.ndim <= ax < arr.ndim:
-                raise ValueError(f"in_axes puts the batch axis of {label} at {ax}, but it has only "
+                raise ValueError(f"in_axes puts the batch axis of {labels[i]} at {ax}, but it has only "
                                  f"{arr.ndim} dimension(s) (shape {arr.shape})")
-            arr = np.moveaxis(arr, ax, 0)
+            arr = np.moveaxis(arr, ax, 0) if ax else arr
             if batch is None:
-                batch, first = arr.shape[0], label
+                batch, first = arr.shape[0], i
             elif arr.shape[0] != batch:
-                raise ValueError(f"{label} has batch size {arr.shape[0]} but {first} has {batch}; "
+                raise ValueError(f"{labels[i]} has batch size {arr.shape[0]} but {labels[first]} has {batch}; "
                                  "batched arguments must have the same batch size")
         arrays.append(arr)
-    floats = [arr.dtype for arr in arrays]
-    dtype = np.float32 if all(d == np.float32 for d in floats) else np.float64
+    dtype = np.float32 if all(arr.dtype == np.float32 for arr in arrays) else np.float64
     return arrays, axes, batch, np.dtype(dtype), labels
 
 
@@ -265,9 +269,9 @@ class Kernel:
             raise ValueError("in_axes changed between calls: which arguments are shared must stay fixed")
         if len(shapes) != len(self._shapes):
             raise TypeError(f"kernel was traced with {len(self._shapes)} arguments, got {len(shapes)}")
-        for label, s, t in zip(labels, shapes, self._shapes):
+        for i, (s, t) in enumerate(zip(shapes, self._shapes)):
             if tuple(s) != tuple(t):
-                raise ValueError(f"{label} has per-sample shape {tuple(s)}, but this kernel was traced "
+                raise ValueError(f"{labels[i]} has per-sample shape {tuple(s)}, but this kernel was traced "
                                  f"for {tuple(t)}; compile a new kernel for new shapes")
 
     @staticmethod
