@@ -5,9 +5,9 @@ plain data that a test can build by hand.
 """
 
 from codegen.backends import BACKENDS, CompiledKernel, compile_program, numba_available, print_program
-from codegen.printers import NumbaParallelPrinter, NumbaPrinter, NumPyPrinter, Printer, PrinterError
+from codegen.printers import NumbaPrinter, NumPyPrinter, Printer, PrinterError
 from codegen.program import Param, Program, Stmt
 
 __all__ = ["BACKENDS", "CompiledKernel", "compile_program", "numba_available", "print_program",
-           "Printer", "NumPyPrinter", "NumbaPrinter", "NumbaParallelPrinter", "PrinterError",
+           "Printer", "NumPyPrinter", "NumbaPrinter", "PrinterError",
            "Param", "Program", "Stmt"]

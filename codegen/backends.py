@@ -22,10 +22,11 @@ from codegen.printers import PRINTERS
 from codegen.program import Program
 
 __all__ = ["CompiledKernel", "compile_program", "print_program", "cache_dir", "numba_available",
-           "BACKENDS", "export_source"]
+           "BACKENDS", "export_source", "ParallelRunner", "num_threads"]
 
 BACKENDS = tuple(PRINTERS)
 _LOADED: dict = {}
+_MODULES: dict = {}
 
 
 def numba_available():
@@ -68,6 +69,56 @@ def _versions():
     return "/".join(parts)
 
 
+def num_threads():
+    """Worker threads for ``numba-parallel`` ($SYMJAC_NUM_THREADS, else the CPU count)."""
+    env = os.environ.get("SYMJAC_NUM_THREADS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"SYMJAC_NUM_THREADS must be a positive integer, got {env!r}")
+        return int(env)
+    return os.cpu_count() or 1
+
+
+class ParallelRunner:
+    """Run a ``nogil`` kernel over contiguous slices of ``[start, stop)`` on threads.
+
+    Samples are independent and each writes only its own output rows, so the
+    slices need no synchronisation; the calling thread takes the first slice.
+    """
+
+    min_chunk = 2048  # below this many samples per thread, threading costs more than it saves
+
+    def __init__(self, func):
+        self.func = func
+
+    def __call__(self, start, stop, *arrays):
+        n = stop - start
+        threads = min(num_threads(), max(1, n // self.min_chunk))
+        if threads <= 1:
+            return self.func(start, stop, *arrays)
+        bounds = [start + (n * i) // threads for i in range(threads + 1)]
+        pool = _pool(threads - 1)
+        futures = [pool.submit(self.func, bounds[i], bounds[i + 1], *arrays) for i in range(1, threads)]
+        try:
+            self.func(bounds[0], bounds[1], *arrays)
+        finally:
+            for fut in futures:
+                fut.result()
+        return None
+
+
+_POOL = [None, 0]
+
+
+def _pool(workers):
+    if _POOL[0] is None or _POOL[1] < workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL[0] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="symjac")
+        _POOL[1] = workers
+    return _POOL[0]
+
+
 def compile_program(program: Program, backend: str, dtype: str = "float64") -> CompiledKernel:
     """Print ``program`` for ``backend``, write it to the cache and load it."""
     if backend.startswith("numba"):
@@ -76,8 +127,19 @@ def compile_program(program: Program, backend: str, dtype: str = "float64") -> C
         import numba  # noqa: F401  (so its version enters the key)
     source = print_program(program, backend, dtype)
     key = hashlib.sha256((source + _versions()).encode()).hexdigest()[:20]
-    if key in _LOADED:
-        return _LOADED[key]
+    if (key, backend) in _LOADED:
+        return _LOADED[key, backend]
+    module = _MODULES.get(key)
+    if module is None:
+        module = _MODULES[key] = _load(source, key)
+    path = Path(module.__file__)
+    func = ParallelRunner(module.kernel) if backend == "numba-parallel" else module.kernel
+    compiled = CompiledKernel(func, source, path, backend, dtype)
+    _LOADED[key, backend] = compiled
+    return compiled
+
+
+def _load(source, key):
     path = cache_dir() / f"k_{key}.py"
     if not path.exists() or path.read_text() != source:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -89,9 +151,7 @@ def compile_program(program: Program, backend: str, dtype: str = "float64") -> C
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # Numba's cache finds the kernel's globals by module name
     spec.loader.exec_module(module)
-    compiled = CompiledKernel(module.kernel, source, path, backend, dtype)
-    _LOADED[key] = compiled
-    return compiled
+    return module
 
 
 def export_source(source: str, path, wrapper: str = "") -> Path:

@@ -35,19 +35,21 @@ import numpy as np
 
 _T = np.float64
 
-@numba.njit(parallel=False, nogil=True, cache=True, error_model='numpy', boundscheck=False)
+@numba.njit(nogil=True, cache=True, error_model='numpy', boundscheck=False)
 def kernel_demo(start, stop, x0, x1, out0):
     c0 = _T(2.0)
     for b in range(start, stop):
-        v0 = x0[b, 0]
+        r0 = x0[b]
+        o0 = out0[b]
+        v0 = r0[0]
         v1 = x1[0]
         v2 = v0 * v0
         v3 = v2 * v1
         v4 = np.sin(v3)
         v5 = v4 > v0
         v6 = v4 if v5 else c0
-        out0[b, 0] = v6
-        out0[b, 1] = c0
+        o0[0] = v6
+        o0[1] = c0
     return None
 
 kernel = kernel_demo
@@ -149,3 +151,38 @@ def test_backends_agree_on_values_and_jacobians():
         np.testing.assert_allclose(results[backend][0], ref_v, rtol=1e-13, atol=1e-15)
         # libm implementations may differ by an ulp, and cancellation amplifies it
         np.testing.assert_allclose(results[backend][1], ref_j, rtol=1e-12, atol=1e-13 * np.abs(ref_j).max())
+
+
+def test_parallel_runner_splits_the_batch(monkeypatch):
+    from codegen.backends import ParallelRunner
+
+    monkeypatch.setattr(ParallelRunner, "min_chunk", 1)
+    monkeypatch.setenv("SYMJAC_NUM_THREADS", "3")
+    calls = []
+
+    def record(start, stop, x, out):
+        calls.append((start, stop))
+        out[start:stop] = x[start:stop] * 2
+
+    x, out = np.arange(10.0), np.zeros(10)
+    ParallelRunner(record)(1, 9, x, out)
+    assert sorted(calls) == [(1, 3), (3, 6), (6, 9)]
+    assert out[0] == 0 and out[9] == 0 and np.array_equal(out[1:9], 2 * x[1:9])
+
+    # threaded numba-parallel results equal the serial kernel's, slices included
+    J_par = symjac.jacobian(random_model, backend="numba-parallel")
+    J_ser = symjac.jacobian(random_model, backend="numba")
+    xb = np.random.default_rng(5).normal(size=(40, 4))
+    buf = np.full((40, 4, 4), np.nan)
+    J_par(xb, out=buf, start=3, stop=37)
+    assert np.isnan(buf[:3]).all() and np.isnan(buf[37:]).all()
+    np.testing.assert_array_equal(buf[3:37], J_ser(xb)[3:37])
+
+    def boom(start, stop, *a):
+        raise RuntimeError(f"failed on {start}")
+
+    with pytest.raises(RuntimeError, match="failed on"):
+        ParallelRunner(boom)(0, 9)
+    monkeypatch.setenv("SYMJAC_NUM_THREADS", "zero")
+    with pytest.raises(ValueError, match="SYMJAC_NUM_THREADS"):
+        ParallelRunner(record)(0, 9, x, out)
