@@ -15,6 +15,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,11 @@ class ParallelRunner:
     """Run a ``nogil`` kernel over contiguous slices of ``[start, stop)`` on threads.
 
     Samples are independent and each writes only its own output rows, so the
-    slices need no synchronisation; the calling thread takes the first slice.
+    slices need no synchronisation; the calling thread takes the first slice
+    and a fresh thread each of the others (about 50 us a thread, against
+    milliseconds of work at ``min_chunk`` samples).  Measured on the kinetics
+    Jacobian (B = 10^5, 2 cores, interleaved runs): 19.8 ms, the same as the
+    ``prange`` version of the kernel, which costs twice the compile time.
     """
 
     min_chunk = 2048  # below this many samples per thread, threading costs more than it saves
@@ -97,26 +102,26 @@ class ParallelRunner:
         if threads <= 1:
             return self.func(start, stop, *arrays)
         bounds = [start + (n * i) // threads for i in range(threads + 1)]
-        pool = _pool(threads - 1)
-        futures = [pool.submit(self.func, bounds[i], bounds[i + 1], *arrays) for i in range(1, threads)]
+        errors = []
+
+        def work(lo, hi):
+            try:
+                self.func(lo, hi, *arrays)
+            except BaseException as e:  # re-raised in the caller
+                errors.append(e)
+
+        workers = [threading.Thread(target=work, args=(bounds[i], bounds[i + 1]), daemon=True)
+                   for i in range(1, threads)]
+        for w in workers:
+            w.start()
         try:
             self.func(bounds[0], bounds[1], *arrays)
         finally:
-            for fut in futures:
-                fut.result()
+            for w in workers:
+                w.join()
+        if errors:
+            raise errors[0]
         return None
-
-
-_POOL = [None, 0]
-
-
-def _pool(workers):
-    if _POOL[0] is None or _POOL[1] < workers:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL[0] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="symjac")
-        _POOL[1] = workers
-    return _POOL[0]
 
 
 def compile_program(program: Program, backend: str, dtype: str = "float64") -> CompiledKernel:
