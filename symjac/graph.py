@@ -10,7 +10,6 @@ imports the tracer, SymPy or a backend; every walk uses an explicit stack.
 from __future__ import annotations
 
 import itertools
-import math
 import weakref
 
 __all__ = ["Node", "intern", "toposort", "substitute", "tree_size", "Graph"]
@@ -179,7 +178,3 @@ class Graph:
         from symjac.sympy_bridge import graph_to_sympy
 
         return graph_to_sympy(self)
-
-
-def is_finite_const(node):
-    return node.op == "const" and math.isfinite(node.attr)
