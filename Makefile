@@ -28,10 +28,10 @@ test: $(VENV)/.test
 	$(PY) -m pytest
 
 bench: $(VENV)/.bench
-	$(PY) benchmarks/run_all.py
+	$(PY) -m benchmarks.run_all
 
 bench-quick: $(VENV)/.bench
-	$(PY) benchmarks/run_all.py --quick
+	$(PY) -m benchmarks.run_all --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

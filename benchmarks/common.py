@@ -4,13 +4,17 @@ What is measured, per method (symjac variants and optional peers):
 
 - first call: constructing the method (trace, differentiate, generate code,
   compile: whatever the method needs) plus its first evaluation on the full
-  batch.  By default each first call runs in a fresh Python process so that
-  no in-process cache (Numba's, JAX's, ...) helps; the library itself is
+  batch.  symjac's first calls run each in a fresh Python process so that no
+  in-process cache (Numba's, symjac's) helps; the peers' first calls are
+  measured in the benchmark process (nothing for the model was compiled
+  before, and it saves minutes of re-running slow peers).  Libraries are
   imported before the clock starts.  For symjac, ``SYMJAC_CACHE_DIR`` points
   to a new empty temporary directory (set before symjac is imported), so the
   disk cache does not hide the compile.
 - median: median of at least 5 timed evaluations (``time.perf_counter``)
-  after one untimed warm-up call.  Where a method accepts a preallocated
+  after the untimed in-process first call, which is the warm-up (fast
+  methods: more runs, until 0.5 s has been timed; methods slower than 1 s
+  per call: exactly 5).  Where a method accepts a preallocated
   output buffer (symjac ``out=``, SymEngine ``out=``, the SymPy assembly
   buffer) it is used, so allocation is not timed.
 - ratios: ``method_time / symjac_time``; > 1 means symjac is faster.
@@ -44,7 +48,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["setup_env", "time_median", "write_floors", "Method", "Runner", "Skip", "compare", "main"]
+__all__ = ["setup_env", "time_median", "time_small", "write_floors", "LoadMonitor", "wait_idle", "Method", "Runner",
+           "Skip", "compare", "nz_to_dense", "symjac_runner", "main"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ENV_DONE = False
@@ -75,12 +80,22 @@ def setup_env():
 
 # -- timing -------------------------------------------------------------------
 
-def time_median(fn, repeats=7, warmup=1):
-    """(median, min, all times) of ``repeats`` timed calls of ``fn`` after ``warmup`` calls."""
+MIN_REPEATS = 5  # medians are taken over at least this many timed runs
+SLOW_CALL = 1.0  # seconds: methods slower than this per call get MIN_REPEATS runs only
+
+
+def time_median(fn, repeats=7, warmup=1, min_total=0.5, max_repeats=200):
+    """(median, min, all times) of at least ``repeats`` timed calls of ``fn`` after
+    ``warmup`` calls; fast functions get more calls, until ``min_total`` seconds
+    have been timed (at most ``max_repeats``), so medians and load figures are
+    not made of a few milliseconds; functions slower than ``SLOW_CALL`` seconds
+    get ``MIN_REPEATS`` calls (if ``repeats`` is not smaller)."""
     for _ in range(warmup):
         fn()
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats or (sum(times) < min_total and len(times) < max_repeats):
+        if len(times) >= MIN_REPEATS and times[0] > SLOW_CALL:
+            break  # a slow method: the minimum number of runs keeps the suite's wall time reasonable
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -108,6 +123,68 @@ def time_small(fn, min_time=0.2, max_calls=100000):
     return float(np.median(samples))
 
 
+class LoadMonitor:
+    """CPU used by *other* processes while a block runs, in cores (0 = machine to ourselves).
+
+    Reads the machine-wide busy time from /proc/stat and subtracts this
+    process's own CPU time (and that of its waited-for children).  On a
+    shared 2-core machine a busy neighbour slows memory-bound and
+    multi-threaded runs (an OpenMP ``prange`` launch can wait a whole
+    scheduler tick, ~8 ms, for a core), so every timing carries this number.
+    """
+
+    def __init__(self):
+        self.start()
+
+    @staticmethod
+    def _busy():
+        try:
+            with open("/proc/stat") as fh:
+                vals = [int(v) for v in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+        return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own():
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def start(self):
+        self.t0, self.b0, self.o0 = time.perf_counter(), self._busy(), self._own()
+        return self
+
+    def cores(self):
+        """Average number of cores other processes used since ``start()``."""
+        b1 = self._busy()
+        if b1 is None or self.b0 is None:
+            return None
+        wall = time.perf_counter() - self.t0
+        if wall <= 0:
+            return 0.0
+        return max(0.0, ((b1 - self.b0) - (self._own() - self.o0)) / wall)
+
+
+def wait_idle(max_wait, threshold=0.3, window=2.0):
+    """Wait (up to ``max_wait`` s) until other processes use < ``threshold`` cores
+    over a ``window``-second sample.  Returns the last measured load."""
+    deadline = time.perf_counter() + max_wait
+    waited = False
+    while True:
+        mon = LoadMonitor()
+        time.sleep(window)
+        load = mon.cores()
+        if load is None or load < threshold or time.perf_counter() >= deadline:
+            if waited:
+                print(f"  (waited for an idle machine: background load now {load:.2f} cores)", flush=True)
+            return load
+        if not waited:
+            print(f"  (machine busy: other processes use {load:.2f} cores; waiting up to {max_wait:.0f} s)",
+                  flush=True)
+        waited = True
+
+
 _PAR_FILL = None
 
 
@@ -130,8 +207,11 @@ def write_floors(shape, repeats=7, dtype=np.float64):
     """Times to write an array of ``shape`` once on a preallocated buffer.
 
     Returns {"fill (numpy, 1 thread)": t, "fill (numba prange)": t,
-    "copyto (read+write)": t}, each a median over ``repeats`` runs; a
-    missing Numba drops the prange entry.
+    "copyto (read+write)": t, "memset (libc, all threads)": t,
+    "fresh np.empty + fill (page faults)": t}, each a median over
+    ``repeats`` runs (the last over at most 5); a missing Numba drops the
+    prange entry.  The "fill" entries define the floor of the targets; the
+    memset (non-temporal stores) and fresh-allocation rows are context.
     """
     buf = np.empty(shape, dtype)
     buf[...] = 0.0  # touch every page first
@@ -149,8 +229,42 @@ def write_floors(shape, repeats=7, dtype=np.float64):
         pass
     src = np.full(shape, 3.0, dtype)
     res["copyto (read+write)"] = time_median(lambda: np.copyto(buf, src), repeats)[0]
-    del src, buf
+    del src
+    ms = _memset_threads(buf)
+    if ms is not None:
+        res["memset (libc, all threads)"] = time_median(ms, repeats)[0]
+    del buf
+
+    def fresh():
+        b = np.empty(shape, dtype)
+        b.fill(1.0)
+
+    res["fresh np.empty + fill (page faults)"] = time_median(fresh, min(repeats, 5), min_total=0)[0]
     return res
+
+
+def _memset_threads(buf):
+    """``buf`` zeroed by libc memset, one slice per core (glibc uses non-temporal
+    stores for large sizes: no read-for-ownership, the strictest write floor)."""
+    try:
+        import ctypes
+        from concurrent.futures import ThreadPoolExecutor
+
+        libc = ctypes.CDLL(None)
+        memset = libc.memset
+        memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return None
+    n = os.cpu_count() or 1
+    ptr, nbytes = buf.ctypes.data, buf.nbytes
+    bounds = [(nbytes * i // n) & ~63 for i in range(n)] + [nbytes]
+    parts = [(ptr + a, b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+    pool = ThreadPoolExecutor(n)
+
+    def run():
+        list(pool.map(lambda pb: memset(pb[0], 0, pb[1]), parts))
+
+    return run
 
 
 # -- methods --------------------------------------------------------------------
@@ -178,6 +292,8 @@ class Method:
     preload: Callable = lambda: None  # library imports, done before the first-call clock starts
     note: str = ""
     key: str = ""  # short id used on the command line
+    default: bool = True  # False: run only when named in --methods
+    fresh_first_call: bool = True  # measure the first call in a fresh process (False: in this process)
 
     def __post_init__(self):
         if not self.key:
@@ -213,14 +329,17 @@ def nz_to_dense(values, rows, cols, shape):
     return d
 
 
-def symjac_runner(f, args, jac_shape, *, backend, sparse, use_out=True, in_axes=0, argnums=0):
+def symjac_runner(f, args, jac_shape, *, backend, sparse, use_out=True, in_axes=0, argnums=0,
+                  non_ieee=False):
     """A `Runner` for ``symjac.jacobian(f, argnums, backend=..., sparse=...)`` on ``args``.
 
     ``jac_shape`` is the per-sample Jacobian as a matrix ``(m, n)`` (flattened
     output by flattened input), used by ``dense()``.
     With ``use_out`` the first call's result buffer is passed back as ``out=``
     in every later call (dense: the ``(B, ...)`` array; sparse: the
-    ``(B, nnz)`` values).  ``info`` gets the kernel's stats.
+    ``(B, nnz)`` values).  ``info`` gets the kernel's stats.  With
+    ``non_ieee`` the model is traced inside ``symjac.non_ieee_rewrites()``
+    (``x*0 -> 0`` etc., as SymPy/SymEngine/CasADi do by default).
     """
     import symjac
 
@@ -251,7 +370,11 @@ def symjac_runner(f, args, jac_shape, *, backend, sparse, use_out=True, in_axes=
             small["o"] = r.values if sparse else r
         J(*small_args, out=small["o"])
 
-    run()
+    if non_ieee:
+        with symjac.non_ieee_rewrites():
+            run()  # the first call traces
+    else:
+        run()
     st = J.kernel_for(*args).stats
     res = state["res"]
     info = {"nnz": res.nnz if sparse else st["output_entries"] - st["structural_zeros"],
@@ -297,6 +420,10 @@ def _fmt_ratio(r):
     if r is None or not np.isfinite(r):
         return "-"
     return f"{r:.2f}x" if r < 100 else f"{r:.0f}x"
+
+
+def _fmt_load(x):
+    return "-" if x is None else f"{x:.2f}"
 
 
 def _fmt_err(e):
@@ -352,6 +479,9 @@ def parse_args(argv, default_B, quick_B, description):
     p.add_argument("--no-isolate", action="store_true",
                    help="measure first calls in this process instead of a fresh one per method")
     p.add_argument("--json", default=None, help="write the results as JSON to this file")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                   help="before each method's timed runs, wait up to SECONDS for other processes to "
+                        "use < 0.3 cores (shared machines)")
     p.add_argument("--first-call", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.B is None:
@@ -383,19 +513,28 @@ def main(problem_mod, argv=None):
         print(line)
     print(f"- batch B = {B}, {repeats} timed runs per method (median), first calls "
           f"{'in this process' if args.no_isolate else 'each in a fresh process'}")
-    print(f"- machine: {machine_line()}")
+    print(f"- machine: {machine_line()}; load average at start {os.getloadavg()[0]:.2f}")
 
     # write floors
     floors = {}
+    if args.wait_idle > 0:
+        wait_idle(args.wait_idle)
+    mon = LoadMonitor()
     for label, shape in problem_mod.floor_shapes(problem):
         for how, t in write_floors(shape, repeats=max(repeats, 5)).items():
             floors[f"{label}: {how}"] = (t, shape)
+    floor_load = mon.cores()
+    run_mon = LoadMonitor()
 
     selected = None
     if args.methods:
         selected = {s.strip() for s in args.methods.split(",") if s.strip()}
     methods = [m for i, m in enumerate(problem_mod.METHODS)
-               if selected is None or i == 0 or m.key in selected or m.name in selected]
+               if (selected is None and m.default) or i == 0
+               or (selected is not None and (m.key in selected or m.name in selected))]
+    optional = [m.key for m in problem_mod.METHODS if not m.default and m not in methods]
+    if optional:
+        print(f"- not run by default (add with --methods): {', '.join(optional)}")
 
     idx = problem_mod.check_indices(B)
     results, ref_dense = [], None
@@ -410,9 +549,13 @@ def main(problem_mod, argv=None):
             print(f"  [skip] {m.name}: {e}")
             continue
         print(f"  running {m.name} ...", flush=True)
-        if not args.no_isolate:
+        isolate = not args.no_isolate and m.fresh_first_call
+        if isolate:
+            if args.wait_idle > 0:
+                wait_idle(args.wait_idle)
+            fmon = LoadMonitor()
             fc, err = _first_call_subprocess(f"benchmarks.{problem_mod.NAME}", m.key, B, timeout=600)
-            row["first_call"] = fc
+            row["first_call"], row["first_call_bg_load"] = fc, fmon.cores()
             if err:
                 row["first_call_error"] = err
                 if err.startswith("skipped"):
@@ -420,15 +563,24 @@ def main(problem_mod, argv=None):
                     print(f"  [skip] {m.name}: {err}")
                     continue
         try:
+            if not isolate and args.wait_idle > 0:
+                wait_idle(args.wait_idle)
+            fmon = LoadMonitor()
             t0 = time.perf_counter()
             runner = m.setup(problem)
             runner.run()
             t_first_inproc = time.perf_counter() - t0
-            if args.no_isolate:
+            inproc_load = fmon.cores()
+            if not isolate:
                 row["first_call"] = t_first_inproc
+                row["first_call_inproc_only"] = True
+                row["first_call_bg_load"] = inproc_load
             row["first_call_inproc"] = t_first_inproc
-            med, mn, times = time_median(runner.run, repeats)
-            row.update(median=med, min=mn, times=times)
+            if args.wait_idle > 0:
+                wait_idle(args.wait_idle)
+            mon = LoadMonitor()
+            med, mn, times = time_median(runner.run, repeats, warmup=0)  # the first call warmed up
+            row.update(median=med, min=mn, times=times, bg_load=mon.cores())
             dense = runner.dense(idx)
             if ref_dense is None:
                 ref_dense = dense
@@ -449,7 +601,8 @@ def main(problem_mod, argv=None):
 
     res = {"problem": problem_mod.NAME, "title": title, "B": B, "repeats": repeats, "quick": args.quick,
            "machine": machine_line(), "versions": versions_line(), "methods": results,
-           "floors": {k: v[0] for k, v in floors.items()},
+           "floors": {k: v[0] for k, v in floors.items()}, "floor_bg_load": floor_load,
+           "bg_load": run_mon.cores(),
            "floor_shapes": {k: list(v[1]) for k, v in floors.items()},
            "description": list(problem_mod.describe(problem))}
     print()
@@ -472,27 +625,34 @@ def print_table(res, refs):
     """Markdown table: ratios vs each symjac reference first, then times and errors."""
     ref_rows = [(label, _by_name(res, name)) for label, name in refs]
     head = ["method"] + [f"time / {label}" for label, _ in ref_rows] + \
-        ["median", "first call", "max abs err", "max rel err", "notes"]
+        ["median", "first call", "max abs err", "max rel err", "bg load (timed / first)", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in res["methods"]:
         if r["median"] is None:
-            cells = [r["name"]] + ["-"] * len(ref_rows) + ["-", _fmt_time(r["first_call"]), "-", "-",
+            cells = [r["name"]] + ["-"] * len(ref_rows) + ["-", _fmt_time(r["first_call"]), "-", "-", "-",
                                                               r["status"]]
         else:
             ratios = [_fmt_ratio(r["median"] / ref["median"]) if ref else "-" for _, ref in ref_rows]
             note = r["note"]
             if r.get("first_call_error"):
                 note += f" (first call: {r['first_call_error']})"
-            cells = [r["name"], *ratios, _fmt_time(r["median"]), _fmt_time(r["first_call"]),
-                     _fmt_err(r["abs_err"]), _fmt_err(r["rel_err"]), note]
+            fc = _fmt_time(r["first_call"]) + (" *" if r.get("first_call_inproc_only") else "")
+            cells = [r["name"], *ratios, _fmt_time(r["median"]), fc,
+                     _fmt_err(r["abs_err"]), _fmt_err(r["rel_err"]),
+                     f'{_fmt_load(r.get("bg_load"))} / {_fmt_load(r.get("first_call_bg_load"))}', note]
         lines.append("| " + " | ".join(cells) + " |")
     for label, t in res["floors"].items():
         shape = res["floor_shapes"][label]
         mb = np.prod(shape) * 8 / 1e6
         ratios = [_fmt_ratio(t / ref["median"]) if ref else "-" for _, ref in ref_rows]
         lines.append("| " + " | ".join([f"write floor {label}", *ratios, _fmt_time(t), "-", "-", "-",
+                                        _fmt_load(res.get("floor_bg_load")),
                                         f"{tuple(shape)} float64, {mb:.0f} MB, {mb / 1e3 / t:.1f} GB/s"]) + " |")
     print("\n".join(lines))
+    print("\n(ratios: method time / symjac time, > 1 means symjac is faster; first call: construct + first "
+          "evaluation in a fresh process, or, marked *, in the benchmark process after the library import "
+          "(nothing for this model compiled before); bg load: average number of cores used by other "
+          "processes during the timed runs / during the first call; 0 = quiet machine)")
     overheads = [(r["name"], r["info"]["call_overhead_B1"]) for r in res["methods"]
                  if r["info"].get("call_overhead_B1") is not None]
     if overheads:
@@ -535,8 +695,8 @@ def print_targets(res, targets):
             r = a["median"] / ft
             print(f"- {mine} within {factor}x of the write floor ({label}, {_fmt_time(ft)}): "
                   f"{r:.2f}x -> {'MET' if r <= factor else 'MISSED'}")
-            for k, v in cands.items():
-                if k != label:
+            for k, v in res["floors"].items():
+                if k.startswith(floor_label + ":") and k != label:
                     print(f"    (vs {k}, {_fmt_time(v)}: {a['median'] / v:.2f}x)")
         elif kind == "first":
             _, mine, secs = t
@@ -547,3 +707,20 @@ def print_targets(res, targets):
             fc = a["first_call"]
             print(f"- {mine} first call under {secs} s: {fc:.2f} s -> {'MET' if fc <= secs else 'MISSED'}")
     print()
+
+
+def symjac_methods(run, preload, dense_shape):
+    """The symjac rows every benchmark has: dense and sparse, threaded and one
+    thread, and dense without ``out=``.  ``run(p, backend, sparse, use_out)``."""
+    return [
+        Method("symjac dense (numba-parallel)", lambda p: run(p, "numba-parallel", False, True), preload,
+               "reference; out= preallocated", key="symjac-dense"),
+        Method("symjac sparse (numba-parallel)", lambda p: run(p, "numba-parallel", True, True), preload,
+               "(B, nnz) values, out= preallocated", key="symjac-sparse"),
+        Method("symjac dense (numba, 1 thread)", lambda p: run(p, "numba", False, True), preload,
+               "out= preallocated", key="symjac-dense-1t"),
+        Method("symjac sparse (numba, 1 thread)", lambda p: run(p, "numba", True, True), preload,
+               "(B, nnz) values, out= preallocated", key="symjac-sparse-1t"),
+        Method("symjac dense, no out= (numba-parallel)", lambda p: run(p, "numba-parallel", False, False),
+               preload, f"allocates the {dense_shape} result each call", key="symjac-dense-alloc"),
+    ]

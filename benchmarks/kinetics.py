@@ -269,28 +269,23 @@ def _casadi(p, mode):
                   info={"nnz": len(rows)})
 
 
-METHODS = [
-    Method("symjac dense (numba-parallel)", lambda p: _symjac(p, "numba-parallel", False), _preload_symjac,
-           "reference; out= preallocated", key="symjac-dense"),
-    Method("symjac sparse (numba-parallel)", lambda p: _symjac(p, "numba-parallel", True), _preload_symjac,
-           "(B, nnz) values, out= preallocated", key="symjac-sparse"),
-    Method("symjac dense (numba, 1 thread)", lambda p: _symjac(p, "numba", False), _preload_symjac,
-           "out= preallocated", key="symjac-dense-1t"),
-    Method("symjac sparse (numba, 1 thread)", lambda p: _symjac(p, "numba", True), _preload_symjac,
-           "(B, nnz) values, out= preallocated", key="symjac-sparse-1t"),
-    Method("symjac dense, no out= (numba-parallel)", lambda p: _symjac(p, "numba-parallel", False, False),
-           _preload_symjac, "allocates the (B, 30, 30) result each call", key="symjac-dense-alloc"),
-    Method("JAX jit(vmap(jacfwd))", _jax, _preload_jax, "float64, dense (B, 30, 30), allocates", key="jax"),
-    Method("torch.func vmap(jacfwd)", _torch, _preload_torch, "float64, dense, allocates", key="torch"),
+METHODS = common.symjac_methods(_symjac, _preload_symjac, "(B, 30, 30)") + [
+    Method("JAX jit(vmap(jacfwd))", _jax, _preload_jax, "float64, dense (B, 30, 30), allocates",
+           key="jax", fresh_first_call=False),
+    Method("torch.func vmap(jacfwd)", _torch, _preload_torch, "float64, dense, allocates",
+           key="torch", fresh_first_call=False),
     Method("SymPy lambdify(cse=True)", _sympy, _preload_sympy,
            "nnz entries, NumPy-vectorized, into a preallocated (nnz, B) buffer; inputs pre-transposed",
-           key="sympy"),
+           key="sympy", fresh_first_call=False),
     Method("SymEngine Lambdify LLVM (1 thread)", _symengine, _preload_symengine,
-           "nnz entries, cse=True, out= (B, nnz); input pre-stacked (B, 110)", key="symengine"),
+           "nnz entries, cse=True, out= (B, nnz); input pre-stacked (B, 110)",
+           key="symengine", fresh_first_call=False),
     Method("CasADi SX map thread(2)", lambda p: _casadi(p, "thread"), _preload_casadi,
-           "nnz as dense (nnz, B) DM, + .full()", key="casadi-thread"),
+           "nnz as dense (nnz, B) DM, + .full(); map 'thread' (2) was faster than 'serial' "
+           "in our runs (--methods casadi-serial to compare)", key="casadi-thread", fresh_first_call=False),
     Method("CasADi SX map serial", lambda p: _casadi(p, "serial"), _preload_casadi,
-           "nnz as dense (nnz, B) DM, + .full()", key="casadi-serial"),
+           "nnz as dense (nnz, B) DM, + .full()",
+           key="casadi-serial", fresh_first_call=False, default=False),
 ]
 
 REFS = [("symjac dense", "symjac dense (numba-parallel)"), ("symjac sparse", "symjac sparse (numba-parallel)")]

@@ -248,7 +248,11 @@ class Kernel:
 
     # -- running ---------------------------------------------------------
     def __call__(self, *args, out=None, start=0, stop=None):
-        arrays, axes, batch, dtype, labels = check_arguments(self.fn, args, self.in_axes)
+        return self.run(check_arguments(self.fn, args, self.in_axes), out=out, start=start, stop=stop)
+
+    def run(self, checked, *, out=None, start=0, stop=None):
+        """`__call__` on arguments already passed through `check_arguments`."""
+        arrays, axes, batch, dtype, labels = checked
         shapes = [arr.shape[1:] if ax is not None else arr.shape for arr, ax in zip(arrays, axes)]
         if self.graph is None:
             self.specialize(shapes, axes)

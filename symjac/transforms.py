@@ -113,7 +113,10 @@ class Transformed:
 
     def kernel_for(self, *args):
         """The `Kernel` that a call with these arguments uses (traced on demand)."""
-        arrays, axes, _, _, _ = check_arguments(self._traced, args, self.in_axes)
+        return self._kernel_for(check_arguments(self._traced, args, self.in_axes))
+
+    def _kernel_for(self, checked):
+        arrays, axes = checked[0], checked[1]
         shapes = tuple(a.shape[1:] if ax is not None else a.shape for a, ax in zip(arrays, axes))
         key = (shapes, tuple(ax is None for ax in axes))
         k = self._kernels.get(key)
@@ -126,7 +129,8 @@ class Transformed:
     def __call__(self, *args, out=None, start=0, stop=None):
         if any(is_traced(a) for a in args):
             return self._traced(*[a if isinstance(a, TracedArray) else TracedArray(as_nodes(a)) for a in args])
-        return self.kernel_for(*args)(*args, out=out, start=start, stop=stop)
+        checked = check_arguments(self._traced, args, self.in_axes)
+        return self._kernel_for(checked).run(checked, out=out, start=start, stop=stop)
 
     def __repr__(self):
         return f"<symjac transform {self.name!r}, {len(self._kernels)} compiled shape(s)>"
@@ -158,8 +162,8 @@ class SparseTransformed(Transformed):
         self._last = (patterns, treedef)
         return unflatten(treedef, values)
 
-    def kernel_for(self, *args):
-        k = super().kernel_for(*args)
+    def _kernel_for(self, checked):
+        k = super()._kernel_for(checked)
         if id(k) not in self._patterns:
             self._patterns[id(k)] = self._last
         return k
@@ -167,8 +171,9 @@ class SparseTransformed(Transformed):
     def __call__(self, *args, out=None, start=0, stop=None):
         if any(is_traced(a) for a in args):
             raise TypeError("a sparse Jacobian cannot be used inside a traced function; use sparse=False")
-        k = self.kernel_for(*args)
-        values = k(*args, out=out, start=start, stop=stop)
+        checked = check_arguments(self._traced, args, self.in_axes)
+        k = self._kernel_for(checked)
+        values = k.run(checked, out=out, start=start, stop=stop)
         patterns, treedef = self._patterns[id(k)]
         leaves, _ = _flatten_values(values)
         return unflatten(treedef, [SparseJacobian(v, *p) for v, p in zip(leaves, patterns)])
