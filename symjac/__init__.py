@@ -10,11 +10,11 @@ from symjac.kernel import Kernel
 from symjac.simplify import non_ieee_rewrites
 from symjac.sparse import SparseJacobian
 from symjac.tracer import TracedArray, trace
-from symjac.transforms import compile, jacobian
+from symjac.transforms import compile, divergence, gradient, hessian, jacobian, laplacian
 
 __version__ = "0.1.0"
 
-__all__ = ["jacobian", "compile", "trace", "from_sympy", "Graph", "Kernel", "SparseJacobian", "TracedArray",
+__all__ = ["jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "trace", "from_sympy", "Graph", "Kernel", "SparseJacobian", "TracedArray",
            "non_ieee_rewrites", "SymjacError", "TracerBoolError", "UnsupportedOperationError",
            "MissingRuleError", "__version__"]
 

@@ -17,11 +17,13 @@ import numpy as np
 
 from symjac.differentiate import jacobian_nodes
 from symjac.kernel import Kernel, check_arguments, resolve_backend
-from symjac.simplify import ZERO
+from symjac.graph import substitute
+from symjac.laplacian import laplacian_nodes
+from symjac.simplify import ZERO, make
 from symjac.sparse import SparseJacobian
 from symjac.tracer import TracedArray, as_nodes, call_traced, is_traced, make_inputs, outputs_of, unflatten
 
-__all__ = ["jacobian", "compile", "traced_jacobian"]
+__all__ = ["jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "traced_jacobian"]
 
 
 def _normalize_argnums(argnums):
@@ -40,7 +42,10 @@ def _check_argnums(argnums, nargs):
         if not -nargs <= a < nargs:
             raise ValueError(f"argnums entry {a} is out of range for a function called with {nargs} "
                              "positional argument(s)")
-    return tuple(a % nargs for a in argnums)
+    nums = tuple(a % nargs for a in argnums)
+    if len(set(nums)) != len(nums):
+        raise ValueError(f"argnums {tuple(argnums)} name the same argument twice")
+    return nums
 
 
 def _distinct_leaves(arrays):
@@ -53,50 +58,106 @@ def _distinct_leaves(arrays):
     return True
 
 
+class _Variables:
+    """``f`` called with the differentiation variables as independent leaves.
+
+    When the arguments at ``nums`` are distinct input leaves already, ``f``
+    sees them as they are; otherwise (a computed value, a leaf used twice)
+    fresh leaves stand in and `back` substitutes the real values into any
+    derivative built from them.
+    """
+
+    def __init__(self, f, args, nums):
+        arrays = [as_nodes(a) for a in args]
+        self.back = None
+        if _distinct_leaves([arrays[i] for i in nums]):
+            self.arrays = arrays
+        else:
+            fresh = make_inputs([arrays[i].shape for i in nums])
+            self.arrays = list(arrays)
+            for i, leaf in zip(nums, fresh):
+                self.arrays[i] = leaf
+            self.back = {l.id: n for i, leaf in zip(nums, fresh)
+                         for l, n in zip(leaf.ravel(), np.broadcast_to(arrays[i], leaf.shape).ravel())}
+        self.outs, self.treedef = outputs_of(call_traced(f, self.arrays))
+        self.flat_in = [n for i in nums for n in self.arrays[i].ravel()]
+
+    def substitute(self, nodes):
+        """``nodes`` (an object array) with the stand-in leaves replaced."""
+        if not self.back or not nodes.size:
+            return nodes
+        new = substitute(list(nodes.ravel()), self.back, lambda node, a: make(node.op, *a))
+        return np.array(new, dtype=object).reshape(nodes.shape)
+
+
+def _traced(a):
+    return TracedArray(a if a.ndim else _scalar(a[()]))
+
+
+def _scalar(node):
+    out = np.empty((), dtype=object)
+    out[()] = node
+    return out
+
+
 def traced_jacobian(f, argnums, multi, mode):
     """The per-sample Jacobian of ``f`` as a function of traced arrays."""
 
     def jac(*args):
         nums = _check_argnums(argnums, len(args))
-        arrays = [as_nodes(a) for a in args]
-        if _distinct_leaves([arrays[i] for i in nums]) and len(nums) == len(set(nums)):
-            # Arguments are independent leaves already: differentiate in place.
-            variables = arrays
-            result = call_traced(f, arrays)
-            substitute_back = None
-        else:
-            fresh = make_inputs([arrays[i].shape for i in nums])
-            variables = list(arrays)
-            for i, leaf in zip(nums, fresh):
-                variables[i] = leaf
-            result = call_traced(f, variables)
-            substitute_back = {l.id: n for i, leaf in zip(nums, fresh)
-                               for l, n in zip(leaf.ravel(), np.broadcast_to(arrays[i], leaf.shape).ravel())}
-        outs, treedef = outputs_of(result)
-        flat_out = [n for o in outs for n in o.ravel()]
-        flat_in = [n for i in nums for n in variables[i].ravel()]
-        J = jacobian_nodes(flat_out, flat_in, mode)
-        if substitute_back:
-            from symjac.graph import substitute
-            from symjac.simplify import make
-
-            new = substitute(list(J.ravel()), substitute_back, lambda node, a: make(node.op, *a))
-            J = np.array(new, dtype=object).reshape(J.shape) if J.size else J
+        v = _Variables(f, args, nums)
+        flat_out = [n for o in v.outs for n in o.ravel()]
+        J = v.substitute(jacobian_nodes(flat_out, v.flat_in, mode))
         blocks, r = [], 0
-        jac.block_out_ndims = [o.ndim for o in outs for _ in nums]
-        for o in outs:
+        jac.block_out_ndims = [o.ndim for o in v.outs for _ in nums]
+        for o in v.outs:
             row, c = [], 0
             for i in nums:
-                shape = o.shape + variables[i].shape
-                block = np.empty(shape, dtype=object)
-                block.reshape(-1)[:] = list(J[r: r + o.size, c: c + variables[i].size].ravel()) if block.size else []
+                size = v.arrays[i].size
+                block = J[r: r + o.size, c: c + size].reshape(o.shape + v.arrays[i].shape)
                 row.append(TracedArray(block))
-                c += variables[i].size
+                c += size
             blocks.append(tuple(row) if multi else row[0])
             r += o.size
-        return unflatten(treedef, blocks)
+        return unflatten(v.treedef, blocks)
 
     return jac
+
+
+def traced_divergence(f, argnum, mode):
+    """Per-sample divergence: sum_i d f_i / d x_i, only the diagonal built into the kernel."""
+
+    def div(*args):
+        (num,) = _check_argnums((argnum,), len(args))
+        v = _Variables(f, args, (num,))
+        if v.treedef != "*" or v.outs[0].shape != v.arrays[num].shape:
+            got = "a tuple" if v.treedef != "*" else f"shape {v.outs[0].shape}"
+            raise ValueError(f"divergence needs f to return one array shaped like argument {num} "
+                             f"{v.arrays[num].shape}, got {got}")
+        J = jacobian_nodes(list(v.outs[0].ravel()), v.flat_in, mode)
+        total = ZERO
+        for i in range(J.shape[0]):
+            total = make("add", total, J[i, i])
+        return _traced(v.substitute(_scalar(total)))
+
+    return div
+
+
+def traced_laplacian(f, argnum):
+    """Per-sample Laplacian of each component of f, by the forward Laplacian."""
+
+    def lap(*args):
+        (num,) = _check_argnums((argnum,), len(args))
+        v = _Variables(f, args, (num,))
+        blocks = []
+        for o in v.outs:
+            L, _ = laplacian_nodes(list(o.ravel()), v.flat_in)
+            arr = np.empty(o.shape, dtype=object)
+            arr.reshape(-1)[:] = L if arr.size else []
+            blocks.append(_traced(v.substitute(arr)))
+        return unflatten(v.treedef, blocks)
+
+    return lap
 
 
 class Transformed:
@@ -221,6 +282,95 @@ def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=Fal
     if sparse:
         return SparseTransformed(traced, in_axes=in_axes, backend=backend, name=name)
     return Transformed(traced, in_axes=in_axes, backend=backend, name=name)
+
+
+def _transform(traced, f, kind, in_axes, backend):
+    name = f"{kind}_{getattr(f, '__name__', 'f')}"
+    traced.__name__ = name
+    return Transformed(traced, in_axes=in_axes, backend=backend, name=name)
+
+
+def _check_callable(f, what):
+    if not callable(f):
+        raise TypeError(f"{what}: f must be callable, got {type(f).__name__}")
+
+
+def _single_argnum(argnums, what):
+    if isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool):
+        return int(argnums)
+    raise TypeError(f"{what} takes one argnum (an int), got {argnums!r}")
+
+
+def gradient(f, argnums=0, *, in_axes=0, backend="auto"):
+    """Batched gradient of a per-sample scalar function ``f``.
+
+    Same conventions as `jacobian` (``argnums``, ``in_axes``, composition);
+    ``f`` must return a scalar per sample, and the gradient has the shape of
+    the argument, ``(B, *in_shape)`` (a tuple for several ``argnums``).
+
+    >>> import numpy as np, symjac
+    >>> g = symjac.gradient(lambda x: np.sum(x ** 2) * x[0], backend="numpy")
+    >>> g(np.array([[1.0, 2.0]]))
+    array([[7., 4.]])
+    """
+    _check_callable(f, "gradient")
+
+    def scalar_f(*args):
+        result = f(*args)
+        shape = np.shape(as_nodes(result)) if not isinstance(result, tuple) else "a tuple"
+        if shape != ():
+            raise ValueError(f"gradient needs f to return a scalar per sample, got {shape}; "
+                             "use symjac.jacobian for array outputs")
+        return result
+
+    nums, multi = _normalize_argnums(argnums)
+    return _transform(traced_jacobian(scalar_f, nums, multi, "auto"), f, "gradient", in_axes, backend)
+
+
+def hessian(f, argnums=0, *, in_axes=0, backend="auto"):
+    """Batched Hessian: ``jacobian(jacobian(f, argnums), argnums)``.
+
+    Shape ``(B, *out_shape, *in_shape, *in_shape)``; nested tuples for several
+    ``argnums``, as in JAX.
+
+    >>> import numpy as np, symjac
+    >>> symjac.hessian(lambda x: x[0] ** 2 * x[1], backend="numpy")(np.array([[1.0, 3.0]]))
+    array([[[6., 2.],
+            [2., 0.]]])
+    """
+    _check_callable(f, "hessian")
+    nums, multi = _normalize_argnums(argnums)
+    inner = traced_jacobian(f, nums, multi, "auto")
+    return _transform(traced_jacobian(inner, nums, multi, "auto"), f, "hessian", in_axes, backend)
+
+
+def divergence(f, argnums=0, *, in_axes=0, mode="auto", backend="auto"):
+    """Batched divergence ``sum_i d f_i / d x_i`` of ``f`` whose output is shaped
+    like its argument; shape ``(B,)``.  Only the diagonal of the Jacobian
+    reaches the kernel.
+
+    >>> import numpy as np, symjac
+    >>> symjac.divergence(lambda x: x * x[::-1], backend="numpy")(np.array([[1.0, 2.0]]))
+    array([3.])
+    """
+    _check_callable(f, "divergence")
+    num = _single_argnum(argnums, "divergence")
+    return _transform(traced_divergence(f, num, mode), f, "divergence", in_axes, backend)
+
+
+def laplacian(f, argnums=0, *, in_axes=0, backend="auto"):
+    """Batched Laplacian of every output component of ``f`` with respect to
+    argument ``argnums``: the sum of the second derivatives over all of its
+    elements, by a forward-Laplacian sweep (no Hessian is built).  Shape
+    ``(B, *out_shape)``.
+
+    >>> import numpy as np, symjac
+    >>> symjac.laplacian(lambda x: np.sum(x ** 3), backend="numpy")(np.array([[1.0, 2.0]]))
+    array([18.])
+    """
+    _check_callable(f, "laplacian")
+    num = _single_argnum(argnums, "laplacian")
+    return _transform(traced_laplacian(f, num), f, "laplacian", in_axes, backend)
 
 
 def compile(f, *, in_axes=0, backend="auto"):

@@ -1,0 +1,124 @@
+"""Forward Laplacian: value, gradient and Laplacian in one forward sweep.
+
+For every node ``n = op(a_1..a_k)`` the sweep carries the gradient with
+respect to the chosen variables (a sparse dict, as the forward Jacobian
+sweep does) and the Laplacian (the sum of the second derivatives with
+respect to every variable):
+
+    grad n = sum_m  p_m grad a_m
+    lap n  = sum_m  p_m lap a_m  +  sum_{m,l}  q_ml <grad a_m, grad a_l>
+
+with ``p_m`` the op's partials and ``q_ml`` its second partials (Li et al.,
+"Forward Laplacian", 2023).  No Hessian entry is ever built: the cost is the
+gradient sweep plus one scalar per node and one dot product per pair of
+arguments.  Second partials come from differentiating the op's own partial
+rules on placeholder arguments, so every op with a first-derivative rule has
+them, and ``where`` selects rather than multiplies.
+"""
+
+from __future__ import annotations
+
+from symjac.differentiate import _reach, jacobian_nodes
+from symjac.graph import substitute, toposort
+from symjac.rules import NONDIFFERENTIABLE, partials
+from symjac.simplify import ONE, ZERO, make
+
+__all__ = ["laplacian_nodes", "second_partials"]
+
+_TEMPLATES: dict = {}
+
+
+def second_partials(node):
+    """``(p, q)``: first partials and the matrix of second partials of ``node``
+    with respect to its arguments, as nodes in terms of those arguments.
+
+    Worked out once per (op, constant arguments) on placeholder leaves, so the
+    cost per node does not depend on the size of the graph below it.
+    """
+    key = (node.op, tuple(a if a.op == "const" else None for a in node.args))
+    template = _TEMPLATES.get(key)
+    if template is None:
+        from symjac.tracer import make_inputs
+
+        leaves = [arr[()] for arr in make_inputs([()] * len(node.args))]
+        ph = [a if a.op == "const" else leaf for a, leaf in zip(node.args, leaves)]
+        n_ph = make(node.op, *ph)
+        if n_ph.op != node.op or sorted(a.id for a in n_ph.args) != sorted(a.id for a in ph):
+            raise AssertionError(f"op {node.op!r} did not rebuild on placeholders")
+        by_arg = dict(zip((a.id for a in n_ph.args), partials(n_ph)))
+        p_ph = [by_arg[a.id] for a in ph]  # aligned with node.args (make may reorder)
+        q_ph = jacobian_nodes(p_ph, ph, "fwd")
+        template = _TEMPLATES[key] = (ph, p_ph, q_ph)
+    ph, p_ph, q_ph = template
+    mapping = {leaf.id: a for leaf, a in zip(ph, node.args) if leaf.op != "const"}
+    new = substitute(p_ph + list(q_ph.ravel()), mapping, lambda n, args: make(n.op, *args))
+    k = len(node.args)
+    return new[:k], [new[k + m * k: k + (m + 1) * k] for m in range(k)]
+
+
+def _dot(ga, gb):
+    acc = None
+    small, big = (ga, gb) if len(ga) <= len(gb) else (gb, ga)
+    for i, x in small.items():
+        y = big.get(i)
+        if y is not None:
+            term = make("mul", x, y)
+            acc = term if acc is None else make("add", acc, term)
+    return acc
+
+
+def _add(acc, term):
+    return term if acc is None else make("add", acc, term)
+
+
+def laplacian_nodes(outputs, variables):
+    """``(laplacians, gradients)`` of ``outputs`` with respect to ``variables``.
+
+    ``laplacians[k]`` is the node sum_j d^2 outputs[k] / d variables[j]^2 (ZERO
+    when structurally zero); ``gradients[k]`` the dict {j: d outputs[k]/d v_j}.
+    """
+    outputs, variables = list(outputs), list(variables)
+    order = toposort(outputs)
+    inbits, _ = _reach(order, outputs, variables)
+    pos = {v.id: j for j, v in enumerate(variables)}
+    grad, lap = {}, {}
+    for node in order:
+        if node.id in pos:
+            grad[node.id] = {pos[node.id]: ONE}
+            continue
+        if node.id not in inbits or not node.args or node.op in NONDIFFERENTIABLE:
+            continue
+        gs = [grad.get(a.id) for a in node.args]
+        ls = [lap.get(a.id) for a in node.args]
+        if node.op == "where":
+            c = node.args[0]
+            ga, gb = gs[1] or {}, gs[2] or {}
+            grad[node.id] = {i: make("where", c, ga.get(i, ZERO), gb.get(i, ZERO)) for i in {**ga, **gb}}
+            if ls[1] is not None or ls[2] is not None:
+                lap[node.id] = make("where", c, ZERO if ls[1] is None else ls[1], ZERO if ls[2] is None else ls[2])
+            continue
+        p, q = second_partials(node)
+        g, L = {}, None
+        for m, (pm, gm) in enumerate(zip(p, gs)):
+            if not gm or pm is ZERO:
+                continue
+            for i, t in gm.items():
+                g[i] = _add(g.get(i), make("mul", pm, t))
+            if ls[m] is not None:
+                L = _add(L, make("mul", pm, ls[m]))
+        for m in range(len(node.args)):
+            if not gs[m]:
+                continue
+            for l in range(m, len(node.args)):
+                if not gs[l] or q[m][l] is ZERO:
+                    continue
+                d = _dot(gs[m], gs[l])
+                if d is None:
+                    continue
+                factor = q[m][l] if l == m else make("mul", 2.0, q[m][l])
+                L = _add(L, make("mul", factor, d))
+        if g:
+            grad[node.id] = g
+        if L is not None:
+            lap[node.id] = L
+    return [lap.get(o.id, ZERO) for o in outputs], [grad.get(o.id, {}) for o in outputs]
