@@ -134,6 +134,9 @@ class Printer:
     def _print_neg(self, a):
         return f"-{a}"
 
+    def _print_stop(self, a):
+        return a
+
     def _print_pow(self, a, b):
         n = self.consts.get(b)
         if n is not None and n == int(n) and 1 <= abs(n) <= self.max_unrolled_power:

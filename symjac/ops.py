@@ -93,6 +93,9 @@ OPS: dict[str, OpInfo] = dict(
         _op("or", 2, np.logical_or, 1, "bool", True),
         _op("not", 1, np.logical_not, 1, "bool"),
         _op("where", 3, np.where, 1),
+        # Identity whose derivative is zero: a derivative taken with
+        # enable_higher_derivatives=False is a constant for later sweeps.
+        _op("stop", 1, lambda x: x, 0),
     ]
 )
 

@@ -68,7 +68,7 @@ PARTIALS = {
 }
 
 # Ops whose derivative is zero wherever it exists (piecewise constant results).
-NONDIFFERENTIABLE = {"lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not", "const", "input"}
+NONDIFFERENTIABLE = {"lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not", "const", "input", "stop"}
 
 
 def _pow_partials(n, a, b):

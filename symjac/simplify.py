@@ -184,7 +184,14 @@ def _where(c, a, b):
     return None
 
 
+def _stop(a):
+    if a.op in ("const", "stop"):
+        return a
+    return None
+
+
 _IDENTITIES = {
+    "stop": _stop,
     "add": _add,
     "sub": _sub,
     "mul": _mul,

@@ -529,6 +529,7 @@ _TO_SYMPY = {
     "or": _logical(sp.Or),
     "not": _logical(sp.Not),
     "where": _where,
+    "stop": _numeric(lambda a: a),  # a constant for differentiation; the same value
 }
 for _name in ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh",
               "acosh", "atanh"):

@@ -1,0 +1,446 @@
+"""MATLAB-style batched tracing: `dlfeval` and the ``dljacobian`` family.
+
+Inside ``dlfeval(fn, *args, batch_axis=...)`` each array argument is a
+`BatchedArray`: it has its full batched shape, as a MATLAB ``dlarray``
+does, but holds the graph of *one* sample (the batch axis is remembered, not
+expanded).  NumPy code on it is mapped to the per-sample computation, the
+way ``jax.vmap``'s batching rules work, run backwards: elementwise math and
+broadcasting, ``@``/``einsum`` with shared weights, reductions, reshapes,
+transposes and indexing that keep the batch axis whole.  An operation that
+would mix samples (a reduction or contraction over the batch axis, a
+reshape that merges it) raises an error naming it.  The per-sample graph is
+then compiled once per (shapes, dtypes, batch axes) into one kernel.
+
+The operators follow MATLAB R2024b with 0-based ``dim``:
+``dljacobian(u, x, dim)``, ``dldivergence(u, x, dim)``,
+``dllaplacian(u, x, dim)``.  ``enable_higher_derivatives=False`` makes the
+result a constant for any later differentiation.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from symjac.differentiate import jacobian_nodes
+from symjac.errors import SymjacError, UnsupportedOperationError
+from symjac.kernel import Kernel, resolve_backend
+from symjac.laplacian import laplacian_nodes
+from symjac.simplify import ZERO, make
+from symjac.tracer import UFUNCS, TracedArray, _nodes
+
+__all__ = ["BatchedArray", "dlfeval", "dljacobian", "dldivergence", "dllaplacian", "BatchMixingError"]
+
+
+class BatchMixingError(SymjacError, ValueError):
+    """An operation would combine different samples of a batch."""
+
+
+def _obj(node_or_array):
+    arr = np.asarray(node_or_array, dtype=object) if not isinstance(node_or_array, np.ndarray) else node_or_array
+    if arr.ndim == 0 and not isinstance(node_or_array, np.ndarray):
+        out = np.empty((), dtype=object)
+        out[()] = node_or_array
+        return out
+    return arr
+
+
+class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
+    """A traced array with a batch axis: one sample's nodes plus where the
+    batch axis sits (``bpos``; None for an argument shared by all samples)."""
+
+    __array_priority__ = 1001
+
+    def __init__(self, nodes, bpos, batch):
+        self.nodes = nodes
+        self.bpos = bpos
+        self.batch = batch
+
+    @property
+    def shape(self):
+        s = self.nodes.shape
+        return s if self.bpos is None else s[: self.bpos] + (self.batch,) + s[self.bpos:]
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: math.prod(self.shape))
+    dtype = property(lambda self: np.dtype(np.float64))
+    T = property(lambda self: self.transpose())
+
+    def __repr__(self):
+        where = "shared" if self.bpos is None else f"batch axis {self.bpos}"
+        return f"BatchedArray(shape={self.shape}, {where})"
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __bool__(self):
+        return bool(TracedArray(self.nodes))  # raises the np.where advice
+
+    # -- shape manipulation -------------------------------------------------
+    def transpose(self, *axes):
+        n = self.ndim
+        axes = tuple(range(n))[::-1] if not axes else (axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
+        axes = tuple(a % n for a in axes)
+        if self.bpos is None:
+            return BatchedArray(self.nodes.transpose(axes), None, self.batch)
+        new_bpos = axes.index(self.bpos)
+        per = [a - (a > self.bpos) for a in axes if a != self.bpos]
+        return BatchedArray(self.nodes.transpose(per), new_bpos, self.batch)
+
+    def reshape(self, *shape, order="C"):
+        shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else shape
+        shape = list(shape)
+        if -1 in shape:
+            known = math.prod(d for d in shape if d != -1)
+            shape[shape.index(-1)] = self.size // known if known else 0
+        if self.bpos is None:
+            return BatchedArray(self.nodes.reshape(shape), None, self.batch)
+        before = math.prod(self.shape[: self.bpos])
+        acc = 1
+        for q, d in enumerate(shape):
+            if acc == before and d == self.batch:
+                per = shape[:q] + shape[q + 1:]
+                if math.prod(per) == self.nodes.size:
+                    return BatchedArray(self.nodes.reshape(per), q, self.batch)
+            acc *= d
+        raise BatchMixingError(
+            f"reshape from {self.shape} to {tuple(shape)} does not keep the batch axis (axis {self.bpos}, "
+            f"size {self.batch}) whole; reshape only the other axes")
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is None for k in key):
+            raise UnsupportedOperationError("None (newaxis) indexing of a batched array; use reshape")
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if self.bpos is None:
+            return BatchedArray(_obj(self.nodes[key]), None, self.batch)
+        kb = key[self.bpos]
+        if not (isinstance(kb, slice) and kb == slice(None)):
+            raise BatchMixingError(f"indexing the batch axis (axis {self.bpos}) with {kb!r} selects samples; "
+                                   "index only the other axes and keep ':' on the batch axis")
+        per_key = key[: self.bpos] + key[self.bpos + 1:]
+        removed = sum(1 for k in key[: self.bpos] if isinstance(k, numbers.Integral))
+        return BatchedArray(_obj(self.nodes[per_key]), self.bpos - removed, self.batch)
+
+    # -- reductions ------------------------------------------------------------
+    def _reduce(self, fn, axis, keepdims, what):
+        n = self.ndim
+        axes = tuple(range(n)) if axis is None else tuple(a % n for a in (axis if isinstance(axis, tuple) else (axis,)))
+        if self.bpos is not None and self.bpos in axes:
+            raise BatchMixingError(
+                f"{what} over the batch axis (axis {self.bpos}) mixes samples; a loss reduced over the batch "
+                "is not supported yet inside dlfeval; reduce the other axes, or return per-sample values")
+        per = tuple(a - (self.bpos is not None and a > self.bpos) for a in axes)
+        result = fn(TracedArray(self.nodes), axis=per, keepdims=keepdims)
+        bpos = self.bpos
+        if bpos is not None and not keepdims:
+            bpos -= sum(1 for a in axes if a < self.bpos)
+        return BatchedArray(_nodes(result), bpos, self.batch)
+
+    def sum(self, axis=None, keepdims=False):
+        return self._reduce(np.sum, axis, keepdims, "sum")
+
+    def mean(self, axis=None, keepdims=False):
+        return self._reduce(np.mean, axis, keepdims, "mean")
+
+    def prod(self, axis=None, keepdims=False):
+        return self._reduce(np.prod, axis, keepdims, "prod")
+
+    def max(self, axis=None, keepdims=False):
+        return self._reduce(np.max, axis, keepdims, "max")
+
+    def min(self, axis=None, keepdims=False):
+        return self._reduce(np.min, axis, keepdims, "min")
+
+    # -- NumPy protocols -------------------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method != "__call__" or kwargs:
+            raise UnsupportedOperationError(f"np.{ufunc.__name__}.{method} with {sorted(kwargs)} on a batched array")
+        if ufunc.__name__ == "matmul":
+            return _matmul(*inputs)
+        builder = UFUNCS.get(ufunc.__name__)
+        if builder is None:
+            raise UnsupportedOperationError(f"the ufunc {ufunc.__name__!r} is not supported by symjac's tracer")
+        per, bpos, batch = _align(inputs, ufunc.__name__)
+        result = np.frompyfunc(builder, len(per), 1)(*per)
+        return BatchedArray(_obj(result), bpos, batch)
+
+    def __array_function__(self, func, types, args, kwargs):
+        impl = _FUNCTIONS.get(func)
+        if impl is None:
+            raise UnsupportedOperationError(
+                f"np.{func.__name__} is not supported on batched arrays inside dlfeval yet")
+        return impl(*args, **kwargs)
+
+
+def _align(inputs, what):
+    """Per-sample operands broadcast against each other, and the result's batch axis."""
+    ndim = max(np.ndim(x) if not isinstance(x, BatchedArray) else x.ndim for x in inputs)
+    bpos, batch = None, None
+    for x in inputs:
+        if isinstance(x, BatchedArray) and x.bpos is not None:
+            p = x.bpos + ndim - x.ndim
+            if bpos is not None and p != bpos:
+                raise BatchMixingError(f"{what}: operands have their batch axes at different positions "
+                                       f"({bpos} and {p} after broadcasting); transpose one of them")
+            bpos, batch = p, x.batch
+    per = []
+    for x in inputs:
+        if isinstance(x, BatchedArray):
+            batch = batch if batch is not None else x.batch
+            full = (1,) * (ndim - x.ndim) + x.nodes.shape if x.bpos is not None else None
+            if x.bpos is not None:
+                per.append(x.nodes.reshape(full))
+                continue
+            arr, shape = x.nodes, x.shape
+        else:
+            arr = _nodes(x)
+            shape = arr.shape
+        shape = (1,) * (ndim - len(shape)) + tuple(shape)
+        arr = arr.reshape(shape)
+        if bpos is not None:
+            if shape[bpos] != 1:
+                raise BatchMixingError(f"{what}: an operand without a batch axis has size {shape[bpos]} along the "
+                                       f"batch axis {bpos}; pass per-sample data as a batched argument")
+            arr = arr.reshape(shape[:bpos] + shape[bpos + 1:])
+        per.append(arr)
+    return per, bpos, batch
+
+
+def _matmul(a, b):
+    def parts(x):
+        if isinstance(x, BatchedArray):
+            return x.nodes, x.bpos, x.ndim, x.batch
+        arr = _nodes(x)
+        return arr, None, arr.ndim, None
+
+    an, ab, ad, B1 = parts(a)
+    bn, bb, bd, B2 = parts(b)
+    if ad > 2 or bd > 2:
+        raise UnsupportedOperationError("@ on batched arrays of more than 2 dimensions; use np.einsum")
+    sa = "ij"[2 - ad:] if ad == 2 else "j"
+    sb = "jk" if bd == 2 else "j"
+    out = (sa[0] if ad == 2 else "") + (sb[1] if bd == 2 else "")
+    return _einsum(f"{sa},{sb}->{out}", (an, ab, B1), (bn, bb, B2))
+
+
+def _einsum(spec, *ops):
+    """einsum of (nodes, bpos, batch) operands; the batch letter must reach the output."""
+    ins, out = spec.replace(" ", "").split("->")
+    subs = ins.split(",")
+    if "." in spec:
+        raise UnsupportedOperationError("einsum with '...' on batched arrays; write the indices out")
+    letter, batch = None, None
+    per_subs = []
+    for s, (nodes, bpos, B) in zip(subs, ops):
+        if bpos is None:
+            per_subs.append(s)
+            continue
+        l = s[bpos]
+        if letter is not None and l != letter:
+            raise BatchMixingError(f"einsum {spec!r}: the batch axes carry different indices ({letter}, {l})")
+        letter, batch = l, B
+        per_subs.append(s[:bpos] + s[bpos + 1:])
+    if letter is None:
+        result = np.einsum(spec, *[o[0] for o in ops])
+        return BatchedArray(_obj(result), None, None)
+    for s, (nodes, bpos, B) in zip(subs, ops):
+        if bpos is None and letter in s:
+            raise BatchMixingError(f"einsum {spec!r}: a shared operand uses the batch index {letter!r}")
+    if letter not in out:
+        raise BatchMixingError(f"einsum {spec!r} sums over the batch index {letter!r}, which mixes samples")
+    per_out = out.replace(letter, "")
+    per_spec = ",".join(per_subs) + "->" + per_out
+    result = np.einsum(per_spec, *[o[0] for o in ops])
+    return BatchedArray(_obj(result), out.index(letter), batch)
+
+
+def _einsum_public(spec, *operands, **kwargs):
+    ops = [(x.nodes, x.bpos, x.batch) if isinstance(x, BatchedArray) else (_nodes(x), None, None) for x in operands]
+    return _einsum(spec, *ops)
+
+
+def _on(method):
+    return lambda a, *args, **kw: getattr(a if isinstance(a, BatchedArray) else BatchedArray(_nodes(a), None, None),
+                                          method)(*args, **kw)
+
+
+def _where(c, a, b):
+    per, bpos, batch = _align((c, a, b), "where")
+    result = np.frompyfunc(lambda ci, ai, bi: make("where", ci, ai, bi), 3, 1)(*per)
+    return BatchedArray(_obj(result), bpos, batch)
+
+
+_FUNCTIONS = {
+    np.sum: _on("sum"), np.mean: _on("mean"), np.prod: _on("prod"), np.max: _on("max"), np.min: _on("min"),
+    np.amax: _on("max"), np.amin: _on("min"), np.reshape: _on("reshape"), np.transpose: _on("transpose"),
+    np.einsum: _einsum_public, np.matmul: _matmul, np.dot: _matmul, np.where: _where,
+}
+
+
+# -- the operators -------------------------------------------------------------
+
+def _check_batched(v, name):
+    if not isinstance(v, BatchedArray):
+        raise TypeError(f"{name} must be a traced array inside symjac.dlfeval, got {type(v).__name__}")
+
+
+def _check_u(u, dim, what):
+    _check_batched(u, "u")
+    if u.ndim != 2:
+        raise ValueError(f"{what}: u must be 2-D (channels x batch), got shape {u.shape}")
+    if dim not in (0, 1):
+        raise ValueError(f"{what}: dim must be 0 or 1 (0-based; MATLAB's dim=1 is dim=0), got {dim!r}")
+    if u.bpos != 1 - dim:
+        raise ValueError(f"{what}: dim={dim} makes axis {1 - dim} of u its batch axis, but u's batch axis is "
+                         f"{u.bpos}; use dim={1 - u.bpos}" if u.bpos is not None else
+                         f"{what}: u has no batch axis")
+
+
+def _check_x(u, x, what):
+    _check_batched(x, "x")
+    if x.bpos is not None and x.batch != u.batch:
+        raise ValueError(f"{what}: x has batch size {x.batch} but u has {u.batch}")
+
+
+def _freeze(nodes, enable):
+    if enable:
+        return nodes
+    return np.frompyfunc(lambda n: make("stop", n), 1, 1)(nodes) if nodes.size else nodes
+
+
+def dljacobian(u, x, dim, *, enable_higher_derivatives=True):
+    """Jacobian of the 2-D batched ``u`` (operation axis ``dim``) with respect
+    to ``x``: shape ``(u.shape[dim],) + x.shape``, entry ``[i, j...]`` =
+    d u_i / d x_j within each sample (MATLAB ``dljacobian`` with 0-based dim).
+
+    >>> import numpy as np, symjac
+    >>> def model(X):
+    ...     U = np.sin(X) * X[0]
+    ...     return symjac.dljacobian(U, X, 0)
+    >>> symjac.dlfeval(model, np.array([[0.0, 1.0], [2.0, 3.0]]), backend="numpy").shape
+    (2, 2, 2)
+    """
+    _check_u(u, dim, "dljacobian")
+    _check_x(u, x, "dljacobian")
+    if x.bpos is None:
+        raise ValueError("dljacobian: x has no batch axis; x must be batched like u (for shared "
+                         "parameters the derivative of a batch-reduced loss is dlgradient's job)")
+    J = jacobian_nodes(list(u.nodes.ravel()), list(x.nodes.ravel()), "auto")
+    J = _freeze(J.reshape((u.nodes.size,) + x.nodes.shape), enable_higher_derivatives)
+    return BatchedArray(_obj(J), 1 + x.bpos, u.batch)
+
+
+def dldivergence(u, x, dim, *, enable_higher_derivatives=True):
+    """Per-sample divergence sum_i d u_i / d x_i; u's shape with ``u.shape[dim]``
+    replaced by 1.  x must hold as many elements per sample as u has channels."""
+    _check_u(u, dim, "dldivergence")
+    _check_x(u, x, "dldivergence")
+    if x.bpos is None or x.nodes.size != u.nodes.size:
+        raise ValueError(f"dldivergence: x must be batched with {u.nodes.size} elements per sample (u's channel "
+                         f"count), got shape {x.shape}")
+    J = jacobian_nodes(list(u.nodes.ravel()), list(x.nodes.ravel()), "fwd")
+    total = ZERO
+    for i in range(J.shape[0]):
+        total = make("add", total, J[i, i])
+    nodes = _freeze(_obj(total).reshape((1,)), enable_higher_derivatives)
+    return BatchedArray(_obj(nodes), u.bpos, u.batch)
+
+
+def dllaplacian(u, x, dim, *, enable_higher_derivatives=True):
+    """Per sample and per component of ``u``, the sum of the second derivatives
+    with respect to every non-batch element of ``x`` (forward Laplacian); shape of u."""
+    _check_u(u, dim, "dllaplacian")
+    _check_x(u, x, "dllaplacian")
+    if x.bpos is None:
+        raise ValueError("dllaplacian: x must be a batched argument")
+    L, _ = laplacian_nodes(list(u.nodes.ravel()), list(x.nodes.ravel()))
+    nodes = _freeze(np.array(L, dtype=object).reshape(u.nodes.shape), enable_higher_derivatives)
+    return BatchedArray(_obj(nodes), u.bpos, u.batch)
+
+
+# -- dlfeval -----------------------------------------------------------------------
+
+_CACHE: dict = {}
+
+
+def _normalize_batch_axes(batch_axis, args):
+    axes = batch_axis if isinstance(batch_axis, (tuple, list)) else (batch_axis,) * len(args)
+    if len(axes) != len(args):
+        raise ValueError(f"batch_axis has {len(axes)} entries for {len(args)} arguments")
+    out = []
+    for k, (a, ax) in enumerate(zip(args, axes)):
+        arr = np.asarray(a)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"argument {k} must be a real numeric array, got dtype {arr.dtype}")
+        if ax is None:
+            out.append(None)
+            continue
+        if not -arr.ndim <= ax < arr.ndim:
+            raise ValueError(f"batch_axis {ax} is out of range for argument {k} of shape {arr.shape}")
+        out.append(ax % arr.ndim)
+    if all(ax is None for ax in out):
+        raise ValueError("batch_axis marks every argument as shared; at least one must carry the batch axis")
+    return out
+
+
+def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
+    """Evaluate ``fn`` on batched data with MATLAB ``dlfeval`` semantics.
+
+    Each array argument is traced with its full batched shape; ``batch_axis``
+    (an int for all, or one entry per argument, ``None`` for shared weights)
+    says where its batch axis is; the default, the last axis, matches
+    MATLAB's "CB"/"SSCB" layouts.  The per-sample computation is compiled
+    once per (shapes, dtypes, batch axes) and run over the batch; results come
+    back as NumPy arrays (a tuple when ``fn`` returns several).
+
+    >>> import numpy as np, symjac
+    >>> W = np.array([[1.0, 2.0], [0.0, 1.0]])
+    >>> X = np.array([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]])          # "CB": 2 channels, 3 samples
+    >>> Y, J = symjac.dlfeval(lambda X, W: (np.tanh(W @ X), symjac.dljacobian(np.tanh(W @ X), X, 0)),
+    ...                       X, W, batch_axis=(-1, None), backend="numpy")
+    >>> Y.shape, J.shape
+    ((2, 3), (2, 2, 3))
+    """
+    if not callable(fn):
+        raise TypeError(f"dlfeval: fn must be callable, got {type(fn).__name__}")
+    axes = _normalize_batch_axes(batch_axis, args)
+    arrays = [np.asarray(a) for a in args]
+    batch = {arrays[k].shape[ax] for k, ax in enumerate(axes) if ax is not None}
+    if len(batch) != 1:
+        raise ValueError(f"batched arguments have different batch sizes {sorted(batch)}")
+    (B,) = batch
+    per_shapes = [a.shape[:ax] + a.shape[ax + 1:] if ax is not None else a.shape for a, ax in zip(arrays, axes)]
+    key = (fn, tuple(per_shapes), tuple(axes), B, tuple(a.dtype.name for a in arrays), resolve_backend(backend))
+    entry = _CACHE.get(key)
+    if entry is None:
+        out_axes = []
+
+        def per_sample(*traced):
+            batched = [BatchedArray(t.nodes, ax, B) for t, ax in zip(traced, axes)]
+            result = fn(*batched)
+            items = result if isinstance(result, tuple) else (result,)
+            outs = []
+            out_axes.clear()
+            for k, r in enumerate(items):
+                if not isinstance(r, BatchedArray) or r.bpos is None:
+                    raise BatchMixingError(f"output {k} of fn has no batch axis; dlfeval returns per-sample "
+                                           "results (batch-reduced losses are not supported yet)")
+                out_axes.append(r.bpos)
+                outs.append(TracedArray(r.nodes))
+            return tuple(outs) if isinstance(result, tuple) else outs[0]
+
+        kernel = Kernel(per_sample, in_axes=tuple(axes), backend=backend, name=getattr(fn, "__name__", "fn"))
+        kernel.specialize([tuple(s) for s in per_shapes], axes)
+        entry = _CACHE[key] = (kernel, list(out_axes))
+    kernel, out_axes = entry
+    results = kernel(*arrays)
+    items = results if isinstance(results, tuple) else (results,)
+    moved = tuple(np.moveaxis(r, 0, ax) for r, ax in zip(items, out_axes))
+    return moved if isinstance(results, tuple) else moved[0]
+
