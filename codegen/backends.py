@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from codegen.printers import PRINTERS
 from codegen.program import Program
 
@@ -93,8 +95,9 @@ class ParallelRunner:
 
     min_chunk = 2048  # below this many samples per thread, threading costs more than it saves
 
-    def __init__(self, func):
+    def __init__(self, func, reduce_args=()):
         self.func = func
+        self.reduce_args = tuple(reduce_args)  # positions (in *arrays) of batch-sum accumulators
 
     def __call__(self, start, stop, *arrays):
         n = stop - start
@@ -103,14 +106,19 @@ class ParallelRunner:
             return self.func(start, stop, *arrays)
         bounds = [start + (n * i) // threads for i in range(threads + 1)]
         errors = []
+        # each extra thread sums into accumulators of its own, added at the end
+        private = [list(arrays) for _ in range(threads)]
+        for t in range(1, threads):
+            for k in self.reduce_args:
+                private[t][k] = np.zeros_like(arrays[k])
 
-        def work(lo, hi):
+        def work(t, lo, hi):
             try:
-                self.func(lo, hi, *arrays)
+                self.func(lo, hi, *private[t])
             except BaseException as e:  # re-raised in the caller
                 errors.append(e)
 
-        workers = [threading.Thread(target=work, args=(bounds[i], bounds[i + 1]), daemon=True)
+        workers = [threading.Thread(target=work, args=(i, bounds[i], bounds[i + 1]), daemon=True)
                    for i in range(1, threads)]
         for w in workers:
             w.start()
@@ -121,6 +129,9 @@ class ParallelRunner:
                 w.join()
         if errors:
             raise errors[0]
+        for t in range(1, threads):
+            for k in self.reduce_args:
+                np.add(arrays[k], private[t][k], out=arrays[k])
         return None
 
 
@@ -138,7 +149,8 @@ def compile_program(program: Program, backend: str, dtype: str = "float64") -> C
     if module is None:
         module = _MODULES[key] = _load(source, key)
     path = Path(module.__file__)
-    func = ParallelRunner(module.kernel) if backend == "numba-parallel" else module.kernel
+    reduce_args = [len(program.inputs) + k for k, p in enumerate(program.outputs) if p.reduce]
+    func = ParallelRunner(module.kernel, reduce_args) if backend == "numba-parallel" else module.kernel
     compiled = CompiledKernel(func, source, path, backend, dtype)
     _LOADED[key, backend] = compiled
     return compiled

@@ -75,7 +75,8 @@ class Printer:
         consts = [f"    {s.name} = _T({float_literal(s.args[0])})" for s in program.body if s.op == "const"]
         body = [self.print_stmt(s, program) for s in program.body if s.op != "const"]
         zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
-        stores = [self.print_store(k, i, v) for k, i, v in program.stores]
+        stores = [self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
+                  for k, i, v in program.stores]
         lines = self.header(program) + [
             *self.decorator(),
             f"def {name}(start, stop, {', '.join(ins + outs)}):",
@@ -180,6 +181,10 @@ class NumPyPrinter(Printer):
     def print_zero(self, k):
         return f"out{k}[start:stop] = 0"
 
+    def print_accumulate(self, k, i, v):
+        # a value that does not depend on batched data is a scalar: count it once per sample
+        return f"out{k}[{i}] += np.sum(np.broadcast_to({v}, (stop - start,)))"
+
     indent = "        "
 
     def loop_open(self, program):
@@ -208,7 +213,7 @@ class NumbaPrinter(Printer):
 
     def loop_open(self, program):
         rows = [f"        r{k} = x{k}[b]" for k, p in enumerate(program.inputs) if p.batched]
-        rows += [f"        o{k} = out{k}[b]" for k in range(len(program.outputs))]
+        rows += [f"        o{k} = out{k}[b]" for k, p in enumerate(program.outputs) if not p.reduce]
         return ["    for b in range(start, stop):", *rows]
 
     def print_load(self, k, i, batched):
@@ -219,6 +224,9 @@ class NumbaPrinter(Printer):
 
     def print_zero(self, k):
         return f"o{k}[:] = 0"
+
+    def print_accumulate(self, k, i, v):
+        return f"out{k}[{i}] += {v}"
 
     def _print_where(self, c, a, b):
         return f"{a} if {c} else {b}"

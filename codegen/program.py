@@ -10,7 +10,10 @@ a test can build one by hand.
   position), ``"const"`` (args = a float) or an op name of `symjac.ops`
   (args = names of earlier statements);
 - ``stores``: ``(output index, flat position, name)``;
-- ``outputs``: `Param` per output, always batched ``(batch, size)``;
+- ``outputs``: `Param` per output: batched ``(batch, size)``, or with
+  ``reduce=True`` a flat ``(size,)`` accumulator to which every sample of
+  the slice adds its value (a sum over the batch, computed in the kernel;
+  the caller zeroes it);
   ``zero_fill`` lists the outputs that must be zeroed per sample before the
   stores (their unstored entries are structural zeros).
 """
@@ -28,6 +31,7 @@ BOOL_OPS = frozenset({"lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not"})
 class Param:
     size: int
     batched: bool = True
+    reduce: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Trace a per-sample NumPy function, differentiate it symbolically, share every
 repeated subexpression, and run one fused kernel over a batch.
 """
 
-from symjac.dl import BatchedArray, dldivergence, dlfeval, dljacobian, dllaplacian
+from symjac.dl import BatchedArray, dldivergence, dlfeval, dlgradient, dljacobian, dllaplacian
 from symjac.errors import MissingRuleError, SymjacError, TracerBoolError, UnsupportedOperationError
 from symjac.graph import Graph
 from symjac.kernel import Kernel
@@ -15,7 +15,7 @@ from symjac.transforms import compile, divergence, gradient, hessian, jacobian, 
 
 __version__ = "0.1.0"
 
-__all__ = ["dlfeval", "dljacobian", "dldivergence", "dllaplacian", "BatchedArray", "jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "trace", "from_sympy", "Graph", "Kernel", "SparseJacobian", "TracedArray",
+__all__ = ["dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient", "BatchedArray", "jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "trace", "from_sympy", "Graph", "Kernel", "SparseJacobian", "TracedArray",
            "non_ieee_rewrites", "SymjacError", "TracerBoolError", "UnsupportedOperationError",
            "MissingRuleError", "__version__"]
 

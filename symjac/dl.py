@@ -26,12 +26,14 @@ import numpy as np
 
 from symjac.differentiate import jacobian_nodes
 from symjac.errors import SymjacError, UnsupportedOperationError
+from symjac.interpret import evaluate_nodes
 from symjac.kernel import Kernel, resolve_backend
 from symjac.laplacian import laplacian_nodes
 from symjac.simplify import ZERO, make
 from symjac.tracer import UFUNCS, TracedArray, _nodes
 
-__all__ = ["BatchedArray", "dlfeval", "dljacobian", "dldivergence", "dllaplacian", "BatchMixingError"]
+__all__ = ["BatchedArray", "Reduced", "dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient",
+           "BatchMixingError"]
 
 
 class BatchMixingError(SymjacError, ValueError):
@@ -111,30 +113,47 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
-        if any(k is None for k in key):
-            raise UnsupportedOperationError("None (newaxis) indexing of a batched array; use reshape")
-        if any(k is Ellipsis for k in key):
-            i = key.index(Ellipsis)
-            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1:]
-        key = key + (slice(None),) * (self.ndim - len(key))
         if self.bpos is None:
             return BatchedArray(_obj(self.nodes[key]), None, self.batch)
-        kb = key[self.bpos]
-        if not (isinstance(kb, slice) and kb == slice(None)):
-            raise BatchMixingError(f"indexing the batch axis (axis {self.bpos}) with {kb!r} selects samples; "
-                                   "index only the other axes and keep ':' on the batch axis")
-        per_key = key[: self.bpos] + key[self.bpos + 1:]
-        removed = sum(1 for k in key[: self.bpos] if isinstance(k, numbers.Integral))
-        return BatchedArray(_obj(self.nodes[per_key]), self.bpos - removed, self.batch)
+        consuming = sum(1 for k in key if k is not None and k is not Ellipsis)
+        if Ellipsis in key:
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - consuming) + key[i + 1:]
+        key = key + (slice(None),) * (self.ndim - consuming)
+        per_key, out_axis, in_dim, bpos = [], 0, 0, None
+        for k in key:
+            if k is None:  # np.newaxis: a new output axis, no input axis used
+                per_key.append(None)
+                out_axis += 1
+                continue
+            if in_dim == self.bpos:
+                if not (isinstance(k, slice) and k == slice(None)):
+                    raise BatchMixingError(
+                        f"indexing the batch axis (axis {self.bpos}) with {k!r} selects samples; index only the "
+                        "other axes and keep ':' on the batch axis")
+                bpos = out_axis
+            else:
+                per_key.append(k)
+            if not isinstance(k, numbers.Integral):
+                out_axis += 1
+            in_dim += 1
+        return BatchedArray(_obj(self.nodes[tuple(per_key)]), bpos, self.batch)
 
     # -- reductions ------------------------------------------------------------
     def _reduce(self, fn, axis, keepdims, what):
         n = self.ndim
         axes = tuple(range(n)) if axis is None else tuple(a % n for a in (axis if isinstance(axis, tuple) else (axis,)))
         if self.bpos is not None and self.bpos in axes:
-            raise BatchMixingError(
-                f"{what} over the batch axis (axis {self.bpos}) mixes samples; a loss reduced over the batch "
-                "is not supported yet inside dlfeval; reduce the other axes, or return per-sample values")
+            if what not in ("sum", "mean") or keepdims:
+                raise BatchMixingError(
+                    f"{what} over the batch axis (axis {self.bpos}) mixes samples; only sums and means over the "
+                    "batch (without keepdims) are supported, as batch-free values such as a loss")
+            others = tuple(a - (a > self.bpos) for a in axes if a != self.bpos)
+            terms = _nodes(np.sum(TracedArray(self.nodes), axis=others)) if others else self.nodes
+            if what == "mean":
+                count = self.batch * math.prod(self.nodes.shape[a] for a in others)
+                terms = np.frompyfunc(lambda t: make("div", t, float(count)), 1, 1)(terms)
+            return Reduced(_obj(terms), None, self.batch)
         per = tuple(a - (self.bpos is not None and a > self.bpos) for a in axes)
         result = fn(TracedArray(self.nodes), axis=per, keepdims=keepdims)
         bpos = self.bpos
@@ -161,6 +180,8 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if method != "__call__" or kwargs:
             raise UnsupportedOperationError(f"np.{ufunc.__name__}.{method} with {sorted(kwargs)} on a batched array")
+        if any(isinstance(x, Reduced) for x in inputs):
+            return NotImplemented
         if ufunc.__name__ == "matmul":
             return _matmul(*inputs)
         builder = UFUNCS.get(ufunc.__name__)
@@ -252,8 +273,9 @@ def _einsum(spec, *ops):
     for s, (nodes, bpos, B) in zip(subs, ops):
         if bpos is None and letter in s:
             raise BatchMixingError(f"einsum {spec!r}: a shared operand uses the batch index {letter!r}")
-    if letter not in out:
-        raise BatchMixingError(f"einsum {spec!r} sums over the batch index {letter!r}, which mixes samples")
+    if letter not in out:  # a contraction over the batch: a batch-free sum, e.g. R @ R.T on "CB" data
+        per_spec = ",".join(per_subs) + "->" + out
+        return Reduced(_obj(np.einsum(per_spec, *[o[0] for o in ops])), None, batch)
     per_out = out.replace(letter, "")
     per_spec = ",".join(per_subs) + "->" + per_out
     result = np.einsum(per_spec, *[o[0] for o in ops])
@@ -283,6 +305,155 @@ _FUNCTIONS = {
 }
 
 
+class Reduced(np.lib.mixins.NDArrayOperatorsMixin):
+    """A batch-free value that is a sum over the batch: ``sum_b terms_b + offset``.
+
+    ``terms`` are one sample's nodes; ``offset`` (None or nodes of shared
+    arguments only) is added once.  Sums and means over the batch make one;
+    it can be added to, scaled by shared values and indexed, and
+    differentiated with `dlgradient`.  A nonlinear function of it, or
+    combining it with per-sample data, would need every sample at once and
+    raises `BatchMixingError`.
+    """
+
+    __array_priority__ = 1002
+
+    def __init__(self, terms, offset, batch):
+        self.terms = terms
+        self.offset = offset
+        self.batch = batch
+
+    shape = property(lambda self: self.terms.shape)
+    ndim = property(lambda self: self.terms.ndim)
+    dtype = property(lambda self: np.dtype(np.float64))
+
+    def __repr__(self):
+        return f"Reduced(shape={self.shape}, sum over a batch of {self.batch})"
+
+    def __bool__(self):
+        return bool(TracedArray(self.terms))
+
+    def __getitem__(self, key):
+        off = None if self.offset is None else _obj(self.offset[key])
+        return Reduced(_obj(self.terms[key]), off, self.batch)
+
+    def sum(self, axis=None, keepdims=False):
+        def red(a):
+            return None if a is None else _nodes(np.sum(TracedArray(a), axis=axis, keepdims=keepdims))
+        return Reduced(red(self.terms), red(self.offset), self.batch)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        name = ufunc.__name__
+        if method != "__call__" or kwargs or name not in ("add", "subtract", "multiply", "true_divide",
+                                                          "divide", "negative", "positive"):
+            raise BatchMixingError(
+                f"np.{name} of a value reduced over the batch would need every sample at once; write the loss "
+                "as a sum or mean over the batch of per-sample terms (plus terms of shared weights)")
+        reduced = [x for x in inputs if isinstance(x, Reduced)]
+        others = [x for x in inputs if not isinstance(x, Reduced)]
+        for x in others:
+            if isinstance(x, BatchedArray) and x.bpos is not None:
+                raise BatchMixingError(f"np.{name} combines a value reduced over the batch with per-sample data "
+                                       "(batch axis {x.bpos}); that mixes samples")
+        batch = reduced[0].batch
+        if name in ("negative", "positive"):
+            r = reduced[0]
+            f = (lambda a: _neg(a)) if name == "negative" else (lambda a: a)
+            return Reduced(f(r.terms), None if r.offset is None else f(r.offset), batch)
+        a, b = inputs
+        if name in ("add", "subtract"):
+            sign = 1.0 if name == "add" else -1.0
+            terms, offset = None, None
+            for x, w in ((a, 1.0), (b, sign)):
+                if isinstance(x, Reduced):
+                    terms = _combine(terms, x.terms, w)
+                    offset = _combine(offset, x.offset, w)
+                else:
+                    offset = _combine(offset, _shared_nodes(x), w)
+            return Reduced(terms, offset, batch)
+        if len(reduced) == 2:
+            raise BatchMixingError(f"np.{name} of two values reduced over the batch is not a sum over samples")
+        if name in ("true_divide", "divide") and isinstance(b, Reduced):
+            raise BatchMixingError("dividing by a value reduced over the batch is not a sum over samples")
+        r, other = (a, b) if isinstance(a, Reduced) else (b, a)
+        k = _shared_nodes(other)
+        op = "mul" if name == "multiply" else "div"
+        f = np.frompyfunc(lambda t, c: make(op, t, c), 2, 1)
+        return Reduced(_obj(f(r.terms, k)), None if r.offset is None else _obj(f(r.offset, k)), batch)
+
+
+def _neg(arr):
+    return _obj(np.frompyfunc(lambda t: make("neg", t), 1, 1)(arr))
+
+
+def _shared_nodes(x):
+    return x.nodes if isinstance(x, BatchedArray) else _nodes(x)
+
+
+def _combine(acc, arr, w):
+    if arr is None:
+        return acc
+    arr = arr if w == 1.0 else _neg(arr)
+    if acc is None:
+        return arr
+    return _obj(np.frompyfunc(lambda p, q: make("add", p, q), 2, 1)(acc, arr))
+
+
+def dlgradient(y, *xs, enable_higher_derivatives=False):
+    """Gradient of the scalar ``y`` with respect to each of ``xs`` (same shapes).
+
+    ``y`` is typically a loss summed or averaged over the batch.  For a batched
+    ``x`` the gradient is per sample (only sample b's term depends on x_b); for
+    a shared ``x`` (weights) it is the sum over the batch, reduced inside the
+    kernel.  With ``enable_higher_derivatives=False`` (MATLAB's default) the
+    result is a constant for later differentiation.
+
+    >>> import numpy as np, symjac
+    >>> def loss(X, w):
+    ...     L = np.mean((w @ X) ** 2)
+    ...     return L, symjac.dlgradient(L, w)
+    >>> X = np.array([[1.0, 2.0], [0.0, 1.0]])
+    >>> symjac.dlfeval(loss, X, np.array([1.0, 1.0]), batch_axis=(-1, None), backend="numpy")
+    (array(5.), array([7., 3.]))
+    """
+    if not xs:
+        raise TypeError("dlgradient needs at least one x")
+    if isinstance(y, BatchedArray):
+        if y.bpos is not None:
+            raise ValueError(f"dlgradient: y must be a scalar, got per-sample values of shape {y.shape}; "
+                             "reduce them over the batch first (np.sum or np.mean)")
+        terms, offset, batch = None, y.nodes, y.batch
+    elif isinstance(y, Reduced):
+        terms, offset, batch = y.terms, y.offset, y.batch
+    else:
+        raise TypeError(f"dlgradient: y must be a traced value inside symjac.dlfeval, got {type(y).__name__}")
+    if (terms if terms is not None else offset).shape != ():
+        raise ValueError(f"dlgradient: y must be a scalar, got shape {(terms if terms is not None else offset).shape}")
+    for k, x in enumerate(xs):
+        if not isinstance(x, BatchedArray):
+            raise TypeError(f"dlgradient: x number {k} must be a traced array inside symjac.dlfeval, "
+                            f"got {type(x).__name__}")
+    variables = [n for x in xs for n in x.nodes.ravel()]
+    gt = jacobian_nodes([terms[()]], variables, "rev")[0] if terms is not None else None
+    go = jacobian_nodes([offset[()]], variables, "rev")[0] if offset is not None else None
+    results, c = [], 0
+    for x in xs:
+        size = x.nodes.size
+        part_t = None if gt is None else _freeze(_obj(gt[c: c + size].reshape(x.nodes.shape)), enable_higher_derivatives)
+        part_o = None if go is None else _freeze(_obj(go[c: c + size].reshape(x.nodes.shape)), enable_higher_derivatives)
+        c += size
+        if x.bpos is not None:
+            if part_o is not None and any(n is not ZERO for n in part_o.ravel()):
+                raise AssertionError("a batch-free offset cannot depend on batched data")
+            results.append(BatchedArray(part_t if part_t is not None else _obj(np.full(x.nodes.shape, ZERO)),
+                                        x.bpos, x.batch))
+        elif part_t is None:
+            results.append(BatchedArray(part_o, None, batch))
+        else:
+            results.append(Reduced(part_t, part_o, batch))
+    return tuple(results) if len(results) > 1 else results[0]
+
+
 # -- the operators -------------------------------------------------------------
 
 def _check_batched(v, name):
@@ -309,9 +480,9 @@ def _check_x(u, x, what):
 
 
 def _freeze(nodes, enable):
-    if enable:
+    if enable or not nodes.size:
         return nodes
-    return np.frompyfunc(lambda n: make("stop", n), 1, 1)(nodes) if nodes.size else nodes
+    return _obj(np.frompyfunc(lambda n: make("stop", n), 1, 1)(nodes))
 
 
 def dljacobian(u, x, dim, *, enable_higher_derivatives=True):
@@ -419,28 +590,58 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
     key = (fn, tuple(per_shapes), tuple(axes), B, tuple(a.dtype.name for a in arrays), resolve_backend(backend))
     entry = _CACHE.get(key)
     if entry is None:
-        out_axes = []
+        entry = _CACHE[key] = _trace_dlfeval(fn, per_shapes, axes, B, backend)
+    kernel, plan, single = entry
+    dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+    results = kernel(*arrays) if kernel.graph.outputs else ()
+    values = {}
+    for k, leaf in enumerate(kernel.graph.inputs):
+        if axes[k] is None:
+            for node, v in zip(leaf.ravel(), np.asarray(arrays[k], dtype=float).ravel()):
+                values[node.id] = v
+    outs = []
+    for kind, index, bpos, shared in plan:
+        if kind == "batched":
+            outs.append(np.moveaxis(results[index], 0, bpos))
+            continue
+        value = np.zeros(shared.shape if shared is not None else results[index].shape, dtype=dtype)
+        if index is not None:
+            value = value + results[index]
+        if shared is not None:
+            evaluated = evaluate_nodes(list(shared.ravel()), values)
+            value = value + np.array(evaluated, dtype=dtype).reshape(shared.shape)
+        outs.append(np.asarray(value, dtype=dtype))
+    return outs[0] if single else tuple(outs)
 
-        def per_sample(*traced):
-            batched = [BatchedArray(t.nodes, ax, B) for t, ax in zip(traced, axes)]
-            result = fn(*batched)
-            items = result if isinstance(result, tuple) else (result,)
-            outs = []
-            out_axes.clear()
-            for k, r in enumerate(items):
-                if not isinstance(r, BatchedArray) or r.bpos is None:
-                    raise BatchMixingError(f"output {k} of fn has no batch axis; dlfeval returns per-sample "
-                                           "results (batch-reduced losses are not supported yet)")
-                out_axes.append(r.bpos)
-                outs.append(TracedArray(r.nodes))
-            return tuple(outs) if isinstance(result, tuple) else outs[0]
 
-        kernel = Kernel(per_sample, in_axes=tuple(axes), backend=backend, name=getattr(fn, "__name__", "fn"))
-        kernel.specialize([tuple(s) for s in per_shapes], axes)
-        entry = _CACHE[key] = (kernel, list(out_axes))
-    kernel, out_axes = entry
-    results = kernel(*arrays)
-    items = results if isinstance(results, tuple) else (results,)
-    moved = tuple(np.moveaxis(r, 0, ax) for r, ax in zip(items, out_axes))
-    return moved if isinstance(results, tuple) else moved[0]
+def _trace_dlfeval(fn, per_shapes, axes, B, backend):
+    """Kernel and output plan of ``fn``: each output is batched (a kernel output),
+    a batch sum (a reduced kernel output plus a once-only offset) or shared."""
+    plan = []
+
+    def per_sample(*traced):
+        batched = [BatchedArray(t.nodes, ax, B) for t, ax in zip(traced, axes)]
+        result = fn(*batched)
+        items = result if isinstance(result, tuple) else (result,)
+        plan.clear()
+        kernel_outs, reduced = [], []
+        for k, r in enumerate(items):
+            if isinstance(r, BatchedArray) and r.bpos is not None:
+                plan.append(("batched", len(kernel_outs), r.bpos, None))
+                kernel_outs.append(TracedArray(r.nodes))
+            elif isinstance(r, Reduced):
+                reduced.append(len(kernel_outs))
+                plan.append(("reduced", len(kernel_outs), None, r.offset))
+                kernel_outs.append(TracedArray(r.terms))
+            elif isinstance(r, BatchedArray):
+                plan.append(("shared", None, None, r.nodes))
+            else:
+                plan.append(("shared", None, None, _nodes(r)))
+        per_sample.reduced = reduced
+        per_sample.single = not isinstance(result, tuple)
+        return tuple(kernel_outs)
+
+    kernel = Kernel(per_sample, in_axes=tuple(axes), backend=backend, name=getattr(fn, "__name__", "fn"))
+    kernel.specialize([tuple(s) for s in per_shapes], axes)
+    return kernel, list(plan), per_sample.single
 

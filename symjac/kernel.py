@@ -41,8 +41,9 @@ def _is_plus_zero(node):
     return node.op == "const" and node.attr == 0.0 and math.copysign(1.0, node.attr) > 0
 
 
-def lower(graph: Graph, batched, title="kernel"):
-    """The `codegen.Program` of ``graph``; ``batched[k]`` says if input k has a batch axis."""
+def lower(graph: Graph, batched, title="kernel", reduced=()):
+    """The `codegen.Program` of ``graph``; ``batched[k]`` says if input k has a
+    batch axis; outputs in ``reduced`` are sums over the batch."""
     where = {}
     for k, leaf in enumerate(graph.inputs):
         for i, node in enumerate(leaf.ravel()):
@@ -67,6 +68,9 @@ def lower(graph: Graph, batched, title="kernel"):
     for k, out in enumerate(graph.outputs):
         flat = out.ravel()
         zeros = sum(1 for n in flat if _is_plus_zero(n))
+        if k in reduced:  # accumulators start at zero: adding a structural zero is a no-op
+            stores += [(k, i, names[n.id]) for i, n in enumerate(flat) if not _is_plus_zero(n)]
+            continue
         if zeros >= ZERO_FILL_MIN:
             zero_fill.add(k)
         for i, node in enumerate(flat):
@@ -74,7 +78,7 @@ def lower(graph: Graph, batched, title="kernel"):
                 continue
             stores.append((k, i, names[node.id]))
     inputs = [Param(int(leaf.size), bool(b)) for leaf, b in zip(graph.inputs, batched)]
-    outputs = [Param(int(out.size), True) for out in graph.outputs]
+    outputs = [Param(int(out.size), k not in reduced, k in reduced) for k, out in enumerate(graph.outputs)]
     return Program(inputs, outputs, body, stores, frozenset(zero_fill), title)
 
 
@@ -196,6 +200,7 @@ class Kernel:
         self._axes = None
         self._compiled = {}
         self._program = None
+        self.reduced = frozenset()
 
     # -- tracing ---------------------------------------------------------
     def specialize(self, shapes, axes):
@@ -204,7 +209,9 @@ class Kernel:
         outputs, treedef = outputs_of(call_traced(self.fn, inputs))
         self.graph = Graph(inputs, outputs, treedef=treedef)
         self._shapes, self._axes = tuple(shapes), tuple(axes)
-        self._program = lower(self.graph, [a is not None for a in axes], self.name)
+        # A traced function may mark outputs that are sums over the batch (dlfeval's losses).
+        self.reduced = frozenset(getattr(self.fn, "reduced", ()))
+        self._program = lower(self.graph, [a is not None for a in axes], self.name, self.reduced)
         return self
 
     def _compile(self, dtype):
@@ -264,7 +271,8 @@ class Kernel:
         for arr, ax in zip(arrays, axes):
             c = np.ascontiguousarray(arr, dtype=dtype)
             ins.append(c.reshape(batch, math.prod(c.shape[1:])) if ax is not None else c.reshape(-1))
-        flat_outs = [o.reshape(batch, math.prod(o.shape[1:])) for o in outs]
+        flat_outs = [o.reshape(-1) if k in self.reduced else o.reshape(batch, math.prod(o.shape[1:]))
+                     for k, o in enumerate(outs)]
         self._compile(dtype).func(start, stop, *ins, *flat_outs)
         return unflatten(self.graph.treedef, outs)
 
@@ -289,9 +297,10 @@ class Kernel:
         return int(start), int(stop)
 
     def _outputs(self, out, batch, dtype):
-        shapes = [(batch,) + o.shape for o in self.graph.outputs]
+        shapes = [o.shape if k in self.reduced else (batch,) + o.shape for k, o in enumerate(self.graph.outputs)]
         if out is None:
-            return [np.empty(s, dtype=dtype) for s in shapes]
+            return [np.zeros(s, dtype=dtype) if k in self.reduced else np.empty(s, dtype=dtype)
+                    for k, s in enumerate(shapes)]
         bufs = list(out) if isinstance(out, (tuple, list)) else [out]
         if len(bufs) != len(shapes):
             raise ValueError(f"out= must hold {len(shapes)} array(s), one per output, got {len(bufs)}")
@@ -302,6 +311,8 @@ class Kernel:
                 raise ValueError(f"out[{k}] must have shape {s} and dtype {dtype}, got {b.shape} {b.dtype}")
             if not b.flags.c_contiguous or not b.flags.writeable:
                 raise ValueError(f"out[{k}] must be C-contiguous and writeable")
+        for k in self.reduced:
+            bufs[k][...] = 0  # a batch sum over [start, stop) starts from zero
         return bufs
 
     def __repr__(self):

@@ -117,7 +117,11 @@ def test_errors_name_the_problem():
     with pytest.raises(TypeError, match="x must be a traced array"):
         run(lambda X: symjac.dljacobian(X * 2, np.ones((3, B)), 0), X)
     with pytest.raises(BatchMixingError, match="mixes samples"):
-        run(lambda X: X.sum(axis=1), X)
+        run(lambda X: X.prod(axis=1), X)
+    with pytest.raises(BatchMixingError, match="per-sample data"):  # a derivative through batch mixing
+        run(lambda X: symjac.dljacobian(X - X.mean(axis=1), X, 0), X)
+    with pytest.raises(BatchMixingError, match="every sample at once"):
+        run(lambda X: np.log(np.sum(X ** 2)), X)
     with pytest.raises(BatchMixingError, match="batch axis"):
         run(lambda X: X.reshape(3 * B), X)
     with pytest.raises(BatchMixingError, match="selects samples"):
@@ -128,3 +132,118 @@ def test_errors_name_the_problem():
         run(lambda X: X, np.array([["a"]]))
     with pytest.raises(TypeError, match="np.where"):
         run(lambda X: X if X[0] > 0 else -X, X)
+
+
+# -- batch-reduced losses and dlgradient ---------------------------------------
+
+def net(X, W1, b1, w2):
+    """A small tanh network on "CB" data: X (2, B) -> (1, B)."""
+    return w2 @ np.tanh(W1 @ X + b1[:, None])
+
+
+def net_np(X, W1, b1, w2):
+    return (w2 @ np.tanh(W1 @ X + b1[:, None]))[None]
+
+
+WEIGHTS = [rng.normal(size=(6, 2)) / 2, rng.normal(size=6) * 0.1, rng.normal(size=(1, 6)) / 3]
+
+
+def numeric_grad(loss, params, k, h=1e-6):
+    g = np.zeros_like(params[k])
+    for idx in np.ndindex(g.shape):
+        p_plus = [p.copy() for p in params]
+        p_minus = [p.copy() for p in params]
+        p_plus[k][idx] += h
+        p_minus[k][idx] -= h
+        g[idx] = (loss(*p_plus) - loss(*p_minus)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("backend, batch", [("numpy", 7), ("numba-parallel", 4100)])
+def test_dlgradient_of_a_mean_squared_loss_with_shared_weights(backend, batch):
+    X = rng.normal(size=(2, batch))
+    T = rng.normal(size=(1, batch))
+
+    def model(X, T, W1, b1, w2):
+        Y = w2 @ np.tanh(W1 @ X + b1[:, None])
+        loss = np.mean((Y - T) ** 2) + 0.1 * np.sum(W1 ** 2)   # data term + regularizer on a weight
+        return (loss, *symjac.dlgradient(loss, W1, b1, w2, X))
+
+    loss, g1, gb, g2, gX = symjac.dlfeval(model, X, T, *WEIGHTS, batch_axis=(-1, -1, None, None, None),
+                                          backend=backend)
+
+    def loss_np(X, W1, b1, w2):
+        return np.mean((net_np(X, W1, b1, w2) - T) ** 2) + 0.1 * np.sum(W1 ** 2)
+
+    assert loss.shape == () and g1.shape == (6, 2) and gb.shape == (6,) and g2.shape == (1, 6)
+    assert gX.shape == (2, batch)
+    np.testing.assert_allclose(loss, loss_np(X, *WEIGHTS), rtol=1e-12)
+    params = [X[:, :0], *WEIGHTS]  # numeric gradients with respect to the weights
+    f = lambda _, W1, b1, w2: loss_np(X, W1, b1, w2)  # noqa: E731
+    for k, g in zip((1, 2, 3), (g1, gb, g2)):
+        np.testing.assert_allclose(g, numeric_grad(f, params, k), rtol=1e-5, atol=1e-8)
+    # per-sample gradient with respect to the batched input
+    h = 1e-6
+    E = np.zeros_like(X)
+    E[1, 3] = h
+    fd = (loss_np(X + E, *WEIGHTS) - loss_np(X - E, *WEIGHTS)) / (2 * h)
+    np.testing.assert_allclose(gX[1, 3], fd, rtol=1e-5, atol=1e-10)
+
+
+def test_pinn_loss_with_laplacian_differentiated_with_respect_to_weights():
+    X = rng.uniform(-1, 1, size=(2, 6))
+    F = np.sin(X[0]) * X[1]
+
+    def model(X, W1, b1, w2):
+        U = w2 @ np.tanh(W1 @ X + b1[:, None])
+        residual = symjac.dllaplacian(U, X, 0) - np.sin(X[0]) * X[1]
+        loss = np.mean(residual ** 2)
+        return (loss, *symjac.dlgradient(loss, W1, b1, w2))
+
+    loss, g1, gb, g2 = symjac.dlfeval(model, X, *WEIGHTS, batch_axis=(-1, None, None, None), backend="numpy")
+
+    def laplacian_np(W1, b1, w2):
+        # closed form: lap u = sum_j w2_j tanh''(z_j) |W1_j|^2, tanh'' = -2 tanh (1 - tanh^2)
+        t = np.tanh(W1 @ X + b1[:, None])
+        return (w2 * np.sum(W1 ** 2, axis=1)) @ (-2 * t * (1 - t ** 2))
+
+    def loss_np(W1, b1, w2):
+        return np.mean((laplacian_np(W1, b1, w2) - F) ** 2)
+
+    np.testing.assert_allclose(loss, loss_np(*WEIGHTS), rtol=1e-12)
+    for k, g in enumerate((g1, gb, g2)):
+        np.testing.assert_allclose(g, numeric_grad(loss_np, WEIGHTS, k), rtol=1e-6, atol=1e-9)
+
+
+def test_contraction_over_the_batch_is_a_batch_sum():
+    X = rng.normal(size=(3, 9))
+    G = symjac.dlfeval(lambda X: X @ X.T, X, backend="numpy")
+    np.testing.assert_allclose(G, X @ X.T, rtol=1e-13)
+    S = symjac.dlfeval(lambda X: (np.sum(X, axis=1), np.mean(X), X * 2), X, backend="numpy")
+    np.testing.assert_allclose(S[0], X.sum(axis=1), rtol=1e-13)
+    np.testing.assert_allclose(S[1], X.mean(), rtol=1e-13)
+    np.testing.assert_allclose(S[2], 2 * X)
+
+
+def test_dlgradient_errors():
+    X = rng.normal(size=(3, 4))
+    run = lambda fn: symjac.dlfeval(fn, X, backend="numpy")  # noqa: E731
+    with pytest.raises(ValueError, match="reduce them over the batch"):
+        run(lambda X: symjac.dlgradient(X[0] * 2, X))
+    with pytest.raises(ValueError, match="must be a scalar"):
+        run(lambda X: symjac.dlgradient(np.sum(X, axis=1), X))
+    with pytest.raises(TypeError, match="x number 0"):
+        run(lambda X: symjac.dlgradient(np.sum(X), np.ones(3)))
+
+
+def test_dlgradient_stops_higher_derivatives_by_default():
+    X = rng.normal(size=(2, 4))
+
+    def model(X, enable):
+        loss = np.sum(np.sin(X) ** 2)
+        g = symjac.dlgradient(loss, X, enable_higher_derivatives=enable)   # per sample, (2, B)
+        return symjac.dljacobian(g, X, 0)
+
+    assert not symjac.dlfeval(lambda X: model(X, False), X, backend="numpy").any()
+    H = symjac.dlfeval(lambda X: model(X, True), X, backend="numpy")
+    np.testing.assert_allclose(H[0, 0], 2 * np.cos(2 * X[0]), rtol=1e-13)
