@@ -73,13 +73,16 @@ def _versions():
 
 
 def num_threads():
-    """Worker threads for ``numba-parallel`` ($SYMJAC_NUM_THREADS, else the CPU count)."""
+    """Worker threads for ``numba-parallel``: $SYMJAC_NUM_THREADS, else the CPUs this process may use."""
     env = os.environ.get("SYMJAC_NUM_THREADS")
     if env:
         if not env.isdigit() or int(env) < 1:
             raise ValueError(f"SYMJAC_NUM_THREADS must be a positive integer, got {env!r}")
         return int(env)
-    return os.cpu_count() or 1
+    try:
+        return len(os.sched_getaffinity(0)) or 1  # respects taskset and container CPU sets
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 class ParallelRunner:

@@ -138,11 +138,14 @@ class Printer:
     def _print_stop(self, a):
         return a
 
+    def _print_expit(self, a):
+        return f"_T(1.0) / (_T(1.0) + np.exp(-{a}))"
+
     def _print_pow(self, a, b):
         n = self.consts.get(b)
-        if n is not None and n == int(n) and 1 <= abs(n) <= self.max_unrolled_power:
-            prod = " * ".join([a] * int(abs(n)))
-            return prod if n > 0 else f"_T(1.0) / ({prod})"
+        if n is not None and n == int(n) and 1 <= n <= self.max_unrolled_power:
+            # positive powers only: 1/(x*x) would overflow where pow(x, -2) is subnormal
+            return " * ".join([a] * int(n))
         return f"{a} ** {b}"
 
     def _print_where(self, c, a, b):

@@ -1,4 +1,4 @@
-"""The command line: ``python -m symjac demo`` and ``python -m symjac show``.
+"""The command line: ``python -m symjac demo``.
 
 ``demo`` compiles the Jacobian of a built-in mass-action kinetics model,
 checks it against the complex step, times it against NumPy finite

@@ -48,6 +48,10 @@ def estimate_costs(outputs, variables):
     """(forward cost, reverse cost): derivative terms each sweep would build."""
     order = toposort(outputs)
     inbits, outbits = _reach(order, outputs, variables)
+    return _costs(order, inbits, outbits)
+
+
+def _costs(order, inbits, outbits):
     fwd = rev = 0
     for node in order:
         i, o = inbits.get(node.id, 0), outbits.get(node.id, 0)
@@ -101,12 +105,7 @@ def jacobian_nodes(outputs, variables, mode="auto"):
     order = toposort(outputs)
     inbits, outbits = _reach(order, outputs, variables)
     if mode == "auto":
-        fwd = rev = 0
-        for node in order:
-            i, o = inbits.get(node.id, 0), outbits.get(node.id, 0)
-            if i and o and node.args:
-                fwd += i.bit_count()
-                rev += o.bit_count()
+        fwd, rev = _costs(order, inbits, outbits)
         mode = "fwd" if fwd <= rev else "rev"
     J = np.full((len(outputs), len(variables)), ZERO, dtype=object)
     if mode == "fwd":

@@ -549,6 +549,9 @@ def _normalize_batch_axes(batch_axis, args):
         arr = np.asarray(a)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"argument {k} must be a real numeric array, got dtype {arr.dtype}")
+        if arr.dtype.kind != "f":
+            raise TypeError(f"argument {k} holds {arr.dtype} data; traced data must be floating point, as for "
+                            "MATLAB's dlarray: convert it with .astype(np.float64) (or float32)")
         if ax is None:
             out.append(None)
             continue

@@ -5,8 +5,10 @@ forward and reverse mode derive from them); ``defjvp``/``defvjp`` replace a
 mode's rule outright, for ops whose derivative should select rather than
 multiply (see ``where`` in `symjac.rules`).
 
->>> from symjac.extend import defpartials, make
->>> defpartials("tanh", lambda n, a: (make("sub", 1.0, make("mul", n, n)),))
+>>> from symjac.extend import defpartials
+>>> from symjac.rules import PARTIALS
+>>> tanh_rule = PARTIALS["tanh"]   # (node, arg) -> (1 - node**2,)
+>>> defpartials("tanh", tanh_rule)
 """
 
 from symjac.rules import JVP, VJP, defpartials

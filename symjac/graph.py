@@ -52,7 +52,7 @@ class Node:
         raise TracerBoolError()
 
     def __reduce__(self):
-        raise TypeError("symjac graph nodes cannot be pickled; export the kernel instead")
+        raise TypeError("symjac graph nodes cannot be pickled; keep the generated kernel file (Kernel.path) instead")
 
 
 def _const_key(value):

@@ -261,11 +261,11 @@ class Kernel:
         """`__call__` on arguments already passed through `check_arguments`."""
         arrays, axes, batch, dtype, labels = checked
         shapes = [arr.shape[1:] if ax is not None else arr.shape for arr, ax in zip(arrays, axes)]
+        start, stop = self._check_slice(start, stop, batch)  # before any tracing work
         if self.graph is None:
             self.specialize(shapes, axes)
         else:
             self._check_signature(shapes, axes, labels)
-        start, stop = self._check_slice(start, stop, batch)
         outs = self._outputs(out, batch, dtype)
         ins = []
         for arr, ax in zip(arrays, axes):

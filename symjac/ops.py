@@ -67,6 +67,7 @@ UNARY = {
     "atanh": (np.arctanh, 20),
     "erf": (_vectorize(math.erf), 20),
     "erfc": (_vectorize(math.erfc), 20),
+    "expit": (lambda x: 1.0 / (1.0 + np.exp(-x)), 24),
 }
 
 OPS: dict[str, OpInfo] = dict(

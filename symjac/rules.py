@@ -55,6 +55,8 @@ PARTIALS = {
     "atanh": lambda n, a: (m("div", 1.0, m("sub", 1.0, m("mul", a, a))),),
     "erf": lambda n, a: (m("mul", TWO_OVER_SQRT_PI, m("exp", m("neg", m("mul", a, a)))),),
     "erfc": lambda n, a: (m("mul", -TWO_OVER_SQRT_PI, m("exp", m("neg", m("mul", a, a)))),),
+    # n (1 - n): finite for every x, where the quotient rule on 1/(1+exp(-x)) gives inf/inf
+    "expit": lambda n, a: (m("mul", n, m("sub", 1.0, n)),),
     "add": lambda n, a, b: (ONE, ONE),
     "sub": lambda n, a, b: (ONE, m("neg", ONE)),
     "mul": lambda n, a, b: (b, a),

@@ -7,9 +7,9 @@ foldable or repeated node.  Dead code is never visited: walks start from the
 outputs.
 
 IEEE exactness.  By default only rewrites that give the same IEEE result for
-every input are applied: ``x+0 -> x`` (except that ``-0.0 + 0.0`` is ``+0.0``:
-the sign of a zero result may differ), ``x*1``, ``x/1``, ``x-0``, ``0-x ->
--x``, ``--x``, ``x**1``, ``x**0 -> 1`` (IEEE pow), ``where(c, a, a) -> a``,
+every input, up to the sign of a zero result, are applied: ``x+0 -> x``
+(``-0.0 + 0.0`` is ``+0.0``), ``0-x -> -x`` (``0 - 0.0`` is ``+0.0``),
+``x*1``, ``x/1``, ``x-0``, ``--x``, ``x**1``, ``x**0 -> 1`` (IEEE pow), ``where(c, a, a) -> a``,
 ``a + (-b) -> a - b`` and folding of constants in float64.  The rewrites
 that can turn NaN or infinity into a number -- ``x*0 -> 0``, ``x-x -> 0``,
 ``x/x -> 1`` -- are opt-in, inside ``with symjac.non_ieee_rewrites():``.

@@ -529,7 +529,8 @@ _TO_SYMPY = {
     "or": _logical(sp.Or),
     "not": _logical(sp.Not),
     "where": _where,
-    "stop": _numeric(lambda a: a),  # a constant for differentiation; the same value
+    "stop": _numeric(lambda a: a),
+    "expit": _numeric(lambda a: 1 / (1 + sp.exp(-a))),  # a constant for differentiation; the same value
 }
 for _name in ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh",
               "acosh", "atanh"):

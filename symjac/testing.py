@@ -75,7 +75,11 @@ def check_jacobian(f, *args, argnum=0, backend="numpy", dtype=np.float64, direct
         if J.dtype != dtype:
             raise AssertionError(f"{mode} Jacobian has dtype {J.dtype}, expected {dtype}")
         jac[mode] = np.asarray(J[0], dtype=float)
-    out_shape = np.shape(f(*args))
+    value = f(*args)
+    if isinstance(value, tuple):
+        raise TypeError("check_jacobian checks a function with one array output; check each output of a "
+                        "tuple-returning function with a wrapper such as lambda x: f(x)[0]")
+    out_shape = np.shape(value)
     in_shape = args[argnum].shape
     Jf = jac["fwd"].reshape(int(np.prod(out_shape)), int(np.prod(in_shape)))
     Jr = jac["rev"].reshape(Jf.shape)

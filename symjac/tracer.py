@@ -334,7 +334,7 @@ UFUNCS = {
     "radians": lambda x: make("mul", x, math.pi / 180.0),
     "rad2deg": lambda x: make("mul", x, 180.0 / math.pi),
     "degrees": lambda x: make("mul", x, 180.0 / math.pi),
-    "expit": lambda x: make("div", 1.0, make("add", 1.0, make("exp", make("neg", x)))),
+    "expit": _m("expit"),
     "logit": lambda x: make("log", make("div", x, make("sub", 1.0, x))),
 }
 for _op in ("sqrt", "cbrt", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos",
@@ -368,12 +368,19 @@ def _reduce_nodes(a, op, axis, keepdims, what):
     return TracedArray(out)
 
 
-def _max(a, axis=None, out=None, keepdims=False, **kw):
-    return _reduce_nodes(a, "max", axis, keepdims, "max")
+def _extreme(op, a, axis, out, keepdims, initial, where):
+    if out is not None or where is not True:
+        raise UnsupportedOperationError(f"np.{op}(..., out=/where=) on traced arrays; use np.where to mask")
+    r = _reduce_nodes(a, op, axis, keepdims, op)
+    return r if initial is None else (np.maximum if op == "max" else np.minimum)(r, initial)
 
 
-def _min(a, axis=None, out=None, keepdims=False, **kw):
-    return _reduce_nodes(a, "min", axis, keepdims, "min")
+def _max(a, axis=None, out=None, keepdims=False, initial=None, where=True):
+    return _extreme("max", a, axis, out, keepdims, initial, where)
+
+
+def _min(a, axis=None, out=None, keepdims=False, initial=None, where=True):
+    return _extreme("min", a, axis, out, keepdims, initial, where)
 
 
 _REDUCE = {
@@ -405,10 +412,26 @@ def _clip(a, a_min=None, a_max=None, out=None, **kw):
 
 def _norm(x, ord=None, axis=None, keepdims=False):
     arr = TracedArray(_nodes(x))
-    if axis is None and arr.ndim == 2 and ord not in (None, "fro"):
-        raise UnsupportedOperationError(f"np.linalg.norm(matrix, ord={ord!r}) is not supported; "
-                                        "use ord=None/'fro' or give axis= for vector norms")
-    if ord in (None, 2, "fro"):
+    if axis is None:
+        axis = tuple(range(arr.ndim)) if arr.ndim == 2 else None
+        if arr.ndim > 2 and ord is not None:
+            raise UnsupportedOperationError("np.linalg.norm with ord= needs a 1-D or 2-D array or axis=")
+    matrix = isinstance(axis, tuple) and len(axis) == 2
+    if matrix:
+        r, c = (a % arr.ndim for a in axis)
+        if ord in (None, "fro"):
+            return np.sqrt(np.sum(arr * arr, axis=axis, keepdims=keepdims))
+        if ord in (1, -1, np.inf, -np.inf):
+            summed, other = (c, r) if ord in (1, -1) else (r, c)   # 1: max column sum; inf: max row sum
+            sums = np.sum(np.abs(arr), axis=other, keepdims=True)
+            pick = _max if ord in (1, np.inf) else _min
+            out = pick(sums, axis=summed, keepdims=True)
+            return out if keepdims else np.squeeze(out, axis=tuple(sorted((r, c))))
+        raise UnsupportedOperationError(f"np.linalg.norm of a matrix with ord={ord!r} (singular values) "
+                                        "is not supported; use ord=None/'fro', 1, -1, inf or -inf")
+    if ord == "fro":
+        raise ValueError("np.linalg.norm: ord='fro' needs a matrix (2-D or a 2-axis axis=)")
+    if ord in (None, 2):
         return np.sqrt(np.sum(arr * arr, axis=axis, keepdims=keepdims))
     if ord == 1:
         return np.sum(np.abs(arr), axis=axis, keepdims=keepdims)
@@ -457,8 +480,8 @@ PASSTHROUGH = {
     np.cross, np.dot, np.vdot, np.einsum, np.outer, np.inner, np.tensordot, np.kron, np.sum,
     np.prod, np.cumsum, np.cumprod, np.mean, np.take, np.append, np.split, np.array_split,
     np.copy, np.diff, np.shape, np.ndim, np.size, np.linalg.multi_dot, np.asarray, np.asanyarray,
-    np.array, np.real, np.conjugate, np.block, np.pad, np.insert, np.delete, np.trapezoid,
-    np.polyval, np.linalg.matrix_power, np.result_type,
+    np.array, np.real, np.conjugate, np.block, np.pad, np.insert, np.delete,
+    np.polyval, np.linalg.matrix_power, np.result_type, getattr(np, "trapezoid", None),
 }
 PASSTHROUGH = {f for f in PASSTHROUGH if callable(f)}
 

@@ -48,37 +48,24 @@ def _check_argnums(argnums, nargs):
     return nums
 
 
-def _distinct_leaves(arrays):
-    seen = set()
-    for arr in arrays:
-        for n in arr.ravel():
-            if n.op != "input" or n.id in seen:
-                return False
-            seen.add(n.id)
-    return True
-
-
 class _Variables:
-    """``f`` called with the differentiation variables as independent leaves.
+    """``f`` called with fresh leaves standing for the arguments at ``nums``.
 
-    When the arguments at ``nums`` are distinct input leaves already, ``f``
-    sees them as they are; otherwise (a computed value, a leaf used twice)
-    fresh leaves stand in and `back` substitutes the real values into any
-    derivative built from them.
+    Fresh leaves every time: the values passed in may also reach ``f``
+    another way (a closure over the same traced value, the same value passed
+    as another argument), and differentiating with respect to them in place
+    would add those paths (perturbation confusion).  `substitute` puts the
+    real values into any derivative built from the leaves.
     """
 
     def __init__(self, f, args, nums):
         arrays = [as_nodes(a) for a in args]
-        self.back = None
-        if _distinct_leaves([arrays[i] for i in nums]):
-            self.arrays = arrays
-        else:
-            fresh = make_inputs([arrays[i].shape for i in nums])
-            self.arrays = list(arrays)
-            for i, leaf in zip(nums, fresh):
-                self.arrays[i] = leaf
-            self.back = {l.id: n for i, leaf in zip(nums, fresh)
-                         for l, n in zip(leaf.ravel(), np.broadcast_to(arrays[i], leaf.shape).ravel())}
+        fresh = make_inputs([arrays[i].shape for i in nums])
+        self.arrays = list(arrays)
+        for i, leaf in zip(nums, fresh):
+            self.arrays[i] = leaf
+        self.back = {l.id: n for i, leaf in zip(nums, fresh)
+                     for l, n in zip(leaf.ravel(), np.broadcast_to(arrays[i], leaf.shape).ravel())}
         self.outs, self.treedef = outputs_of(call_traced(f, self.arrays))
         self.flat_in = [n for i in nums for n in self.arrays[i].ravel()]
 

@@ -244,3 +244,37 @@ def test_kernel_properties():
     k(np.ones((2, 3)))
     assert "np.sin" in k.source and k.stats["dag_ops"] == 9
     assert k.path.exists() and k.path.read_text() == k.source
+
+
+def test_no_perturbation_confusion():
+    # the inner derivative is with respect to `a` only, although x also reaches f through the closure
+    x = rng.normal(size=(3, 2))
+    J = symjac.compile(lambda x: symjac.jacobian(lambda a: a * x)(x), backend="numpy")(x)
+    np.testing.assert_allclose(J, np.stack([np.diag(xi) for xi in x]))
+    # the same value passed as a second, non-differentiated argument
+    J2 = symjac.compile(lambda x: symjac.jacobian(lambda a, p: a * p)(x, np.sin(x)), backend="numpy")(x)
+    np.testing.assert_allclose(J2, np.stack([np.diag(np.sin(xi)) for xi in x]))
+    J3 = symjac.jacobian(lambda a, p: a * p, in_axes=(0, 0), backend="numpy")(x, x)
+    np.testing.assert_allclose(J3, np.stack([np.diag(xi) for xi in x]))
+
+
+def test_matrix_norms_and_reductions_with_initial():
+    A = np.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]])
+    for ord_ in (None, "fro", 1, -1, np.inf, -np.inf):
+        k = symjac.compile(lambda a: np.linalg.norm(a, ord_), backend="numpy")
+        np.testing.assert_allclose(k(A[None])[0], np.linalg.norm(A, ord_), rtol=1e-14)
+        k2 = symjac.compile(lambda a: np.linalg.norm(a, ord_, axis=(0, 1)), backend="numpy")
+        np.testing.assert_allclose(k2(A[None])[0], np.linalg.norm(A, ord_, axis=(0, 1)), rtol=1e-14)
+    v = np.array([[-1.0, -2.0, -3.0]])
+    assert symjac.compile(lambda x: np.max(x, initial=0.0), backend="numpy")(v)[0] == 0.0
+    assert symjac.compile(lambda x: np.min(x, initial=-5.0), backend="numpy")(v)[0] == -5.0
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_expit_derivative_is_finite_in_the_tails(backend):
+    import scipy.special
+
+    x = np.array([[-800.0], [-30.0], [0.0], [30.0], [800.0]])
+    J = symjac.jacobian(scipy.special.expit, backend=backend)(x)[:, 0, 0]
+    e = scipy.special.expit(x[:, 0])
+    np.testing.assert_allclose(J, e * (1 - e), rtol=1e-13, atol=0)

@@ -130,6 +130,8 @@ def test_errors_name_the_problem():
         run(lambda X, Y: X * Y, X, np.ones((3, B + 1)))
     with pytest.raises(TypeError, match="real numeric"):
         run(lambda X: X, np.array([["a"]]))
+    with pytest.raises(TypeError, match="floating point"):
+        run(lambda X: X * 2, np.ones((3, B), dtype=int))
     with pytest.raises(TypeError, match="np.where"):
         run(lambda X: X if X[0] > 0 else -X, X)
 
