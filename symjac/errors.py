@@ -16,7 +16,9 @@ class TracerBoolError(SymjacError, TypeError):
             "symbolic arrays, so Python control flow (`if x > 0:`, `while`, `and`/`or`, "
             "`float(x)`) cannot depend on the data. Use np.where(condition, a, b) for a "
             "branch, np.maximum/np.minimum/np.clip for limits; build arrays with np.array([...]), "
-            "np.stack or np.zeros_like(x) instead of assigning traced values into np.zeros(n)."
+            "np.stack or np.zeros_like(x) instead of assigning traced values into np.zeros(n). If this came "
+            "from np.where/np.maximum/np.max on an array made with np.array([...]) of traced values, "
+            "make that array with np.stack([...]) instead (np.array returns a plain object array)."
         )
 
 

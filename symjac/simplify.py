@@ -228,7 +228,19 @@ for _name, _op in [("add", "add"), ("sub", "sub"), ("mul", "mul"), ("truediv", "
 Node.__neg__ = lambda self: make("neg", self)
 Node.__pos__ = lambda self: self
 Node.__abs__ = lambda self: make("abs", self)
-Node.__eq__ = object.__eq__
+def _node_eq(self, other):
+    if self is other:
+        return True
+    from symjac.errors import TracerBoolError
+
+    raise TracerBoolError("== between traced values of a plain object array (from np.asarray or np.array)")
+
+
+# Nodes are compared by identity internally (hash-consing makes that structural
+# equality); a == reaching a node from NumPy's object loops would silently be
+# identity, so it raises instead of answering False.
+Node.__eq__ = _node_eq
+Node.__ne__ = lambda self, other: not _node_eq(self, other)
 Node.__hash__ = object.__hash__
 
 _NUMPY_NAMES = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "asinh": "arcsinh",

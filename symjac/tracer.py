@@ -345,6 +345,21 @@ for _np, _op in (("arcsin", "asin"), ("arccos", "acos"), ("arctan", "atan"), ("a
     UFUNCS[_np] = _m(_op)
 
 
+def _ufunc_method(name):
+    fn = getattr(np, name)
+    return lambda self, *other: fn(self, *other)
+
+
+# np.array([x[0], x[1]]) of traced scalars is a plain object array of 0-d
+# TracedArrays (np.array cannot be intercepted); NumPy's object loops apply a
+# ufunc by calling the element's method of the same name.
+for _name in ("sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh",
+              "arccosh", "arctanh", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt",
+              "cbrt", "square", "reciprocal", "sign", "arctan2", "hypot", "deg2rad", "rad2deg"):
+    setattr(TracedArray, _name, _ufunc_method(_name))
+TracedArray.__abs__ = lambda self: np.abs(self)
+
+
 # -- array functions with their own code ------------------------------------
 
 def _reduce_nodes(a, op, axis, keepdims, what):

@@ -105,6 +105,8 @@ OPS = [
     ("norm_axis", lambda x: np.linalg.norm(x.reshape(2, 3), axis=1), 6, 0.2, 2, False),
     ("constants", lambda x: x * np.asarray([1.0, 2.0, 3.0]) + np.arange(3) + np.zeros(3) + np.ones(3) * np.pi, 3, -2, 2, True),
     ("np_array_scalars", _np_array_of_scalars, 3, -2, 2, True),
+    ("np_array_ufuncs", lambda x: np.sin(np.array([x[0], x[1]])) * np.exp(np.array([x[2], x[0]]))
+     + np.arctan2(np.array([x[1], x[2]]), 2.0) + np.cbrt(np.array([x[2] + 3, x[0] + 3])), 3, -2, 2, False),
     ("zeros_like_assign", _zeros_assign, 3, -2, 2, True),
     ("unpack", lambda x: (lambda a, b, c: a * b * c)(*x), 3, -2, 2, True),
     ("cross", lambda x: np.cross(x[:3], x[3:]), 6, -2, 2, True),

@@ -28,6 +28,13 @@ def test_python_conversions_refused(conv):
         J(lambda x: conv(x[0]) * x)(np.ones((2, 2)))
 
 
+def test_object_array_comparisons_refused_not_silently_false():
+    with pytest.raises(TracerBoolError, match="=="):
+        J(lambda x: np.where(np.asarray(x) == 0.3, x, 0.0))(np.ones((2, 2)))
+    with pytest.raises(TracerBoolError, match=r"np\.stack"):
+        J(lambda x: np.maximum(np.array([x[0], x[1]]), 0.0))(np.ones((2, 2)))
+
+
 def test_assigning_into_numpy_zeros_explains_fix():
     def f(x):
         out = np.zeros(2)
