@@ -99,9 +99,16 @@ def make(op, *args):
     simpler = _identities(op, args)
     if simpler is not None:
         return simpler
-    if info.commutative and args[0].id > args[1].id:
+    if info.commutative and _order_key(args[0]) > _order_key(args[1]):
         args = (args[1], args[0])
     return intern(op, args, None, info.dtype)
+
+
+def _order_key(node):
+    # Constants first, then creation order: constants outlive traces while every
+    # other node of a retrace is rebuilt in the same order, so a retraced model
+    # prints the same kernel source (and hits the kernel cache).
+    return (node.op != "const", node.id)
 
 
 def _identities(op, args):

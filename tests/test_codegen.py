@@ -186,3 +186,11 @@ def test_parallel_runner_splits_the_batch(monkeypatch):
     monkeypatch.setenv("SYMJAC_NUM_THREADS", "zero")
     with pytest.raises(ValueError, match="SYMJAC_NUM_THREADS"):
         ParallelRunner(record)(0, 9, x, out)
+
+
+def test_retracing_gives_the_same_source():
+    # a retrace (a new lambda, a new transform) must hit the compiled-kernel cache
+    W = np.array([[1.0, -1.0], [0.5, 2.0]])
+    sources = {symjac.jacobian(lambda x: np.tanh(W @ x) * 3.0 + np.sin(x[0]) * 0.25, backend="numpy")
+               .kernel_for(np.ones((1, 2))).source for _ in range(3)}
+    assert len(sources) == 1
