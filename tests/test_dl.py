@@ -249,3 +249,21 @@ def test_dlgradient_stops_higher_derivatives_by_default():
     assert not symjac.dlfeval(lambda X: model(X, False), X, backend="numpy").any()
     H = symjac.dlfeval(lambda X: model(X, True), X, backend="numpy")
     np.testing.assert_allclose(H[0, 0], 2 * np.cos(2 * X[0]), rtol=1e-13)
+
+
+def test_disabling_higher_derivatives_builds_less():
+    from symjac.dl import _trace_dlfeval
+
+    def model(enable):
+        def fn(X, W):
+            U = np.tanh(W @ X)
+            J = symjac.dljacobian(U, X, 0, enable_higher_derivatives=enable)      # (2, 2, B)
+            loss = np.mean(J ** 2) + np.mean(U ** 2)
+            return symjac.dlgradient(loss, W)
+        return fn
+
+    sizes = {}
+    for enable in (True, False):
+        kernel, _, _ = _trace_dlfeval(model(enable), [(2,), (2, 2)], [1, None], 4, "numpy")
+        sizes[enable] = kernel.stats["dag_ops"]
+    assert sizes[False] < sizes[True]
