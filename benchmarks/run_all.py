@@ -26,7 +26,7 @@ if __package__ in (None, ""):
 
 from benchmarks import common
 
-PROBLEMS = ["kinetics", "arm"]
+PROBLEMS = ["kinetics", "arm", "pinn"]
 
 
 def main(argv=None):
