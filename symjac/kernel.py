@@ -107,6 +107,8 @@ def graph_stats(graph: Graph):
 
 
 def normalize_in_axes(in_axes, nargs, where="in_axes"):
+    if isinstance(in_axes, (bool, np.bool_)):
+        raise TypeError(f"{where} must be an int, None, or a tuple of those, got {in_axes!r}")
     if in_axes is None or isinstance(in_axes, (int, np.integer)):
         axes = (in_axes,) * nargs
     elif isinstance(in_axes, (tuple, list)):
@@ -117,7 +119,7 @@ def normalize_in_axes(in_axes, nargs, where="in_axes"):
     else:
         raise TypeError(f"{where} must be an int, None, or a tuple of those, got {type(in_axes).__name__}")
     for a in axes:
-        if a is not None and not isinstance(a, (int, np.integer)):
+        if a is not None and (not isinstance(a, (int, np.integer)) or isinstance(a, (bool, np.bool_))):
             raise TypeError(f"{where} entries must be int or None, got {a!r}")
     if all(a is None for a in axes):
         raise ValueError(f"{where} marks every argument as shared (None); at least one argument must "

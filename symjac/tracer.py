@@ -282,6 +282,11 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         if impl is not None:
             return impl(*args, **kwargs)
         if func in PASSTHROUGH:
+            bad = [k for k in ("out", "dtype", "where") if kwargs.get(k) is not None and kwargs.get(k) is not True]
+            if bad:
+                raise UnsupportedOperationError(
+                    f"np.{func.__name__}(..., {bad[0]}=...) on traced arrays: traced values are computed in the "
+                    "kernel's dtype; drop the argument (use np.where to mask)")
             with np.errstate(all="ignore"):
                 return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
         name = getattr(func, "__module__", "numpy").replace("numpy.", "np.").replace("numpy", "np")

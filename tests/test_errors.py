@@ -111,6 +111,15 @@ def test_in_axes_validation():
         J(f, in_axes=(0, 1))(np.ones((2, 2)), np.ones(2))
 
 
+def test_reduction_keywords_refused_clearly():
+    with pytest.raises(UnsupportedOperationError, match="dtype="):
+        J(lambda x: np.sum(x, dtype=np.float32))(np.ones((2, 2)))
+    with pytest.raises(TypeError, match="in_axes must be"):
+        J(lambda x, y: x * y, in_axes=True)(np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(TypeError, match="entries must be int or None"):
+        J(lambda x, y: x * y, in_axes=(0, True))(np.ones((2, 2)), np.ones((2, 2)))
+
+
 def test_mode_and_backend_validation():
     with pytest.raises(ValueError, match="mode must be"):
         symjac.jacobian(lambda x: x, mode="forward")
