@@ -276,23 +276,9 @@ METHODS = common.symjac_methods(_symjac, _preload_symjac, "(B, 6, 7)") + [
     Method("symjac sparse, non_ieee_rewrites (numba-parallel)",
            lambda p: _symjac(p, "numba-parallel", True, non_ieee=True), _preload_symjac,
            "as above, (B, nnz) values", key="symjac-sparse-nonieee"),
-    Method("JAX jit(vmap(jacfwd))", _jax, _preload_jax, "float64, dense (B, 6, 7), allocates",
-           key="jax", fresh_first_call=False),
-    Method("torch.func vmap(jacfwd)", _torch, _preload_torch, "float64, dense, allocates",
-           key="torch", fresh_first_call=False),
-    Method("SymPy lambdify(cse=True)", _sympy, _preload_sympy,
-           "nnz entries, NumPy-vectorized, into a preallocated (nnz, B) buffer; input pre-transposed",
-           key="sympy", fresh_first_call=False),
-    Method("SymEngine Lambdify LLVM (1 thread)", _symengine, _preload_symengine,
-           "nnz entries, cse=True, out= (B, nnz)",
-           key="symengine", fresh_first_call=False),
-    Method("CasADi SX map thread(2)", lambda p: _casadi(p, "thread"), _preload_casadi,
-           "nnz as dense (nnz, B) DM, + .full(); map 'thread' (2) was faster than 'serial' "
-           "in our runs (--methods casadi-serial to compare)", key="casadi-thread", fresh_first_call=False),
-    Method("CasADi SX map serial", lambda p: _casadi(p, "serial"), _preload_casadi,
-           "nnz as dense (nnz, B) DM, + .full()",
-           key="casadi-serial", fresh_first_call=False, default=False),
-]
+] + common.peer_methods(sys.modules[__name__], "(B, 6, 7)",
+                        "nnz entries, NumPy-vectorized, into a preallocated (nnz, B) buffer; input pre-transposed",
+                        "nnz entries, cse=True, out= (B, nnz)")
 
 REFS = [("symjac dense", "symjac dense (numba-parallel)"), ("symjac sparse", "symjac sparse (numba-parallel)")]
 

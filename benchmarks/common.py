@@ -724,3 +724,24 @@ def symjac_methods(run, preload, dense_shape):
         Method("symjac dense, no out= (numba-parallel)", lambda p: run(p, "numba-parallel", False, False),
                preload, f"allocates the {dense_shape} result each call", key="symjac-dense-alloc"),
     ]
+
+
+def peer_methods(mod, dense_shape, sympy_note, symengine_note):
+    """The peer rows every Jacobian benchmark has, from the module's ``_jax``,
+    ``_torch``, ``_sympy``, ``_symengine``, ``_casadi`` and their ``_preload_*``."""
+    fn = lambda name: getattr(mod, name)  # noqa: E731
+    return [
+        Method("JAX jit(vmap(jacfwd))", fn("_jax"), fn("_preload_jax"),
+               f"float64, dense {dense_shape}, allocates", key="jax", fresh_first_call=False),
+        Method("torch.func vmap(jacfwd)", fn("_torch"), fn("_preload_torch"), "float64, dense, allocates",
+               key="torch", fresh_first_call=False),
+        Method("SymPy lambdify(cse=True)", fn("_sympy"), fn("_preload_sympy"), sympy_note,
+               key="sympy", fresh_first_call=False),
+        Method("SymEngine Lambdify LLVM (1 thread)", fn("_symengine"), fn("_preload_symengine"), symengine_note,
+               key="symengine", fresh_first_call=False),
+        Method("CasADi SX map thread(2)", lambda p: fn("_casadi")(p, "thread"), fn("_preload_casadi"),
+               "nnz as dense (nnz, B) DM, + .full(); map 'thread' (2) was faster than 'serial' "
+               "in our runs (--methods casadi-serial to compare)", key="casadi-thread", fresh_first_call=False),
+        Method("CasADi SX map serial", lambda p: fn("_casadi")(p, "serial"), fn("_preload_casadi"),
+               "nnz as dense (nnz, B) DM, + .full()", key="casadi-serial", fresh_first_call=False, default=False),
+    ]

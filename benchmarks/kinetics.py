@@ -22,7 +22,7 @@ if __package__ in (None, ""):
 import numpy as np
 
 from benchmarks import common
-from benchmarks.common import Method, Runner, nz_to_dense
+from benchmarks.common import Runner, nz_to_dense
 
 common.setup_env()  # fresh SYMJAC_CACHE_DIR before symjac is imported anywhere
 
@@ -269,24 +269,9 @@ def _casadi(p, mode):
                   info={"nnz": len(rows)})
 
 
-METHODS = common.symjac_methods(_symjac, _preload_symjac, "(B, 30, 30)") + [
-    Method("JAX jit(vmap(jacfwd))", _jax, _preload_jax, "float64, dense (B, 30, 30), allocates",
-           key="jax", fresh_first_call=False),
-    Method("torch.func vmap(jacfwd)", _torch, _preload_torch, "float64, dense, allocates",
-           key="torch", fresh_first_call=False),
-    Method("SymPy lambdify(cse=True)", _sympy, _preload_sympy,
-           "nnz entries, NumPy-vectorized, into a preallocated (nnz, B) buffer; inputs pre-transposed",
-           key="sympy", fresh_first_call=False),
-    Method("SymEngine Lambdify LLVM (1 thread)", _symengine, _preload_symengine,
-           "nnz entries, cse=True, out= (B, nnz); input pre-stacked (B, 110)",
-           key="symengine", fresh_first_call=False),
-    Method("CasADi SX map thread(2)", lambda p: _casadi(p, "thread"), _preload_casadi,
-           "nnz as dense (nnz, B) DM, + .full(); map 'thread' (2) was faster than 'serial' "
-           "in our runs (--methods casadi-serial to compare)", key="casadi-thread", fresh_first_call=False),
-    Method("CasADi SX map serial", lambda p: _casadi(p, "serial"), _preload_casadi,
-           "nnz as dense (nnz, B) DM, + .full()",
-           key="casadi-serial", fresh_first_call=False, default=False),
-]
+METHODS = common.symjac_methods(_symjac, _preload_symjac, "(B, 30, 30)") + common.peer_methods(sys.modules[__name__], "(B, 30, 30)",
+                        "nnz entries, NumPy-vectorized, into a preallocated (nnz, B) buffer; inputs pre-transposed",
+                        "nnz entries, cse=True, out= (B, nnz); input pre-stacked (B, 110)")
 
 REFS = [("symjac dense", "symjac dense (numba-parallel)"), ("symjac sparse", "symjac sparse (numba-parallel)")]
 

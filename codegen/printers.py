@@ -90,7 +90,7 @@ class Printer:
         ]
         return "\n".join(lines)
 
-    indent = "    "
+    indent = "        "  # body lines sit inside the block that loop_open() opens
 
     def header(self, program):
         stats = f"{len(program.body)} statements, {len(program.stores)} stores"
@@ -188,8 +188,6 @@ class NumPyPrinter(Printer):
         # a value that does not depend on batched data is a scalar: count it once per sample
         return f"out{k}[{i}] += np.sum(np.broadcast_to({v}, (stop - start,)))"
 
-    indent = "        "
-
     def loop_open(self, program):
         return ["    with np.errstate(all='ignore'):"]
 
@@ -206,7 +204,6 @@ class NumbaPrinter(Printer):
     """
 
     functions = {**_NUMPY_FUNCTIONS, "erf": "math.erf", "erfc": "math.erfc"}
-    indent = "        "
 
     def extra_imports(self):
         return {"import math", "import numba"}

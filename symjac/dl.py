@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import OrderedDict
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from symjac.interpret import evaluate_nodes
 from symjac.kernel import Kernel, resolve_backend
 from symjac.laplacian import laplacian_nodes
 from symjac.simplify import ZERO, make
-from symjac.tracer import UFUNCS, TracedArray, _nodes
+from symjac.tracer import UFUNCS, TracedArray, _nodes, _scalar_array
 
 __all__ = ["BatchedArray", "Reduced", "dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient",
            "BatchMixingError"]
@@ -40,13 +41,9 @@ class BatchMixingError(SymjacError, ValueError):
     """An operation would combine different samples of a batch."""
 
 
-def _obj(node_or_array):
-    arr = np.asarray(node_or_array, dtype=object) if not isinstance(node_or_array, np.ndarray) else node_or_array
-    if arr.ndim == 0 and not isinstance(node_or_array, np.ndarray):
-        out = np.empty((), dtype=object)
-        out[()] = node_or_array
-        return out
-    return arr
+def _obj(result):
+    """An object array from NumPy's result on node arrays (a lone node when 0-d)."""
+    return result if isinstance(result, np.ndarray) else _scalar_array(result)
 
 
 class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
@@ -354,7 +351,7 @@ class Reduced(np.lib.mixins.NDArrayOperatorsMixin):
         for x in others:
             if isinstance(x, BatchedArray) and x.bpos is not None:
                 raise BatchMixingError(f"np.{name} combines a value reduced over the batch with per-sample data "
-                                       "(batch axis {x.bpos}); that mixes samples")
+                                       f"(batch axis {x.bpos}); that mixes samples")
         batch = reduced[0].batch
         if name in ("negative", "positive"):
             r = reduced[0]
@@ -537,7 +534,11 @@ def dllaplacian(u, x, dim, *, enable_higher_derivatives=True):
 
 # -- dlfeval -----------------------------------------------------------------------
 
-_CACHE: dict = {}
+# Traced kernels by (fn, shapes, axes, batch, dtypes, backend), least recently used
+# dropped first: a lambda written inline in a loop is a new key each call, and an
+# evicted entry only costs a retrace (compiled code stays cached by its source).
+_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+_CACHE_SIZE = 64
 
 
 def _normalize_batch_axes(batch_axis, args):
@@ -594,6 +595,9 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
     entry = _CACHE.get(key)
     if entry is None:
         entry = _CACHE[key] = _trace_dlfeval(fn, per_shapes, axes, B, backend)
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
     kernel, plan, single = entry
     dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
     results = kernel(*arrays) if kernel.graph.outputs else ()

@@ -180,7 +180,10 @@ class Kernel:
     then fixed) and compiled once per dtype.  ``kernel(*args, out=None,
     start=0, stop=None)`` evaluates samples ``[start, stop)``; ``out`` gives
     the output buffers (shape ``(B, *out_shape)``, C-contiguous, the result
-    dtype), which are filled in place and returned.
+    dtype), which are filled in place and returned.  A traced function may
+    set ``fn.reduced`` to the indices of outputs that are sums over the batch
+    (``dlfeval``'s losses): those come back without a batch axis, summed in
+    the kernel over ``[start, stop)``.
 
     >>> import numpy as np, symjac
     >>> k = symjac.compile(lambda x: np.sin(x) * x[0], backend="numpy")

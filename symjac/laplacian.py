@@ -21,7 +21,8 @@ from __future__ import annotations
 from symjac.differentiate import _reach, jacobian_nodes
 from symjac.graph import substitute, toposort
 from symjac.rules import NONDIFFERENTIABLE, partials
-from symjac.simplify import ONE, ZERO, make
+from symjac.simplify import ONE, ZERO, make, rebuild
+from symjac.tracer import make_inputs
 
 __all__ = ["laplacian_nodes", "second_partials"]
 
@@ -38,8 +39,6 @@ def second_partials(node):
     key = (node.op, tuple(a if a.op == "const" else None for a in node.args))
     template = _TEMPLATES.get(key)
     if template is None:
-        from symjac.tracer import make_inputs
-
         leaves = [arr[()] for arr in make_inputs([()] * len(node.args))]
         ph = [a if a.op == "const" else leaf for a, leaf in zip(node.args, leaves)]
         n_ph = make(node.op, *ph)
@@ -51,7 +50,7 @@ def second_partials(node):
         template = _TEMPLATES[key] = (ph, p_ph, q_ph)
     ph, p_ph, q_ph = template
     mapping = {leaf.id: a for leaf, a in zip(ph, node.args) if leaf.op != "const"}
-    new = substitute(p_ph + list(q_ph.ravel()), mapping, lambda n, args: make(n.op, *args))
+    new = substitute(p_ph + list(q_ph.ravel()), mapping, rebuild)
     k = len(node.args)
     return new[:k], [new[k + m * k: k + (m + 1) * k] for m in range(k)]
 

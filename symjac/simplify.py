@@ -27,7 +27,7 @@ import numpy as np
 from symjac.graph import Node, intern
 from symjac.ops import OPS, UNARY, evaluate
 
-__all__ = ["make", "const", "to_node", "ZERO", "ONE", "is_zero", "is_one", "non_ieee_rewrites"]
+__all__ = ["make", "rebuild", "const", "to_node", "ZERO", "ONE", "is_zero", "is_one", "non_ieee_rewrites"]
 
 _NON_IEEE = [False]
 
@@ -102,6 +102,11 @@ def make(op, *args):
     if info.commutative and _order_key(args[0]) > _order_key(args[1]):
         args = (args[1], args[0])
     return intern(op, args, None, info.dtype)
+
+
+def rebuild(node, args):
+    """``node``'s op applied to new ``args`` (for `symjac.graph.substitute`)."""
+    return make(node.op, *args)
 
 
 def _order_key(node):

@@ -19,7 +19,8 @@ import numpy as np
 
 from symjac.errors import TracerBoolError, UnsupportedOperationError
 from symjac.graph import Graph, Node, intern, substitute
-from symjac.simplify import const, make, to_node
+from symjac.interpret import evaluate_nodes
+from symjac.simplify import const, make, rebuild, to_node
 
 __all__ = ["TracedArray", "trace", "make_inputs", "as_nodes", "call_graph", "is_traced"]
 
@@ -592,9 +593,6 @@ def trace(f, *examples):
 
 def call_graph(graph, args):
     """Apply a graph to traced arguments (substitution) or numbers (evaluation)."""
-    from symjac.interpret import evaluate_nodes
-    from symjac.simplify import make as _make
-
     if any(is_traced(a) for a in args):
         mapping = {}
         for leaf, arg in zip(graph.inputs, args):
@@ -602,7 +600,7 @@ def call_graph(graph, args):
             for l, n in zip(leaf.ravel(), arr.ravel()):
                 mapping[l.id] = n
         roots = graph.output_nodes()
-        new = substitute(roots, mapping, lambda node, a: _make(node.op, *a))
+        new = substitute(roots, mapping, rebuild)
         outs, i = [], 0
         for o in graph.outputs:
             arr = np.empty(o.shape, dtype=object)

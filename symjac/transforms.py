@@ -19,9 +19,9 @@ from symjac.differentiate import jacobian_nodes
 from symjac.kernel import Kernel, check_arguments, resolve_backend
 from symjac.graph import substitute
 from symjac.laplacian import laplacian_nodes
-from symjac.simplify import ZERO, make
+from symjac.simplify import ZERO, make, rebuild
 from symjac.sparse import SparseJacobian
-from symjac.tracer import TracedArray, as_nodes, call_traced, is_traced, make_inputs, outputs_of, unflatten
+from symjac.tracer import TracedArray, as_nodes, call_traced, is_traced, make_inputs, outputs_of, unflatten, _scalar_array
 
 __all__ = ["jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "traced_jacobian"]
 
@@ -73,18 +73,8 @@ class _Variables:
         """``nodes`` (an object array) with the stand-in leaves replaced."""
         if not self.back or not nodes.size:
             return nodes
-        new = substitute(list(nodes.ravel()), self.back, lambda node, a: make(node.op, *a))
+        new = substitute(list(nodes.ravel()), self.back, rebuild)
         return np.array(new, dtype=object).reshape(nodes.shape)
-
-
-def _traced(a):
-    return TracedArray(a if a.ndim else _scalar(a[()]))
-
-
-def _scalar(node):
-    out = np.empty((), dtype=object)
-    out[()] = node
-    return out
 
 
 def traced_jacobian(f, argnums, multi, mode):
@@ -125,7 +115,7 @@ def traced_divergence(f, argnum, mode):
         total = ZERO
         for i in range(J.shape[0]):
             total = make("add", total, J[i, i])
-        return _traced(v.substitute(_scalar(total)))
+        return TracedArray(v.substitute(_scalar_array(total)))
 
     return div
 
@@ -141,7 +131,7 @@ def traced_laplacian(f, argnum):
             L, _ = laplacian_nodes(list(o.ravel()), v.flat_in)
             arr = np.empty(o.shape, dtype=object)
             arr.reshape(-1)[:] = L if arr.size else []
-            blocks.append(_traced(v.substitute(arr)))
+            blocks.append(TracedArray(v.substitute(arr)))
         return unflatten(v.treedef, blocks)
 
     return lap

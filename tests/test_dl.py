@@ -267,3 +267,12 @@ def test_disabling_higher_derivatives_builds_less():
         kernel, _, _ = _trace_dlfeval(model(enable), [(2,), (2, 2)], [1, None], 4, "numpy")
         sizes[enable] = kernel.stats["dag_ops"]
     assert sizes[False] < sizes[True]
+
+
+def test_dlfeval_cache_is_bounded():
+    from symjac import dl
+
+    X = rng.normal(size=(2, 3))
+    for k in range(dl._CACHE_SIZE + 6):  # a new lambda each call is a new cache key
+        symjac.dlfeval(lambda X: X * float(k), X, backend="numpy")
+    assert len(dl._CACHE) <= dl._CACHE_SIZE
