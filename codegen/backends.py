@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from codegen.printers import PRINTERS
+from codegen.tiled import TiledNumbaPrinter
 from codegen.program import Program
 
 __all__ = ["CompiledKernel", "compile_program", "print_program", "cache_dir", "numba_available",
@@ -61,7 +62,10 @@ class CompiledKernel:
 def print_program(program: Program, backend: str, dtype: str) -> str:
     if backend not in PRINTERS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    return PRINTERS[backend](dtype).doprint(program)
+    printer = PRINTERS[backend]
+    if backend.startswith("numba") and program.has_tensors():
+        printer = TiledNumbaPrinter
+    return printer(dtype).doprint(program)
 
 
 def _versions():
@@ -98,9 +102,11 @@ class ParallelRunner:
 
     min_chunk = 2048  # below this many samples per thread, threading costs more than it saves
 
-    def __init__(self, func, reduce_args=()):
+    def __init__(self, func, reduce_args=(), min_chunk=None):
         self.func = func
         self.reduce_args = tuple(reduce_args)  # positions (in *arrays) of batch-sum accumulators
+        if min_chunk is not None:
+            self.min_chunk = min_chunk
 
     def __call__(self, start, stop, *arrays):
         n = stop - start
@@ -153,7 +159,8 @@ def compile_program(program: Program, backend: str, dtype: str = "float64") -> C
         module = _MODULES[key] = _load(source, key)
     path = Path(module.__file__)
     reduce_args = [len(program.inputs) + k for k, p in enumerate(program.outputs) if p.reduce]
-    func = ParallelRunner(module.kernel, reduce_args) if backend == "numba-parallel" else module.kernel
+    func = (ParallelRunner(module.kernel, reduce_args, getattr(module, "MIN_CHUNK", None))
+            if backend == "numba-parallel" else module.kernel)
     compiled = CompiledKernel(func, source, path, backend, dtype)
     _LOADED[key, backend] = compiled
     return compiled

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 
-from codegen.program import Program
+from codegen.program import TENSOR_OPS, Program
 
 __all__ = ["Printer", "NumPyPrinter", "NumbaPrinter", "PrinterError", "PRINTERS", "safe_identifier"]
 
@@ -36,6 +36,69 @@ _NUMPY_FUNCTIONS = {
     "atanh": "np.arctanh", "atan2": "np.arctan2", "hypot": "np.hypot", "max": "np.maximum",
     "min": "np.minimum", "erf": "_erf", "erfc": "_erfc",
 }
+
+
+def _size(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+NUMPY_TENSOR_HELPERS = """
+def _pack(lead, shape, items):
+    n = 1
+    for d in shape:
+        n *= d
+    out = np.empty(lead + (n,), dtype=_T)
+    for j, v in enumerate(items):
+        out[..., j] = v
+    return out.reshape(lead + shape)
+
+
+def _windows(x, kh, kw, stride, pads, ho, wo):
+    # x: (..., H, W, C) zero-padded; yields (dy, dx, view (..., ho, wo, C))
+    pad = [(0, 0)] * (x.ndim - 3) + [tuple(pads[0]), tuple(pads[1]), (0, 0)]
+    xp = np.pad(x, pad)
+    for dy in range(kh):
+        for dx in range(kw):
+            yield dy, dx, xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :]
+
+
+def _conv2d(x, w, bx, bw, attr):
+    stride, pads = attr
+    kh, kw = w.shape[-4], w.shape[-3]
+    H, W = x.shape[-3], x.shape[-2]
+    ho = (H + pads[0][0] + pads[0][1] - kh) // stride + 1
+    wo = (W + pads[1][0] + pads[1][1] - kw) // stride + 1
+    out = 0
+    for dy, dx, v in _windows(x, kh, kw, stride, pads, ho, wo):
+        out = out + np.einsum("...hwi,...io->...hwo", v, w[..., dy, dx, :, :], optimize=True)
+    return out
+
+
+def _conv2d_bx(g, w, bg, bw, attr):
+    stride, pads, (H, W) = attr
+    kh, kw = w.shape[-4], w.shape[-3]
+    ho, wo = g.shape[-3], g.shape[-2]
+    lead = np.broadcast_shapes(g.shape[:-3], w.shape[:-4])
+    xp = np.zeros(lead + (H + pads[0][0] + pads[0][1], W + pads[1][0] + pads[1][1], w.shape[-2]), dtype=_T)
+    for dy in range(kh):
+        for dx in range(kw):
+            xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :] += \\
+                np.einsum("...hwo,...io->...hwi", g, w[..., dy, dx, :, :], optimize=True)
+    return xp[..., pads[0][0]: pads[0][0] + H, pads[1][0]: pads[1][0] + W, :]
+
+
+def _conv2d_bw(x, g, bx, bg, attr):
+    stride, pads, (kh, kw) = attr
+    ho, wo = g.shape[-3], g.shape[-2]
+    parts = []
+    for dy, dx, v in _windows(x, kh, kw, stride, pads, ho, wo):
+        parts.append(np.einsum("...hwi,...hwo->...io", v, g, optimize=True))
+    out = np.stack(parts, axis=-3)
+    return out.reshape(out.shape[:-3] + (kh, kw) + out.shape[-2:])
+"""
 
 
 def safe_identifier(text, prefix="kernel"):
@@ -64,10 +127,14 @@ class Printer:
         self.dtype = dtype
         self.imports = {"import numpy as np"}
         self.consts = {}
+        self.info = {}
+        self.tensors = False
 
     # -- whole program ----------------------------------------------------
     def doprint(self, program: Program) -> str:
         program.validate()
+        self.info = {s.name: s for s in program.body}
+        self.tensors = program.has_tensors()
         self.consts = {s.name: float(s.args[0]) for s in program.body if s.op == "const"}
         name = safe_identifier(program.title)
         ins = [f"x{k}" for k in range(len(program.inputs))]
@@ -77,6 +144,7 @@ class Printer:
         zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
         stores = [self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
                   for k, i, v in program.stores]
+        stores += [self.print_block_store(*b) for b in program.block_stores]
         lines = self.header(program) + [
             *self.decorator(),
             f"def {name}(start, stop, {', '.join(ins + outs)}):",
@@ -119,7 +187,14 @@ class Printer:
     def print_stmt(self, s, program):
         if s.op == "load":
             return f"{s.name} = {self.print_load(s.args[0], s.args[1], program.inputs[s.args[0]].batched)}"
+        if s.op in TENSOR_OPS:
+            return f"{s.name} = {getattr(self, '_tensor_' + s.op)(s)}"
+        if s.shape:
+            return f"{s.name} = {self.print_op(s.op, tuple(self.map_arg(a, s) for a in s.args))}"
         return f"{s.name} = {self.print_op(s.op, s.args)}"
+
+    def map_arg(self, name, stmt):
+        return name
 
     def print_op(self, op, args):
         method = getattr(self, f"_print_{op}", None)
@@ -165,7 +240,7 @@ class NumPyPrinter(Printer):
     """Vectorized NumPy: each value is an array over the batch slice."""
 
     def helpers(self):
-        return [
+        lines = [
             "try:",
             "    from scipy.special import erf as _erf, erfc as _erfc",
             "except ImportError:  # no SciPy: elementwise math.erf",
@@ -174,6 +249,7 @@ class NumPyPrinter(Printer):
             "    _erfc = np.vectorize(math.erfc, otypes=[_T])",
             "",
         ]
+        return lines + (NUMPY_TENSOR_HELPERS.splitlines() if self.tensors else [])
 
     def print_load(self, k, i, batched):
         return f"x{k}[start:stop, {i}]" if batched else f"x{k}[{i}]"
@@ -188,8 +264,76 @@ class NumPyPrinter(Printer):
         # a value that does not depend on batched data is a scalar: count it once per sample
         return f"out{k}[{i}] += np.sum(np.broadcast_to({v}, (stop - start,)))"
 
+    def print_block_store(self, k, i, t, j0, n):
+        if self.info[t].batched:
+            return f"out{k}[start:stop, {i}:{i + n}] = {t}.reshape(stop - start, -1)[:, {j0}:{j0 + n}]"
+        return f"out{k}[start:stop, {i}:{i + n}] = np.reshape({t}, -1)[{j0}:{j0 + n}]"
+
     def loop_open(self, program):
         return ["    with np.errstate(all='ignore'):"]
+
+    # -- tensors: a batched value has the batch slice as its leading axis ------------
+    def map_arg(self, name, stmt):
+        a = self.info.get(name)
+        if a is not None and not a.shape and a.batched and a.op != "const":
+            return f"{name}[(slice(None),) + (None,) * {len(stmt.shape)}]"
+        return name
+
+    def _tensor_loadblock(self, s):
+        k, i0 = s.args
+        n = _size(s.shape)
+        if s.batched:
+            return f"x{k}[start:stop, {i0}:{i0 + n}].reshape((stop - start,) + {s.shape!r})"
+        return f"x{k}[{i0}:{i0 + n}].reshape({s.shape!r})"
+
+    def _tensor_pack(self, s):
+        lead = "(stop - start,)" if s.batched else "()"
+        return f"_pack({lead}, {s.shape!r}, [{', '.join(s.args)}])"
+
+    def _tensor_elem(self, s):
+        (t,) = s.args
+        if self.info[t].batched:
+            return f"{t}.reshape({t}.shape[0], -1)[:, {s.attr}]"
+        return f"np.reshape({t}, -1)[{s.attr}]"
+
+    def _tensor_bcast(self, s):
+        shape, dims = s.attr
+        expanded = tuple(shape[i] if i in dims else 1 for i in range(len(shape)))
+        (a,) = s.args
+        if s.batched:
+            return f"np.broadcast_to(np.reshape({a}, (stop - start,) + {expanded!r}), (stop - start,) + {shape!r})"
+        return f"np.broadcast_to(np.reshape({a}, {expanded!r}), {shape!r})"
+
+    def _tensor_tsum(self, s):
+        axes = tuple(a + s.batched for a in s.attr)
+        return f"np.sum({s.args[0]}, axis={axes!r})"
+
+    def _tensor_reshape(self, s):
+        lead = "(stop - start,) + " if s.batched else ""
+        return f"np.reshape({s.args[0]}, {lead}{s.shape!r})"
+
+    def _tensor_transpose(self, s):
+        perm = (0,) + tuple(p + 1 for p in s.attr) if s.batched else s.attr
+        return f"np.transpose({s.args[0]}, {perm!r})"
+
+    def _tensor_einsum(self, s):
+        (sa, sb), out = s.attr.split("->")[0].split(","), s.attr.split("->")[1]
+        ba, bb = (self.info[a].batched for a in s.args)
+        spec = f"{'Z' * ba}{sa},{'Z' * bb}{sb}->{'Z' * s.batched}{out}"
+        return f"np.einsum({spec!r}, {s.args[0]}, {s.args[1]}, optimize=True)"
+
+    def _conv_call(self, fn, s):
+        a, b = s.args
+        return f"{fn}({a}, {b}, {self.info[a].batched}, {self.info[b].batched}, {s.attr!r})"
+
+    def _tensor_conv2d(self, s):
+        return self._conv_call("_conv2d", s)
+
+    def _tensor_conv2d_bx(self, s):
+        return self._conv_call("_conv2d_bx", s)
+
+    def _tensor_conv2d_bw(self, s):
+        return self._conv_call("_conv2d_bw", s)
 
 
 class NumbaPrinter(Printer):

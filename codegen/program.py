@@ -22,9 +22,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Param", "Stmt", "Program", "BOOL_OPS"]
+__all__ = ["Param", "Stmt", "Program", "BOOL_OPS", "TENSOR_OPS"]
 
 BOOL_OPS = frozenset({"lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not"})
+# Tensor statements (attr in brackets): loadblock [input k, flat offset], pack [-],
+# elem [flat index], bcast [(shape, dims)], tsum [axes], reshape [shape],
+# transpose [perm], einsum [subscripts], conv2d [(stride, pads)],
+# conv2d_bx [(stride, pads, (H, W))], conv2d_bw [(stride, pads, (kh, kw))].
+# Any other op with a non-empty shape is elementwise (scalar arguments broadcast).
+TENSOR_OPS = frozenset({"loadblock", "pack", "elem", "bcast", "tsum", "reshape", "transpose", "einsum",
+                        "conv2d", "conv2d_bx", "conv2d_bw"})
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,17 @@ class Param:
 
 @dataclass(frozen=True)
 class Stmt:
+    """One statement.  Scalar statements have ``shape == ()``; a tensor
+    statement names its per-sample ``shape`` and the op's attribute (see
+    ``TENSOR_OPS``).  ``batched`` is False for a value that depends on no
+    batched input (it may be computed once, outside the sample loop)."""
+
     name: str
     op: str
     args: tuple
+    attr: object = None
+    shape: tuple = ()
+    batched: bool = True
 
 
 @dataclass
@@ -49,15 +64,21 @@ class Program:
     stores: list
     zero_fill: frozenset = field(default_factory=frozenset)
     title: str = "kernel"
+    # (output index, flat position, tensor name, flat offset in the tensor, count)
+    block_stores: list = field(default_factory=list)
+
+    def has_tensors(self):
+        return any(s.shape or s.op in TENSOR_OPS for s in self.body)
 
     def validate(self):
         """Check that every name is defined before use and every store is in range."""
         defined = set()
         for s in self.body:
-            if s.op == "load":
+            if s.op in ("load", "loadblock"):
                 k, i = s.args
-                if not (0 <= k < len(self.inputs) and 0 <= i < self.inputs[k].size):
-                    raise ValueError(f"load {s.args} out of range")
+                n = 1 if s.op == "load" else _prod(s.shape)
+                if not (0 <= k < len(self.inputs) and 0 <= i and i + n <= self.inputs[k].size):
+                    raise ValueError(f"{s.op} {s.args} out of range")
             elif s.op != "const":
                 missing = [a for a in s.args if a not in defined]
                 if missing:
@@ -68,4 +89,16 @@ class Program:
                 raise ValueError(f"store ({k}, {i}) out of range")
             if name not in defined:
                 raise ValueError(f"store of undefined {name}")
+        for k, i, name, off, n in self.block_stores:
+            if not (0 <= k < len(self.outputs) and 0 <= i and i + n <= self.outputs[k].size):
+                raise ValueError(f"block store ({k}, {i}, {n}) out of range")
+            if name not in defined:
+                raise ValueError(f"store of undefined {name}")
         return self
+
+
+def _prod(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n

@@ -10,13 +10,14 @@ from symjac.graph import Graph
 from symjac.kernel import Kernel
 from symjac.simplify import non_ieee_rewrites
 from symjac.sparse import SparseJacobian
-from symjac.tracer import TracedArray, trace
+from symjac.tracer import TracedArray, tensor_policy, trace
 from symjac.transforms import compile, divergence, gradient, hessian, jacobian, laplacian
+from symjac import nn  # noqa: E402  (layers build on dl and the tracer)
 
 __version__ = "0.1.0"
 
 __all__ = ["dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient", "BatchedArray", "jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "trace", "from_sympy", "Graph", "Kernel", "SparseJacobian", "TracedArray",
-           "non_ieee_rewrites", "SymjacError", "TracerBoolError", "UnsupportedOperationError",
+           "non_ieee_rewrites", "tensor_policy", "nn", "SymjacError", "TracerBoolError", "UnsupportedOperationError",
            "MissingRuleError", "__version__"]
 
 

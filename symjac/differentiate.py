@@ -11,11 +11,14 @@ cheaper.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from symjac.graph import toposort
 from symjac.rules import _accumulate, jvp, partials, vjp, VJP, NONDIFFERENTIABLE
 from symjac.simplify import ONE, ZERO
+from symjac.tensor import TENSOR_OPS, pack
 
 __all__ = ["jacobian_nodes", "estimate_costs"]
 
@@ -56,7 +59,7 @@ def _costs(order, inbits, outbits):
     for node in order:
         i, o = inbits.get(node.id, 0), outbits.get(node.id, 0)
         if i and o and node.args:
-            n = len(node.args)
+            n = len(node.args) * max(1, math.prod(node.shape))
             fwd += n * i.bit_count()
             rev += n * o.bit_count()
     return fwd, rev
@@ -81,11 +84,23 @@ def _reverse(order, outputs, variables, inbits):
     for k, o in enumerate(outputs):
         if o.id in inbits:
             _accumulate(adj.setdefault(o.id, {}), k, ONE)
+    picked = {}  # tensor id -> seed -> {flat index: cotangent of elem(tensor, index)}
     for node in reversed(order):
+        if node.id in picked:  # every elem of this tensor has been visited: one pack per seed
+            for k, entries in picked.pop(node.id).items():
+                items = [entries.get(i, ZERO) for i in range(math.prod(node.shape))]
+                _accumulate(adj.setdefault(node.id, {}), k, pack(items, node.shape))
         g = adj.get(node.id)
         if not g or node.id in pos or node.op in NONDIFFERENTIABLE:
             continue
-        parts = None if node.op in VJP else partials(node)
+        if node.op == "elem":
+            t = node.args[0]
+            if t.id in inbits:
+                slots = picked.setdefault(t.id, {})
+                for k, gk in g.items():
+                    _accumulate(slots.setdefault(k, {}), node.attr, gk)
+            continue
+        parts = None if node.op in VJP or node.op in TENSOR_OPS else partials(node)
         for k, gk in g.items():
             for a, ct in zip(node.args, vjp(node, gk, parts)):
                 if ct is not None and a.id in inbits:

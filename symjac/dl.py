@@ -46,6 +46,13 @@ def _obj(result):
     return result if isinstance(result, np.ndarray) else _scalar_array(result)
 
 
+def _traced(x):
+    """A per-sample TracedArray (tensors stay whole) from a model value."""
+    if isinstance(x, TracedArray):
+        return x
+    return TracedArray(_nodes(x))
+
+
 class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
     """A traced array with a batch axis: one sample's nodes plus where the
     batch axis sits (``bpos``; None for an argument shared by all samples)."""
@@ -53,13 +60,18 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
     __array_priority__ = 1001
 
     def __init__(self, nodes, bpos, batch):
-        self.nodes = nodes
+        # per: one sample's value, a TracedArray (a whole tensor or an array of scalar nodes)
+        self.per = nodes if isinstance(nodes, TracedArray) else TracedArray(nodes)
         self.bpos = bpos
         self.batch = batch
 
     @property
+    def nodes(self):
+        return self.per.nodes
+
+    @property
     def shape(self):
-        s = self.nodes.shape
+        s = self.per.shape
         return s if self.bpos is None else s[: self.bpos] + (self.batch,) + s[self.bpos:]
 
     ndim = property(lambda self: len(self.shape))
@@ -75,7 +87,7 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
         return self.shape[0]
 
     def __bool__(self):
-        return bool(TracedArray(self.nodes))  # raises the np.where advice
+        return bool(self.per)  # raises the np.where advice
 
     # -- shape manipulation -------------------------------------------------
     def transpose(self, *axes):
@@ -83,10 +95,10 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
         axes = tuple(range(n))[::-1] if not axes else (axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
         axes = tuple(a % n for a in axes)
         if self.bpos is None:
-            return BatchedArray(self.nodes.transpose(axes), None, self.batch)
+            return BatchedArray(self.per.transpose(axes), None, self.batch)
         new_bpos = axes.index(self.bpos)
         per = [a - (a > self.bpos) for a in axes if a != self.bpos]
-        return BatchedArray(self.nodes.transpose(per), new_bpos, self.batch)
+        return BatchedArray(self.per.transpose(per), new_bpos, self.batch)
 
     def reshape(self, *shape, order="C"):
         shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else shape
@@ -95,14 +107,14 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
             known = math.prod(d for d in shape if d != -1)
             shape[shape.index(-1)] = self.size // known if known else 0
         if self.bpos is None:
-            return BatchedArray(self.nodes.reshape(shape), None, self.batch)
+            return BatchedArray(self.per.reshape(shape), None, self.batch)
         before = math.prod(self.shape[: self.bpos])
         acc = 1
         for q, d in enumerate(shape):
             if acc == before and d == self.batch:
                 per = shape[:q] + shape[q + 1:]
-                if math.prod(per) == self.nodes.size:
-                    return BatchedArray(self.nodes.reshape(per), q, self.batch)
+                if math.prod(per) == self.per.size:
+                    return BatchedArray(self.per.reshape(per), q, self.batch)
             acc *= d
         raise BatchMixingError(
             f"reshape from {self.shape} to {tuple(shape)} does not keep the batch axis (axis {self.bpos}, "
@@ -146,20 +158,28 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
                     f"{what} over the batch axis (axis {self.bpos}) mixes samples; only sums and means over the "
                     "batch (without keepdims) are supported, as batch-free values such as a loss")
             others = tuple(a - (a > self.bpos) for a in axes if a != self.bpos)
-            terms = _nodes(np.sum(TracedArray(self.nodes), axis=others)) if others else self.nodes
+            terms = _nodes(np.sum(self.per, axis=others)) if others else self.nodes
             if what == "mean":
-                count = self.batch * math.prod(self.nodes.shape[a] for a in others)
+                count = self.batch * math.prod(self.per.shape[a] for a in others)
                 terms = np.frompyfunc(lambda t: make("div", t, float(count)), 1, 1)(terms)
             return Reduced(_obj(terms), None, self.batch)
         per = tuple(a - (self.bpos is not None and a > self.bpos) for a in axes)
-        result = fn(TracedArray(self.nodes), axis=per, keepdims=keepdims)
+        result = fn(self.per, axis=per, keepdims=keepdims)
         bpos = self.bpos
         if bpos is not None and not keepdims:
             bpos -= sum(1 for a in axes if a < self.bpos)
-        return BatchedArray(_nodes(result), bpos, self.batch)
+        return BatchedArray(_traced(result), bpos, self.batch)
 
     def sum(self, axis=None, keepdims=False):
         return self._reduce(np.sum, axis, keepdims, "sum")
+
+    def squeeze(self, axis=None):
+        axes = tuple(a for a in range(self.ndim) if self.shape[a] == 1) if axis is None else \
+            tuple(a % self.ndim for a in (axis if isinstance(axis, tuple) else (axis,)))
+        if self.bpos is not None and self.bpos in axes and self.batch != 1:
+            raise BatchMixingError(f"squeeze of the batch axis (axis {self.bpos})")
+        axes = tuple(a for a in axes if a != self.bpos)
+        return self.reshape(tuple(d for a, d in enumerate(self.shape) if a not in axes))
 
     def mean(self, axis=None, keepdims=False):
         return self._reduce(np.mean, axis, keepdims, "mean")
@@ -185,6 +205,9 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
         if builder is None:
             raise UnsupportedOperationError(f"the ufunc {ufunc.__name__!r} is not supported by symjac's tracer")
         per, bpos, batch = _align(inputs, ufunc.__name__)
+        if any(isinstance(p, TracedArray) and p.tensor is not None for p in per):
+            return BatchedArray(_traced(ufunc(*per)), bpos, batch)
+        per = [_nodes(p) for p in per]
         result = np.frompyfunc(builder, len(per), 1)(*per)
         return BatchedArray(_obj(result), bpos, batch)
 
@@ -211,11 +234,11 @@ def _align(inputs, what):
     for x in inputs:
         if isinstance(x, BatchedArray):
             batch = batch if batch is not None else x.batch
-            full = (1,) * (ndim - x.ndim) + x.nodes.shape if x.bpos is not None else None
+            full = (1,) * (ndim - x.ndim) + x.per.shape if x.bpos is not None else None
             if x.bpos is not None:
-                per.append(x.nodes.reshape(full))
+                per.append(x.per.reshape(full))
                 continue
-            arr, shape = x.nodes, x.shape
+            arr, shape = x.per, x.shape
         else:
             arr = _nodes(x)
             shape = arr.shape
@@ -233,8 +256,8 @@ def _align(inputs, what):
 def _matmul(a, b):
     def parts(x):
         if isinstance(x, BatchedArray):
-            return x.nodes, x.bpos, x.ndim, x.batch
-        arr = _nodes(x)
+            return x.per, x.bpos, x.ndim, x.batch
+        arr = _traced(x)
         return arr, None, arr.ndim, None
 
     an, ab, ad, B1 = parts(a)
@@ -266,21 +289,21 @@ def _einsum(spec, *ops):
         per_subs.append(s[:bpos] + s[bpos + 1:])
     if letter is None:
         result = np.einsum(spec, *[o[0] for o in ops])
-        return BatchedArray(_obj(result), None, None)
+        return BatchedArray(_traced(result), None, None)
     for s, (nodes, bpos, B) in zip(subs, ops):
         if bpos is None and letter in s:
             raise BatchMixingError(f"einsum {spec!r}: a shared operand uses the batch index {letter!r}")
     if letter not in out:  # a contraction over the batch: a batch-free sum, e.g. R @ R.T on "CB" data
         per_spec = ",".join(per_subs) + "->" + out
-        return Reduced(_obj(np.einsum(per_spec, *[o[0] for o in ops])), None, batch)
+        return Reduced(_nodes(np.einsum(per_spec, *[o[0] for o in ops])), None, batch)
     per_out = out.replace(letter, "")
     per_spec = ",".join(per_subs) + "->" + per_out
     result = np.einsum(per_spec, *[o[0] for o in ops])
-    return BatchedArray(_obj(result), out.index(letter), batch)
+    return BatchedArray(_traced(result), out.index(letter), batch)
 
 
 def _einsum_public(spec, *operands, **kwargs):
-    ops = [(x.nodes, x.bpos, x.batch) if isinstance(x, BatchedArray) else (_nodes(x), None, None) for x in operands]
+    ops = [(x.per, x.bpos, x.batch) if isinstance(x, BatchedArray) else (_traced(x), None, None) for x in operands]
     return _einsum(spec, *ops)
 
 
@@ -291,6 +314,9 @@ def _on(method):
 
 def _where(c, a, b):
     per, bpos, batch = _align((c, a, b), "where")
+    if any(isinstance(p, TracedArray) and p.tensor is not None for p in per):
+        return BatchedArray(_traced(np.where(*per)), bpos, batch)
+    per = [_nodes(p) for p in per]
     result = np.frompyfunc(lambda ci, ai, bi: make("where", ci, ai, bi), 3, 1)(*per)
     return BatchedArray(_obj(result), bpos, batch)
 
@@ -299,6 +325,7 @@ _FUNCTIONS = {
     np.sum: _on("sum"), np.mean: _on("mean"), np.prod: _on("prod"), np.max: _on("max"), np.min: _on("min"),
     np.amax: _on("max"), np.amin: _on("min"), np.reshape: _on("reshape"), np.transpose: _on("transpose"),
     np.einsum: _einsum_public, np.matmul: _matmul, np.dot: _matmul, np.where: _where,
+    np.squeeze: _on("squeeze"),
 }
 
 
@@ -627,7 +654,7 @@ def _trace_dlfeval(fn, per_shapes, axes, B, backend):
     plan = []
 
     def per_sample(*traced):
-        batched = [BatchedArray(t.nodes, ax, B) for t, ax in zip(traced, axes)]
+        batched = [BatchedArray(t, ax, B) for t, ax in zip(traced, axes)]
         result = fn(*batched)
         items = result if isinstance(result, tuple) else (result,)
         plan.clear()
@@ -635,7 +662,7 @@ def _trace_dlfeval(fn, per_shapes, axes, B, backend):
         for k, r in enumerate(items):
             if isinstance(r, BatchedArray) and r.bpos is not None:
                 plan.append(("batched", len(kernel_outs), r.bpos, None))
-                kernel_outs.append(TracedArray(r.nodes))
+                kernel_outs.append(r.per)
             elif isinstance(r, Reduced):
                 reduced.append(len(kernel_outs))
                 plan.append(("reduced", len(kernel_outs), None, r.offset))

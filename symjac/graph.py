@@ -31,11 +31,11 @@ class Node:
 
     __slots__ = ("op", "args", "attr", "shape", "kind", "id", "__weakref__")
 
-    def __init__(self, op, args, attr, kind):
+    def __init__(self, op, args, attr, kind, shape=()):
         self.op = op
         self.args = args
         self.attr = attr
-        self.shape = ()
+        self.shape = shape
         self.kind = kind
         self.id = next(_ids)
 
@@ -60,12 +60,16 @@ def _const_key(value):
     return value.hex() if isinstance(value, float) else value
 
 
-def intern(op, args, attr=None, kind="float"):
-    """Return the unique node for ``(op, args, attr)``, creating it if needed."""
+def intern(op, args, attr=None, kind="float", shape=()):
+    """Return the unique node for ``(op, args, attr)``, creating it if needed.
+
+    ``shape`` is a function of the op, its arguments and its attribute, so it
+    is not part of the key.
+    """
     key = (op, tuple(a.id for a in args), _const_key(attr) if op == "const" else attr)
     node = _TABLE.get(key)
     if node is None:
-        node = Node(op, tuple(args), attr, kind)
+        node = Node(op, tuple(args), attr, kind, shape)
         _TABLE[key] = node
     return node
 

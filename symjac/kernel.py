@@ -19,6 +19,7 @@ import numpy as np
 from codegen import Param, Program, Stmt, compile_program, numba_available
 from symjac.graph import Graph, toposort, tree_size
 from symjac.ops import OPS
+from symjac.tensor import TENSOR_OPS, tensor_cost
 from symjac.tracer import TracedArray, call_traced, make_inputs, outputs_of, unflatten
 
 __all__ = ["Kernel", "lower", "resolve_backend", "normalize_in_axes"]
@@ -41,6 +42,60 @@ def _is_plus_zero(node):
     return node.op == "const" and node.attr == 0.0 and math.copysign(1.0, node.attr) > 0
 
 
+BLOCK_MIN = 4  # a run of at least this many tensor entries is stored by one loop
+
+
+def _input_block(node, where):
+    """(k, offset) when ``node`` packs a consecutive run of input k's leaves."""
+    if node.op != "pack" or node.args[0].id not in where:
+        return None
+    k, i0 = where[node.args[0].id]
+    for j, a in enumerate(node.args):
+        if where.get(a.id) != (k, i0 + j):
+            return None
+    return k, i0
+
+
+def _runs(flat):
+    """Split an output's entries into block stores (runs of consecutive
+    elements of one tensor) and single entries."""
+    blocks, singles, i = [], [], 0
+    while i < len(flat):
+        n = flat[i]
+        if n.op == "elem":
+            t, j0, j = n.args[0], n.attr, i + 1
+            while j < len(flat) and flat[j].op == "elem" and flat[j].args[0] is t \
+                    and flat[j].attr == j0 + (j - i):
+                j += 1
+            if j - i >= BLOCK_MIN:
+                blocks.append((i, t, j0, j - i))
+                i = j
+                continue
+        singles.append((i, n))
+        i += 1
+    return blocks, singles
+
+
+def _walk(roots, blocks):
+    """Topological order from ``roots``, not entering the leaves of input blocks."""
+    order, seen = [], set()
+    stack = [(r, False) for r in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        stack.append((node, True))
+        if node.id not in blocks:
+            for a in reversed(node.args):
+                if a.id not in seen:
+                    stack.append((a, False))
+    return order
+
+
 def lower(graph: Graph, batched, title="kernel", reduced=()):
     """The `codegen.Program` of ``graph``; ``batched[k]`` says if input k has a
     batch axis; outputs in ``reduced`` are sums over the batch."""
@@ -48,38 +103,58 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
     for k, leaf in enumerate(graph.inputs):
         for i, node in enumerate(leaf.ravel()):
             where[node.id] = (k, i)
-    names, body, nv, nc = {}, [], 0, 0
-    for node in toposort(graph.output_nodes()):
+    stores, block_stores, zero_fill, roots = [], [], set(), []
+    plan = []
+    for k, out in enumerate(graph.outputs):
+        flat = list(out.ravel())
+        zeros = sum(1 for n in flat if _is_plus_zero(n))
+        fill = k not in reduced and zeros >= ZERO_FILL_MIN
+        if fill:
+            zero_fill.add(k)
+        blocks, singles = ([], list(enumerate(flat))) if k in reduced else _runs(flat)
+        # accumulators start at zero, as do zero-filled rows: a structural zero needs no store
+        singles = [(i, n) for i, n in singles if not ((k in reduced or fill) and _is_plus_zero(n))]
+        plan.append((k, blocks, singles))
+        roots += [t for _, t, _, _ in blocks] + [n for _, n in singles]
+    input_blocks = {}
+    for node in toposort(roots):
+        blk = _input_block(node, where)
+        if blk is not None:
+            input_blocks[node.id] = blk
+    names, body, is_batched = {}, [], {}
+    nv = nc = nt = 0
+    for node in _walk(roots, input_blocks):
         if node.op == "input":
             if node.id not in where:
                 raise ValueError("the function's result depends on a traced value that is not one of "
                                  "its arguments (a value captured from another trace?); pass it as an argument")
-            name, stmt_op, args = f"v{nv}", "load", where[node.id]
+            k, i = where[node.id]
+            stmt = Stmt(f"v{nv}", "load", (k, i), batched=bool(batched[k]))
             nv += 1
         elif node.op == "const":
-            name, stmt_op, args = f"c{nc}", "const", (node.attr,)
+            stmt = Stmt(f"c{nc}", "const", (node.attr,), batched=False)
             nc += 1
+        elif node.id in input_blocks:
+            k, i0 = input_blocks[node.id]
+            stmt = Stmt(f"t{nt}", "loadblock", (k, i0), shape=node.shape, batched=bool(batched[k]))
+            nt += 1
         else:
-            name, stmt_op, args = f"v{nv}", node.op, tuple(names[a.id] for a in node.args)
-            nv += 1
-        names[node.id] = name
-        body.append(Stmt(name, stmt_op, args))
-    stores, zero_fill = [], set()
-    for k, out in enumerate(graph.outputs):
-        flat = out.ravel()
-        zeros = sum(1 for n in flat if _is_plus_zero(n))
-        if k in reduced:  # accumulators start at zero: adding a structural zero is a no-op
-            stores += [(k, i, names[n.id]) for i, n in enumerate(flat) if not _is_plus_zero(n)]
-            continue
-        if zeros >= ZERO_FILL_MIN:
-            zero_fill.add(k)
-        for i, node in enumerate(flat):
-            if k in zero_fill and _is_plus_zero(node):
-                continue
-            stores.append((k, i, names[node.id]))
+            tensor = bool(node.shape)
+            name = f"t{nt}" if tensor else f"v{nv}"
+            nt, nv = (nt + 1, nv) if tensor else (nt, nv + 1)
+            b = any(is_batched[a.id] for a in node.args)
+            attr = node.attr if node.op in TENSOR_OPS else None
+            stmt = Stmt(name, node.op, tuple(names[a.id] for a in node.args), attr, node.shape, b)
+        names[node.id] = stmt.name
+        is_batched[node.id] = stmt.batched
+        body.append(stmt)
+    for k, blocks, singles in plan:
+        for i, t, j0, n in blocks:
+            block_stores.append((k, i, names[t.id], j0, n))
+        stores += [(k, i, names[n.id]) for i, n in singles]
     inputs = [Param(int(leaf.size), bool(b)) for leaf, b in zip(graph.inputs, batched)]
     outputs = [Param(int(out.size), k not in reduced, k in reduced) for k, out in enumerate(graph.outputs)]
-    return Program(inputs, outputs, body, stores, frozenset(zero_fill), title)
+    return Program(inputs, outputs, body, stores, frozenset(zero_fill), title, block_stores)
 
 
 def graph_stats(graph: Graph):
@@ -89,7 +164,11 @@ def graph_stats(graph: Graph):
     ops = [n for n in nodes if n.args]
     flops = 0
     for n in ops:
-        if n.op == "pow" and n.args[1].op == "const" and float(n.args[1].attr).is_integer() \
+        if n.op in TENSOR_OPS:
+            flops += tensor_cost(n)
+        elif n.shape:
+            flops += OPS[n.op].cost * math.prod(n.shape)
+        elif n.op == "pow" and n.args[1].op == "const" and float(n.args[1].attr).is_integer() \
                 and 1 <= abs(n.args[1].attr) <= 4:
             flops += int(abs(n.args[1].attr)) - 1 + (n.args[1].attr < 0) * OPS["div"].cost
         else:

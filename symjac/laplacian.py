@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from symjac.differentiate import _reach, jacobian_nodes
 from symjac.graph import substitute, toposort
-from symjac.rules import NONDIFFERENTIABLE, partials
+from symjac.rules import NONDIFFERENTIABLE, _tensor_jvp, partials
 from symjac.simplify import ONE, ZERO, make, rebuild
+from symjac.tensor import BILINEAR, TENSOR_OPS, fit, linear_apply
 from symjac.tracer import make_inputs
 
 __all__ = ["laplacian_nodes", "second_partials"]
@@ -70,6 +71,34 @@ def _add(acc, term):
     return term if acc is None else make("add", acc, term)
 
 
+def _tensor_step(node, gs, ls):
+    """Gradient and Laplacian of a linear or bilinear tensor op.
+
+    Linear: the op on the gradient and on the Laplacian.  Bilinear B(a, b):
+    lap = B(lap a, b) + B(a, lap b) + 2 sum_i B(d_i a, d_i b); no second
+    partials are needed.
+    """
+    g = _tensor_jvp(node, gs)
+    if node.op not in BILINEAR:
+        return g, linear_apply(node, ls)
+    a, b = node.args
+    (ga, gb), (la, lb) = gs, ls
+    L = None
+    if la is not None:
+        L = _add(L, linear_apply(node, [la, b]))
+    if lb is not None:
+        L = _add(L, linear_apply(node, [a, lb]))
+    if ga and gb:
+        cross = None
+        for i, x in ga.items():
+            y = gb.get(i)
+            if y is not None:
+                cross = _add(cross, linear_apply(node, [x, y]))
+        if cross is not None:
+            L = _add(L, make("mul", 2.0, cross))
+    return g, L
+
+
 def laplacian_nodes(outputs, variables):
     """``(laplacians, gradients)`` of ``outputs`` with respect to ``variables``.
 
@@ -89,12 +118,21 @@ def laplacian_nodes(outputs, variables):
             continue
         gs = [grad.get(a.id) for a in node.args]
         ls = [lap.get(a.id) for a in node.args]
+        if node.op in TENSOR_OPS:
+            g, L = _tensor_step(node, gs, ls)
+            if g:
+                grad[node.id] = g
+            if L is not None:
+                lap[node.id] = L
+            continue
         if node.op == "where":
             c = node.args[0]
             ga, gb = gs[1] or {}, gs[2] or {}
-            grad[node.id] = {i: make("where", c, ga.get(i, ZERO), gb.get(i, ZERO)) for i in {**ga, **gb}}
+            grad[node.id] = {i: fit(make("where", c, ga.get(i, ZERO), gb.get(i, ZERO)), node.shape)
+                             for i in {**ga, **gb}}
             if ls[1] is not None or ls[2] is not None:
-                lap[node.id] = make("where", c, ZERO if ls[1] is None else ls[1], ZERO if ls[2] is None else ls[2])
+                lap[node.id] = fit(make("where", c, ZERO if ls[1] is None else ls[1],
+                                        ZERO if ls[2] is None else ls[2]), node.shape)
             continue
         p, q = second_partials(node)
         g, L = {}, None
@@ -117,7 +155,7 @@ def laplacian_nodes(outputs, variables):
                 factor = q[m][l] if l == m else make("mul", 2.0, q[m][l])
                 L = _add(L, make("mul", factor, d))
         if g:
-            grad[node.id] = g
+            grad[node.id] = {i: fit(t, node.shape) for i, t in g.items()}
         if L is not None:
-            lap[node.id] = L
+            lap[node.id] = fit(L, node.shape)
     return [lap.get(o.id, ZERO) for o in outputs], [grad.get(o.id, {}) for o in outputs]

@@ -15,6 +15,7 @@ import math
 
 from symjac.errors import MissingRuleError
 from symjac.simplify import ONE, ZERO, make
+from symjac.tensor import BILINEAR, TENSOR_OPS, fit, linear_apply, transpose_rule, tsum
 
 __all__ = ["PARTIALS", "JVP", "VJP", "partials", "jvp", "vjp", "defpartials", "NONDIFFERENTIABLE"]
 
@@ -96,6 +97,9 @@ def defpartials(op, rule):
 
 
 def partials(node):
+    if node.op in TENSOR_OPS:
+        raise MissingRuleError(f"tensor op {node.op!r} has no elementwise partials (it is linear; "
+                               "use jvp/vjp)")
     rule = PARTIALS.get(node.op)
     if rule is None:
         raise MissingRuleError(f"no derivative rule for op {node.op!r}; register one with "
@@ -128,29 +132,64 @@ JVP = {"where": _jvp_where}
 VJP = {"where": _vjp_where}
 
 
+def _tensor_jvp(node, tangents):
+    """Linear ops: the op on the tangents; bilinear ops: one term per argument."""
+    seeds = {k for t in tangents if t for k in t}
+    out = {}
+    for k in seeds:
+        ts = [t.get(k) if t else None for t in tangents]
+        if node.op in BILINEAR:
+            for m, tm in enumerate(ts):
+                if tm is not None:
+                    args = list(node.args)
+                    args[m] = tm
+                    _accumulate(out, k, linear_apply(node, args))
+        else:
+            term = linear_apply(node, ts)
+            if term is not None:
+                out[k] = term
+    return out
+
+
 def jvp(node, tangents):
     """Tangent dict of ``node`` from its arguments' tangent dicts."""
     if node.op in NONDIFFERENTIABLE:
         return None
+    if node.op in TENSOR_OPS:
+        return _tensor_jvp(node, tangents) or None
     special = JVP.get(node.op)
     if special is not None:
-        return special(node, tangents) or None
-    out = {}
-    parts = partials(node)
-    for p, t in zip(parts, tangents):
-        if not t or p is ZERO:
-            continue
-        for k, tk in t.items():
-            _accumulate(out, k, make("mul", p, tk))
+        out = special(node, tangents) or None
+    else:
+        out = {}
+        parts = partials(node)
+        for p, t in zip(parts, tangents):
+            if not t or p is ZERO:
+                continue
+            for k, tk in t.items():
+                _accumulate(out, k, make("mul", p, tk))
+    if out and node.shape:  # a scalar argument's tangent broadcasts over a tensor result
+        out = {k: fit(t, node.shape) for k, t in out.items()}
     return out or None
+
+
+def _unbroadcast(ct, arg):
+    """A cotangent of a tensor result, for a scalar argument: its sum."""
+    if ct is None or ct.shape == arg.shape:
+        return ct
+    return tsum(ct, range(len(ct.shape)))
 
 
 def vjp(node, cotangent, parts=None):
     """Cotangents of ``node``'s arguments (None = zero) for ``cotangent``."""
     if node.op in NONDIFFERENTIABLE:
         return (None,) * len(node.args)
+    if node.op in TENSOR_OPS:
+        return tuple(transpose_rule(node, cotangent))
     special = VJP.get(node.op)
     if special is not None:
-        return special(node, cotangent)
-    parts = partials(node) if parts is None else parts
-    return tuple(None if p is ZERO else make("mul", cotangent, p) for p in parts)
+        cts = special(node, cotangent)
+    else:
+        parts = partials(node) if parts is None else parts
+        cts = tuple(None if p is ZERO else make("mul", cotangent, p) for p in parts)
+    return tuple(_unbroadcast(ct, a) for ct, a in zip(cts, node.args))

@@ -27,7 +27,7 @@ import numpy as np
 from symjac.graph import Node, intern
 from symjac.ops import OPS, UNARY, evaluate
 
-__all__ = ["make", "rebuild", "const", "to_node", "ZERO", "ONE", "is_zero", "is_one", "non_ieee_rewrites"]
+__all__ = ["make", "rebuild", "BUILDERS", "const", "to_node", "ZERO", "ONE", "is_zero", "is_one", "non_ieee_rewrites"]
 
 _NON_IEEE = [False]
 
@@ -96,16 +96,47 @@ def make(op, *args):
         raise TypeError(f"op {op!r} takes {info.nargs} arguments, got {len(args)}")
     if all(a.op == "const" for a in args):
         return _fold(op, args)
+    shape = _map_shape(op, args)
+    if shape and any(a.op == "bcast" and not a.args[0].shape for a in args):
+        # a broadcast scalar is just the scalar to an elementwise op (so x * 1 still folds)
+        args = tuple(a.args[0] if a.op == "bcast" and not a.args[0].shape else a for a in args)
+        if not _map_shape(op, args):
+            return _fit(make(op, *args), shape)
     simpler = _identities(op, args)
     if simpler is not None:
-        return simpler
+        return simpler if simpler.shape == shape else _fit(simpler, shape)
     if info.commutative and _order_key(args[0]) > _order_key(args[1]):
         args = (args[1], args[0])
-    return intern(op, args, None, info.dtype)
+    return intern(op, args, None, info.dtype, shape)
+
+
+def _map_shape(op, args):
+    """Elementwise ops take scalars and tensors of one shape (scalars broadcast)."""
+    shape = ()
+    for a in args:
+        if a.shape:
+            if shape and a.shape != shape:
+                raise ValueError(f"elementwise {op!r} on tensors of shapes {shape} and {a.shape}; "
+                                 "broadcast them first (symjac.tensor.broadcast_to)")
+            shape = a.shape
+    return shape
+
+
+def _fit(node, shape):
+    from symjac.tensor import fit  # tensor ops build on make
+
+    return fit(node, shape)
+
+
+# Builders of ops that carry an attribute (tensor ops register theirs here).
+BUILDERS: dict = {}
 
 
 def rebuild(node, args):
     """``node``'s op applied to new ``args`` (for `symjac.graph.substitute`)."""
+    build = BUILDERS.get(node.op)
+    if build is not None:
+        return build(args, node.attr)
     return make(node.op, *args)
 
 

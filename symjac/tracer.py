@@ -21,8 +21,9 @@ from symjac.errors import TracerBoolError, UnsupportedOperationError
 from symjac.graph import Graph, Node, intern, substitute
 from symjac.interpret import evaluate_nodes
 from symjac.simplify import const, make, rebuild, to_node
+from symjac import tensor as T
 
-__all__ = ["TracedArray", "trace", "make_inputs", "as_nodes", "call_graph", "is_traced"]
+__all__ = ["TracedArray", "tensor_policy", "trace", "make_inputs", "as_nodes", "call_graph", "is_traced"]
 
 _trace_ids = itertools.count()
 
@@ -131,23 +132,40 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
     """
 
     __array_priority__ = 1000
-    __slots__ = ("nodes",)
+    __slots__ = ("_nodes", "tensor")
 
-    def __init__(self, nodes):
+    def __init__(self, nodes=None, *, tensor=None):
+        if tensor is not None:
+            self.tensor, self._nodes = tensor, None
+            return
         nodes = np.asarray(nodes, dtype=object) if not isinstance(nodes, np.ndarray) else nodes
-        self.nodes = _normalize(nodes)
+        self._nodes = _normalize(nodes)
+        self.tensor = None
+
+    @property
+    def nodes(self):
+        """The object array of scalar nodes (a tensor's elements, made on first use)."""
+        if self._nodes is None:
+            t = self.tensor
+            arr = np.empty(t.shape, dtype=object)
+            flat = arr.reshape(-1)
+            for i in range(flat.size):
+                flat[i] = T.elem(t, i)
+            self._nodes = arr
+        return self._nodes
 
     # -- array attributes -------------------------------------------------
-    shape = property(lambda self: self.nodes.shape)
-    ndim = property(lambda self: self.nodes.ndim)
-    size = property(lambda self: self.nodes.size)
+    shape = property(lambda self: self.tensor.shape if self.tensor is not None else self._nodes.shape)
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: math.prod(self.shape))
     dtype = property(lambda self: np.dtype(np.float64))
-    T = property(lambda self: TracedArray(self.nodes.T))
+    T = property(lambda self: self.transpose())
     real = property(lambda self: self)
-    mT = property(lambda self: TracedArray(np.swapaxes(self.nodes, -1, -2)))
+    mT = property(lambda self: self.swapaxes(-1, -2))
 
     def __repr__(self):
-        return f"TracedArray(shape={self.shape})"
+        mode = ", tensor" if self.tensor is not None else ""
+        return f"TracedArray(shape={self.shape}{mode})"
 
     def __len__(self):
         if self.ndim == 0:
@@ -193,28 +211,47 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __setitem__(self, key, value):
         _check_index(key)
-        self.nodes[key] = _nodes(value)
+        nodes = self.nodes
+        self.tensor = None  # from now on the elements are the truth
+        nodes[key] = _nodes(value)
 
     # -- methods users call -----------------------------------------------
     def reshape(self, *shape, order="C"):
         shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else shape
+        if self.tensor is not None and order == "C":
+            return _from_tensor(T.reshape(self.tensor, np.empty(self.shape, dtype=np.bool_).reshape(shape).shape))
         return TracedArray(self.nodes.reshape(shape, order=order))
 
     def ravel(self, order="C"):
+        if self.tensor is not None and order == "C":
+            return self.reshape(-1)
         return TracedArray(self.nodes.ravel(order))
 
     flatten = ravel
 
     def transpose(self, *axes):
+        if self.tensor is not None:
+            axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+            perm = tuple(a % self.ndim for a in axes) if axes else tuple(range(self.ndim))[::-1]
+            return _from_tensor(T.transpose(self.tensor, perm))
         return TracedArray(self.nodes.transpose(*axes))
 
     def swapaxes(self, a, b):
+        if self.tensor is not None:
+            perm = list(range(self.ndim))
+            a, b = a % self.ndim, b % self.ndim
+            perm[a], perm[b] = perm[b], perm[a]
+            return self.transpose(perm)
         return TracedArray(self.nodes.swapaxes(a, b))
 
     def squeeze(self, axis=None):
+        if self.tensor is not None:
+            return self.reshape(np.empty(self.shape, dtype=np.bool_).squeeze(axis).shape)
         return TracedArray(self.nodes.squeeze(axis))
 
     def copy(self):
+        if self.tensor is not None:
+            return _from_tensor(self.tensor)
         return TracedArray(self.nodes.copy())
 
     def conj(self):
@@ -267,6 +304,8 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
                                            keepdims=kwargs.get("keepdims", False))
         if method != "__call__":
             raise UnsupportedOperationError(f"np.{ufunc.__name__}.{method} is not supported on traced arrays")
+        if ufunc.__name__ == "matmul" and len(inputs) == 2:
+            return _matmul(*inputs)
         if ufunc.__name__ in ("matmul", "vecdot", "matvec", "vecmat"):
             return _wrap(ufunc(*[_nodes(x) for x in inputs]))
         builder = UFUNCS.get(ufunc.__name__)
@@ -274,6 +313,8 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
             raise UnsupportedOperationError(
                 f"the ufunc {ufunc.__name__!r} is not supported by symjac's tracer; supported: "
                 f"{', '.join(sorted(UFUNCS))}")
+        if any(_is_tensor(x) for x in inputs):
+            return _map_tensor(builder, inputs)
         arrays = [_nodes(x) for x in inputs]
         result = np.frompyfunc(builder, len(arrays), 1)(*arrays)
         return TracedArray(result if isinstance(result, np.ndarray) else _scalar_array(result))
@@ -366,6 +407,212 @@ for _name in ("sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh",
 TracedArray.__abs__ = lambda self: np.abs(self)
 
 
+# -- tensor mode ----------------------------------------------------------------
+# A TracedArray whose ``tensor`` is set stands for one tensor node: contractions
+# big enough to be worth a loop, and everything computed elementwise from them,
+# stay whole (symjac.tensor); anything else sees the elements (``nodes``).
+
+_POLICY = {"min_work": 64, "min_operand": 32, "unroll_size": 8}
+
+
+class tensor_policy:
+    """When contractions become tensor ops (loops) instead of unrolled scalars.
+
+    A contraction (``@``, ``np.dot``, ``np.einsum``, ``np.tensordot``) becomes
+    one tensor op when an operand already is one, or when it costs at least
+    ``min_work`` multiply-adds and an operand holds at least ``min_operand``
+    non-constant entries (runtime weights, not a rotation matrix whose zeros
+    and ones simplify away).  Results of at most ``unroll_size`` entries are
+    unrolled into scalars.  ``tensor_policy(min_work=None)`` unrolls everything.
+
+    >>> import numpy as np, symjac
+    >>> with symjac.tensor_policy(min_work=None):
+    ...     g = symjac.trace(lambda x, W: np.tanh(W @ x), (40,), (40, 40))
+    >>> len(g) > 1600
+    True
+    """
+
+    def __init__(self, min_work=64, min_operand=32, unroll_size=8):
+        self.new = {"min_work": min_work, "min_operand": min_operand, "unroll_size": unroll_size}
+
+    def __enter__(self):
+        self.old = dict(_POLICY)
+        _POLICY.update(self.new)
+        return self
+
+    def __exit__(self, *exc):
+        _POLICY.clear()
+        _POLICY.update(self.old)
+
+
+def _is_tensor(x):
+    return isinstance(x, TracedArray) and x.tensor is not None
+
+
+def _from_tensor(t):
+    """A TracedArray for tensor node ``t``; small results are unrolled into scalars."""
+    if not t.shape:
+        return TracedArray(_scalar_array(t))
+    if math.prod(t.shape) <= _POLICY["unroll_size"]:
+        return TracedArray(TracedArray(tensor=t).nodes)
+    return TracedArray(tensor=t)
+
+
+def _tensor_of(x):
+    """The tensor (or scalar) node for a model value."""
+    if _is_tensor(x):
+        return x.tensor
+    arr = _nodes(x)
+    if arr.ndim == 0:
+        return arr[()]
+    return T.pack(list(arr.ravel()), arr.shape)
+
+
+def _map_tensor(builder, inputs):
+    shape = np.broadcast_shapes(*[np.shape(x) if not isinstance(x, TracedArray) else x.shape for x in inputs])
+    args = []
+    for x in inputs:
+        t = _tensor_of(x)
+        args.append(t if not t.shape else T.broadcast_to(t, shape))
+    return _from_tensor(T.fit(builder(*args), shape))
+
+
+def _variable_count(x):
+    if _is_tensor(x):
+        return x.size
+    if isinstance(x, TracedArray) or (isinstance(x, np.ndarray) and x.dtype == object):
+        return sum(1 for n in _nodes(x).ravel() if n.op != "const")
+    return 0
+
+
+def _worth_tensor(sizes, a, b):
+    if _is_tensor(a) or _is_tensor(b):
+        return True
+    if _POLICY["min_work"] is None:
+        return False
+    if math.prod(sizes.values()) < _POLICY["min_work"]:
+        return False
+    return max(_variable_count(a), _variable_count(b)) >= _POLICY["min_operand"]
+
+
+def _einsum2(spec, a, b, fallback):
+    """Two-operand contraction with explicit subscripts, as a tensor op when worth it."""
+    sa, sb, out = T._parse(spec)
+    sizes = {}
+    for sub, x in ((sa, a), (sb, b)):
+        shape = np.shape(x) if not isinstance(x, TracedArray) else x.shape
+        if len(sub) != len(shape) or len(set(sub)) != len(sub):
+            return fallback()
+        for ch, d in zip(sub, shape):
+            if sizes.setdefault(ch, d) != d:
+                return fallback()
+    if not _worth_tensor(sizes, a, b):
+        return fallback()
+    return _from_tensor(T.einsum(spec, _tensor_of(a), _tensor_of(b)))
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _matmul(a, b):
+    da, db = np.ndim(a) if not isinstance(a, TracedArray) else a.ndim, \
+        np.ndim(b) if not isinstance(b, TracedArray) else b.ndim
+    if da == 0 or db == 0 or da > 2 or db > 2:
+        return _wrap(np.matmul(_nodes(a), _nodes(b)))
+    sa = "ij"[2 - da:]
+    sb = "jk"[: db]
+    out = sa[:-1] + sb[1:]
+    return _einsum2(f"{sa},{sb}->{out}", a, b, lambda: _wrap(np.matmul(_nodes(a), _nodes(b))))
+
+
+def _dot(a, b, out=None):
+    if out is not None:
+        raise UnsupportedOperationError("np.dot(..., out=...) on traced arrays")
+    da, db = (x.ndim if isinstance(x, TracedArray) else np.ndim(x) for x in (a, b))
+    if da <= 2 and db <= 2 and da and db:
+        return _matmul(a, b)
+    return _wrap(np.dot(_nodes(a), _nodes(b)))
+
+
+def _einsum(*operands, **kwargs):
+    fallback = lambda: _wrap(np.einsum(*_unwrap(operands), **_unwrap(kwargs)))  # noqa: E731
+    if kwargs or len(operands) != 3 or not isinstance(operands[0], str) or "." in operands[0]:
+        return fallback()
+    spec = operands[0].replace(" ", "")
+    if "->" not in spec:  # NumPy's implicit output: indices seen once, sorted
+        letters = spec.replace(",", "")
+        spec += "->" + "".join(sorted(ch for ch in set(letters) if letters.count(ch) == 1))
+    if spec.count(",") != 1:
+        return fallback()
+    return _einsum2(spec, operands[1], operands[2], fallback)
+
+
+def _tensordot(a, b, axes=2):
+    da, db = (x.ndim if isinstance(x, TracedArray) else np.ndim(x) for x in (a, b))
+    if isinstance(axes, numbers.Integral):
+        ax_a, ax_b = list(range(da - axes, da)), list(range(axes))
+    else:
+        ax_a, ax_b = ([x] if isinstance(x, numbers.Integral) else list(x) for x in axes)
+    ax_a, ax_b = [x % da for x in ax_a], [x % db for x in ax_b]
+    if da + db > len(_LETTERS):
+        return _wrap(np.tensordot(_nodes(a), _nodes(b), axes))
+    sa = list(_LETTERS[:da])
+    sb = list(_LETTERS[da: da + db])
+    for i, j in zip(ax_a, ax_b):
+        sb[j] = sa[i]
+    out = [c for i, c in enumerate(sa) if i not in ax_a] + [c for j, c in enumerate(sb) if j not in ax_b]
+    spec = f"{''.join(sa)},{''.join(sb)}->{''.join(out)}"
+    return _einsum2(spec, a, b, lambda: _wrap(np.tensordot(_nodes(a), _nodes(b), axes)))
+
+
+def _axes_of(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(a % ndim for a in (axis if isinstance(axis, tuple) else (axis,)))
+
+
+def _sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=True):
+    if dtype is not None or out is not None or where is not True:
+        _passthrough_error(np.sum, dtype, out, {"where": where})
+    if not _is_tensor(a):
+        kw = {} if initial is None else {"initial": initial}
+        return _wrap(np.sum(_nodes(a), axis=axis, keepdims=keepdims, **kw))
+    axes = _axes_of(axis, a.ndim)
+    t = T.tsum(a.tensor, axes)
+    if keepdims:
+        t = T.reshape(t, tuple(1 if i in axes else d for i, d in enumerate(a.shape)))
+    r = _from_tensor(t)
+    return r if initial is None else r + initial
+
+
+def _mean(a, axis=None, dtype=None, out=None, keepdims=False, where=True):
+    if dtype is not None or out is not None or where is not True:
+        _passthrough_error(np.mean, dtype, out, {"where": where})
+    if not _is_tensor(a):
+        return _wrap(np.mean(_nodes(a), axis=axis, keepdims=keepdims))
+    count = math.prod(a.shape[i] for i in _axes_of(axis, a.ndim))
+    return _sum(a, axis=axis, keepdims=keepdims) / float(count)
+
+
+def _passthrough_error(func, dtype, out, kw):
+    bad = "dtype" if dtype is not None else "out" if out is not None else next(iter(kw))
+    raise UnsupportedOperationError(
+        f"np.{func.__name__}(..., {bad}=...) on traced arrays: traced values are computed in the "
+        "kernel's dtype; drop the argument (use np.where to mask)")
+
+
+def _moveaxis(a, source, destination):
+    if not _is_tensor(a):
+        return _wrap(np.moveaxis(_nodes(a), source, destination))
+    return a.transpose(np.moveaxis(np.arange(a.ndim), source, destination).tolist())
+
+
+def _expand_dims(a, axis):
+    if not _is_tensor(a):
+        return _wrap(np.expand_dims(_nodes(a), axis))
+    return a.reshape(np.expand_dims(np.empty(a.shape, dtype=np.bool_), axis).shape)
+
+
 # -- array functions with their own code ------------------------------------
 
 def _reduce_nodes(a, op, axis, keepdims, what):
@@ -405,7 +652,7 @@ def _min(a, axis=None, out=None, keepdims=False, initial=None, where=True):
 
 
 _REDUCE = {
-    "add": lambda a, axis, keepdims: _wrap(np.sum(_nodes(a), axis=axis, keepdims=keepdims)),
+    "add": lambda a, axis, keepdims: _sum(a, axis=axis, keepdims=keepdims),
     "multiply": lambda a, axis, keepdims: _wrap(np.prod(_nodes(a), axis=axis, keepdims=keepdims)),
     "maximum": lambda a, axis, keepdims: _max(a, axis, keepdims=keepdims),
     "minimum": lambda a, axis, keepdims: _min(a, axis, keepdims=keepdims),
@@ -417,6 +664,8 @@ def _where(condition, x=None, y=None):
         raise UnsupportedOperationError(
             "np.where(condition) with one argument returns data-dependent indices and cannot be "
             "traced; use np.where(condition, a, b)")
+    if any(_is_tensor(v) for v in (condition, x, y)):
+        return _map_tensor(lambda ci, ai, bi: make("where", ci, ai, bi), (condition, x, y))
     c, a, b = _nodes(condition), _nodes(x), _nodes(y)
     result = np.frompyfunc(lambda ci, ai, bi: make("where", ci, ai, bi), 3, 1)(c, a, b)
     return _wrap(result if isinstance(result, np.ndarray) else _scalar_array(result))
@@ -491,6 +740,21 @@ FUNCTIONS = {
     np.full_like: _full_like,
     np.array_equal: _array_equal_error,
     np.allclose: _array_equal_error,
+    np.dot: _dot,
+    np.matmul: _matmul,
+    np.einsum: _einsum,
+    np.tensordot: _tensordot,
+    np.sum: _sum,
+    np.mean: _mean,
+    np.moveaxis: _moveaxis,
+    np.expand_dims: _expand_dims,
+    np.reshape: lambda a, shape=None, order="C", **kw: (a if isinstance(a, TracedArray) else TracedArray(_nodes(a)))
+    .reshape(kw.get("newshape", shape), order=order),
+    np.transpose: lambda a, axes=None: (a if isinstance(a, TracedArray) else TracedArray(_nodes(a)))
+    .transpose(*(() if axes is None else (axes,))),
+    np.ravel: lambda a, order="C": (a if isinstance(a, TracedArray) else TracedArray(_nodes(a))).ravel(order),
+    np.squeeze: lambda a, axis=None: (a if isinstance(a, TracedArray) else TracedArray(_nodes(a))).squeeze(axis),
+    np.swapaxes: lambda a, x, y: (a if isinstance(a, TracedArray) else TracedArray(_nodes(a))).swapaxes(x, y),
 }
 
 PASSTHROUGH = {
