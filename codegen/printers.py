@@ -135,6 +135,7 @@ class Printer:
         program.validate()
         self.info = {s.name: s for s in program.body}
         self.tensors = program.has_tensors()
+        self.reduce_outputs = [p.reduce for p in program.outputs]
         self.consts = {s.name: float(s.args[0]) for s in program.body if s.op == "const"}
         name = safe_identifier(program.title)
         ins = [f"x{k}" for k in range(len(program.inputs))]
@@ -265,6 +266,10 @@ class NumPyPrinter(Printer):
         return f"out{k}[{i}] += np.sum(np.broadcast_to({v}, (stop - start,)))"
 
     def print_block_store(self, k, i, t, j0, n):
+        if self.reduce_outputs[k]:
+            rows = f"{t}.reshape(stop - start, -1)[:, {j0}:{j0 + n}]" if self.info[t].batched else \
+                f"np.broadcast_to(np.reshape({t}, -1)[{j0}:{j0 + n}], (stop - start, {n}))"
+            return f"out{k}[{i}:{i + n}] += np.sum({rows}, axis=0)"
         if self.info[t].batched:
             return f"out{k}[start:stop, {i}:{i + n}] = {t}.reshape(stop - start, -1)[:, {j0}:{j0 + n}]"
         return f"out{k}[start:stop, {i}:{i + n}] = np.reshape({t}, -1)[{j0}:{j0 + n}]"

@@ -111,7 +111,7 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
         fill = k not in reduced and zeros >= ZERO_FILL_MIN
         if fill:
             zero_fill.add(k)
-        blocks, singles = ([], list(enumerate(flat))) if k in reduced else _runs(flat)
+        blocks, singles = _runs(flat)
         # accumulators start at zero, as do zero-filled rows: a structural zero needs no store
         singles = [(i, n) for i, n in singles if not ((k in reduced or fill) and _is_plus_zero(n))]
         plan.append((k, blocks, singles))
