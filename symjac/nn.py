@@ -36,6 +36,26 @@ def _per(x, what, name):
     return TracedArray(_nodes(arr.astype(float))), None, None
 
 
+def _is_traced(v):
+    return isinstance(v, (TracedArray, BatchedArray)) or (isinstance(v, np.ndarray) and v.dtype == object)
+
+
+def _conv2d_numeric(x, w, b, stride, padding):
+    """conv2d on plain (real or complex) arrays, e.g. for complex-step checks."""
+    if x.ndim != 3 or w.ndim != 4 or x.shape[2] != w.shape[2]:
+        raise ValueError(f"conv2d: x of shape (H, W, C_in) and w of shape (kh, kw, C_in, C_out) needed, "
+                         f"got {x.shape} and {w.shape}")
+    pads = T.conv_padding(padding, x.shape[0], x.shape[1], w.shape[0], w.shape[1], stride)
+    xp = np.pad(x, (pads[0], pads[1], (0, 0)))
+    kh, kw = w.shape[:2]
+    ho, wo = (xp.shape[0] - kh) // stride + 1, (xp.shape[1] - kw) // stride + 1
+    out = np.zeros((ho, wo, w.shape[3]), dtype=np.result_type(x, w, float))
+    for dy in range(kh):
+        for dx in range(kw):
+            out += xp[dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride] @ w[dy, dx]
+    return out if b is None else out + np.asarray(b)
+
+
 def _shared(x, what, name):
     per, bpos, _ = _per(x, what, name)
     if bpos is not None:
@@ -73,6 +93,8 @@ def conv2d(x, w, b=None, stride=1, padding="valid"):
     what = "conv2d"
     if isinstance(stride, (bool, np.bool_)) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"conv2d: stride must be a positive int, got {stride!r}")
+    if not any(_is_traced(v) for v in (x, w, b)):
+        return _conv2d_numeric(np.asarray(x), np.asarray(w), b, int(stride), padding)
     px, bpos, batch = _per(x, what, "x")
     pw = _shared(w, what, "w")
     if px.ndim != 3:
@@ -104,6 +126,9 @@ def dense(x, w, b=None):
     >>> k(np.ones((1, 2, 2)), np.ones((4, 3)))
     array([[4., 4., 4.]])
     """
+    if not any(_is_traced(v) for v in (x, w, b)):
+        y = np.asarray(x).reshape(-1) @ np.asarray(w)
+        return y if b is None else y + np.asarray(b)
     px, bpos, batch = _per(x, "dense", "x")
     pw = _shared(w, "dense", "w")
     flat = px.reshape(-1)
@@ -136,6 +161,8 @@ def stop_gradient(x):
     >>> symjac.jacobian(lambda x: x * symjac.nn.stop_gradient(x), backend="numpy")(np.array([[3.0]]))
     array([[[3.]]])
     """
+    if not _is_traced(x):
+        return x
     if isinstance(x, BatchedArray):
         return BatchedArray(stop_gradient(x.per), x.bpos, x.batch)
     if isinstance(x, TracedArray) and x.tensor is not None:

@@ -230,6 +230,10 @@ def _where(c, a, b):
 def _stop(a):
     if a.op in ("const", "stop"):
         return a
+    if a.op == "elem":  # stop the whole tensor once: its elements stay elements (block stores)
+        from symjac.tensor import elem
+
+        return elem(make("stop", a.args[0]), a.attr)
     return None
 
 

@@ -604,7 +604,15 @@ def _passthrough_error(func, dtype, out, kw):
 def _moveaxis(a, source, destination):
     if not _is_tensor(a):
         return _wrap(np.moveaxis(_nodes(a), source, destination))
-    return a.transpose(np.moveaxis(np.arange(a.ndim), source, destination).tolist())
+    n = a.ndim
+    src = [x % n for x in (source if isinstance(source, (tuple, list)) else (source,))]
+    dst = [x % n for x in (destination if isinstance(destination, (tuple, list)) else (destination,))]
+    if len(src) != len(dst):
+        raise ValueError("np.moveaxis: source and destination need the same number of axes")
+    order = [i for i in range(n) if i not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return a.transpose(order)
 
 
 def _expand_dims(a, axis):

@@ -1,0 +1,318 @@
+"""Tensor ops: contractions, convolutions and elementwise maps that stay whole.
+
+Derivatives against complex-step and finite differences on small random
+layers, the looped kernels against the unrolled scalar ones, conv2d against a
+plain NumPy reference, and bounds on the size of kernels for wide layers.
+"""
+
+import numpy as np
+import pytest
+
+import symjac
+from symjac.testing import check_jacobian
+
+rng = np.random.default_rng(5)
+
+W1 = rng.normal(size=(16, 4)) / 2
+B1 = rng.normal(size=16) * 0.1
+W2 = rng.normal(size=(16, 16)) / 4
+W3 = rng.normal(size=(2, 16)) / 4
+
+
+def mlp(x, W1, b1, W2, W3):
+    h = np.tanh(W1 @ x + b1)
+    h = np.sin(W2 @ h) * h
+    return W3 @ h + np.sum(h ** 2) / 10
+
+
+MLP_ARGS = (W1, B1, W2, W3)
+MLP_AXES = (0, None, None, None, None)
+
+
+def tensor_ops(graph):
+    return {n.op for n in graph.nodes() if n.shape or n.op in ("einsum", "elem", "tsum")}
+
+
+def conv_reference(x, w, stride, pads):
+    """Direct 7-loop cross-correlation, independent of symjac's code."""
+    (pt, pb), (pl, pr) = pads
+    H, W, ci = x.shape
+    kh, kw, _, co = w.shape
+    ho, wo = (H + pt + pb - kh) // stride + 1, (W + pl + pr - kw) // stride + 1
+    out = np.zeros((ho, wo, co))
+    for oy in range(ho):
+        for ox in range(wo):
+            for dy in range(kh):
+                for dx in range(kw):
+                    y, xx = oy * stride + dy - pt, ox * stride + dx - pl
+                    if 0 <= y < H and 0 <= xx < W:
+                        out[oy, ox] += x[y, xx] @ w[dy, dx]
+    return out
+
+
+# -- tracing keeps tensors whole ------------------------------------------------------
+
+def test_matmul_on_weights_traces_to_tensor_ops():
+    g = symjac.trace(mlp, (4,), *[w.shape for w in MLP_ARGS])
+    ops = tensor_ops(g)
+    assert "einsum" in ops and "tanh" in ops
+    assert len(g) < 40  # 16x16 unrolled would be hundreds of operations
+    x = rng.normal(size=4)
+    np.testing.assert_allclose(g(x, *MLP_ARGS), mlp(x, *MLP_ARGS), rtol=1e-14)
+
+
+def test_small_constant_matrices_stay_scalar():
+    # a rotation matrix of constants and symbols simplifies better unrolled
+    def rot(x):
+        c, s = np.cos(x[0]), np.sin(x[0])
+        R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        return R @ R @ x
+    assert not tensor_ops(symjac.trace(rot, (3,))) - {"elem"}
+
+
+# -- derivatives of tensor ops against oracles ---------------------------------------------
+
+@pytest.mark.parametrize("argnum", [0, 1, 2, 3])
+def test_mlp_jacobian_against_complex_step(argnum):
+    x = rng.normal(size=4)
+    check_jacobian(mlp, x, *MLP_ARGS, argnum=argnum, complex_step=True)
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    ("ij,jk->ik", [(3, 10), (10, 4)]),
+    ("ijk,kl->lji", [(2, 3, 10), (10, 4)]),
+    ("i,i->", [(40,), (40,)]),
+    ("ij,ij->i", [(4, 16), (4, 16)]),
+    ("ij,k->ijk", [(5, 8), (3,)]),
+])
+def test_einsum_derivatives_against_complex_step(spec, shapes):
+    a, b = (rng.normal(size=s) for s in shapes)
+
+    def f(a, b):
+        return np.tanh(np.einsum(spec, a, b))
+    with symjac.tensor_policy(min_work=1, min_operand=1):
+        g = symjac.trace(f, a.shape, b.shape)
+        assert "einsum" in tensor_ops(g) or len(a.shape) + len(b.shape) == len(spec.split("->")[1])
+        check_jacobian(f, a, b, argnum=0, complex_step=True)
+        check_jacobian(f, a, b, argnum=1, complex_step=True)
+
+
+def test_reductions_reshapes_transposes_and_broadcasts():
+    W = rng.normal(size=(24, 6)) / 3
+    bias = rng.normal(size=(4,))
+
+    def f(x, W):
+        t = (W @ x).reshape(2, 3, 4)                     # tensor reshape
+        t = np.transpose(t, (2, 0, 1)) + bias[:, None, None]  # transpose, broadcast of a constant
+        u = np.tanh(t).sum(axis=(1,)) * np.mean(t, axis=0, keepdims=True)[0, :1]
+        v = np.tensordot(u, np.exp(t), axes=([0, 1], [0, 2]))
+        return np.concatenate([v, np.expand_dims(np.moveaxis(t, 0, -1), 0).ravel()[:3]])
+
+    x = rng.normal(size=6)
+    g = symjac.trace(f, (6,), W.shape)
+    assert {"einsum", "tsum", "transpose"} <= tensor_ops(g)
+    np.testing.assert_allclose(g(x, W), f(x, W), rtol=1e-13)
+    check_jacobian(f, x, W, argnum=0, complex_step=True)
+    check_jacobian(f, x, W, argnum=1, complex_step=True)
+
+
+def test_elements_of_a_tensor_gather_into_one_cotangent():
+    W = rng.normal(size=(16, 5))
+
+    def f(x, W):
+        z = W @ x
+        return np.array([z[3] * z[5] + z[0], np.sum(z[::2] ** 2)])
+    x = rng.normal(size=5)
+    check_jacobian(f, x, W, argnum=0, complex_step=True)
+    check_jacobian(f, x, W, argnum=1, complex_step=True)
+
+
+def test_second_derivatives_of_tensor_graphs():
+    x = rng.normal(size=(3, 4))
+    u = lambda x, *w: mlp(x, *w)[0]  # noqa: E731
+    H = symjac.hessian(u, in_axes=MLP_AXES, backend="numpy")(x, *MLP_ARGS)
+    g = symjac.gradient(u, in_axes=MLP_AXES, backend="numpy")
+    h = 1e-5
+    for b in range(3):
+        for j in range(4):
+            e = np.zeros(4)
+            e[j] = h
+            fd = (g(x[b:b + 1] + e, *MLP_ARGS) - g(x[b:b + 1] - e, *MLP_ARGS))[0] / (2 * h)
+            np.testing.assert_allclose(H[b, j], fd, rtol=1e-6, atol=1e-8)
+    lap = symjac.laplacian(u, in_axes=MLP_AXES, backend="numpy")(x, *MLP_ARGS)
+    np.testing.assert_allclose(lap, np.trace(H, axis1=1, axis2=2), rtol=1e-12)
+
+
+# -- conv2d ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape, k, stride, padding", [
+    ((7, 6, 2), (3, 3, 2, 4), 1, "valid"),
+    ((7, 6, 2), (3, 3, 2, 4), 1, "same"),
+    ((8, 7, 3), (3, 2, 3, 2), 2, "same"),
+    ((9, 9, 1), (4, 4, 1, 3), 3, "valid"),
+    ((5, 5, 2), (3, 3, 2, 2), 1, ((2, 0), (1, 1))),
+])
+def test_conv2d_against_numpy_reference(shape, k, stride, padding):
+    x, w = rng.normal(size=(3,) + shape), rng.normal(size=k)
+    b = rng.normal(size=k[3])
+    pads = symjac.tensor.conv_padding(padding, shape[0], shape[1], k[0], k[1], stride)
+    ref = np.stack([conv_reference(xi, w, stride, pads) + b for xi in x])
+    f = lambda x, w, b: symjac.nn.conv2d(x, w, b, stride=stride, padding=padding)  # noqa: E731
+    got = symjac.compile(f, in_axes=(0, None, None), backend="numpy")(x, w, b)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f(x[0], w, b), ref[0], rtol=1e-12, atol=1e-12)  # plain arrays
+    if padding == "same":
+        assert ref.shape[1:3] == (-(-shape[0] // stride), -(-shape[1] // stride))
+    # derivatives w.r.t. the image, the filters (the two transposed convolutions) and the bias
+    for argnum in range(3):
+        check_jacobian(lambda x, w, b: np.tanh(f(x, w, b)), x[0], w, b, argnum=argnum, complex_step=True)
+
+
+def test_conv2d_second_derivatives():
+    # derivatives of the input gradient exercise conv2d_bx's own rules (and conv2d_bw's)
+    X, w = rng.normal(size=(2, 5, 5, 2)), rng.normal(size=(3, 3, 2, 2)) / 3
+
+    def f(x, w):
+        y = np.tanh(symjac.nn.conv2d(x, w, padding="same"))
+        return np.sum(y * y)
+    axes = (0, None)
+    grad = symjac.gradient(f, in_axes=axes, backend="numpy")
+    d_dw = symjac.jacobian(symjac.gradient(f, in_axes=axes), argnums=1, in_axes=axes, backend="numpy")(X, w)
+    hess = symjac.hessian(f, in_axes=axes, backend="numpy")(X, w)
+    assert d_dw.shape == (2, 5, 5, 2, 3, 3, 2, 2) and hess.shape == (2, 5, 5, 2, 5, 5, 2)
+    h = 1e-5
+    v = rng.normal(size=w.shape)
+    fd = (grad(X, w + h * v) - grad(X, w - h * v)) / (2 * h)
+    np.testing.assert_allclose(np.tensordot(d_dw, v, axes=4), fd, rtol=1e-6, atol=1e-8)
+    vx = rng.normal(size=X.shape)
+    fd = (grad(X + h * vx, w) - grad(X - h * vx, w)) / (2 * h)
+    np.testing.assert_allclose(np.einsum("bijkpqr,bpqr->bijk", hess, vx), fd, rtol=1e-6, atol=1e-8)
+
+
+# -- codegen: loops vs unrolled, backends, kernel size ----------------------------------------
+
+@pytest.fixture(scope="module")
+def mlp_kernels():
+    fn = symjac.laplacian(lambda x, *w: mlp(x, *w)[1], in_axes=MLP_AXES)
+    looped = {be: symjac.compile(fn, in_axes=MLP_AXES, backend=be) for be in ("numpy", "numba", "numba-parallel")}
+    with symjac.tensor_policy(min_work=None):
+        unrolled = symjac.compile(symjac.laplacian(lambda x, *w: mlp(x, *w)[1], in_axes=MLP_AXES),
+                                  in_axes=MLP_AXES, backend="numpy")
+        unrolled(np.zeros((1, 4)), *MLP_ARGS)
+    return looped, unrolled
+
+
+def test_looped_and_unrolled_kernels_agree(mlp_kernels):
+    looped, unrolled = mlp_kernels
+    x = rng.normal(size=(5000, 4))  # numba-parallel splits it over threads, with a ragged last tile
+    ref = unrolled(x, *MLP_ARGS)
+    for be, k in looped.items():
+        np.testing.assert_allclose(k(x, *MLP_ARGS), ref, rtol=1e-11, atol=1e-12, err_msg=be)
+    assert not tensor_ops(unrolled.graph) and "einsum" in tensor_ops(looped["numba"].graph)
+    assert looped["numba"].stats["statements"] < unrolled.stats["statements"] / 5
+    np.testing.assert_allclose(looped["numba"](x[:7].astype(np.float32), *[w.astype(np.float32) for w in MLP_ARGS]),
+                               ref[:7], rtol=2e-4, atol=2e-5)
+
+
+def test_kernel_size_is_bounded_for_wide_layers():
+    width = 256
+    Ws = [rng.normal(size=(width, 3)), rng.normal(size=(width, width)), rng.normal(size=width)]
+
+    def u(x, A, B, c):
+        return c @ np.tanh(B @ np.tanh(A @ x))
+    fn = symjac.laplacian(u, in_axes=(0, None, None, None))
+    k = symjac.compile(fn, in_axes=(0, None, None, None), backend="numba")
+    x = rng.normal(size=(3, 3))
+    lap = k(x, *Ws)
+    assert len(k.source.splitlines()) < 400          # unrolled: ~1.5 million statements
+    assert k.stats["statements"] < 100
+    assert k.stats["flops_per_sample"] > 5 * width * width
+    ref = symjac.compile(fn, in_axes=(0, None, None, None), backend="numpy")(x, *Ws)
+    np.testing.assert_allclose(lap, ref, rtol=1e-10)
+
+
+# -- nn layers -----------------------------------------------------------------------------------
+
+def test_softmax_logsumexp_relu_values_and_derivatives():
+    W = rng.normal(size=(9, 5))
+
+    def f(x, W):
+        z = W @ x
+        return np.concatenate([symjac.nn.softmax(z), [symjac.nn.logsumexp(z)], symjac.nn.relu(z)])
+    x = rng.normal(size=5)
+    z = W @ x
+    e = np.exp(z - z.max())
+    ref = np.concatenate([e / e.sum(), [np.log(np.sum(np.exp(z)))], np.maximum(z, 0)])
+    got = symjac.compile(f, in_axes=(0, None), backend="numpy")(x[None], W)[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-13)
+    check_jacobian(f, x, W, argnum=0)
+    big = symjac.compile(lambda x: symjac.nn.logsumexp(x), backend="numpy")(np.full((1, 3), 800.0))
+    np.testing.assert_allclose(big, 800.0 + np.log(3.0))
+
+
+def small_cnn(X, Wc, bc, Wf, bf):
+    h = symjac.nn.relu(symjac.nn.conv2d(X, Wc, bc, padding="same"))
+    return symjac.nn.softmax(symjac.nn.dense(h, Wf, bf), axis=0)
+
+
+CNN_W = (rng.normal(size=(3, 3, 2, 4)) / 4, rng.normal(size=4) * 0.1, rng.normal(size=(6 * 5 * 4, 3)) / 10,
+         rng.normal(size=3) * 0.1)
+
+
+def cnn_forward_np(X, Wc, bc, Wf, bf):
+    out = []
+    for b in range(X.shape[-1]):
+        h = np.maximum(conv_reference(X[..., b], Wc, 1, ((1, 1), (1, 1))) + bc, 0)
+        z = h.reshape(-1) @ Wf + bf
+        e = np.exp(z - z.max())
+        out.append(e / e.sum())
+    return np.stack(out, axis=-1)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba-parallel"])
+def test_dlfeval_cnn_jacobian_and_weight_gradient(backend):
+    X = rng.uniform(-1, 1, size=(6, 5, 2, 3))  # "SSCB"
+    T = np.eye(3)[:, [0, 2, 1]]
+
+    def model(X, T, Wc, bc, Wf, bf):
+        Y = small_cnn(X, Wc, bc, Wf, bf)
+        loss = -np.sum(T * np.log(Y)) / 3
+        return (Y, symjac.dljacobian(Y, X, 0), loss, *symjac.dlgradient(loss, Wc, Wf))
+
+    Y, J, loss, gWc, gWf = symjac.dlfeval(model, X, T, *CNN_W, batch_axis=(-1, -1, None, None, None, None),
+                                          backend=backend)
+    np.testing.assert_allclose(Y, cnn_forward_np(X, *CNN_W), rtol=1e-12)
+    assert J.shape == (3, 6, 5, 2, 3)
+    h = 1e-6
+    for (i, r, c, ch, b) in [(0, 0, 0, 0, 0), (2, 3, 4, 1, 2), (1, 5, 2, 0, 1)]:
+        E = np.zeros_like(X)
+        E[r, c, ch, b] = h
+        fd = (cnn_forward_np(X + E, *CNN_W) - cnn_forward_np(X - E, *CNN_W))[i, b] / (2 * h)
+        np.testing.assert_allclose(J[i, r, c, ch, b], fd, rtol=1e-6, atol=1e-9)
+
+    def loss_of(Wc):
+        return -np.sum(T * np.log(cnn_forward_np(X, Wc, *CNN_W[1:]))) / 3
+    for idx in [(0, 0, 0, 0), (2, 1, 1, 3), (1, 2, 0, 2)]:
+        E = np.zeros_like(CNN_W[0])
+        E[idx] = h
+        fd = (loss_of(CNN_W[0] + E) - loss_of(CNN_W[0] - E)) / (2 * h)
+        np.testing.assert_allclose(gWc[idx], fd, rtol=1e-6, atol=1e-9)
+    assert gWf.shape == CNN_W[2].shape
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+def test_layer_errors_name_the_argument():
+    x = np.zeros((1, 5, 5, 2))
+    bad = [
+        (lambda x: symjac.nn.conv2d(x, np.zeros((3, 3, 3, 4))), "w must have shape"),
+        (lambda x: symjac.nn.conv2d(x, np.zeros((3, 3, 2, 4)), stride=0), "stride must be a positive int"),
+        (lambda x: symjac.nn.conv2d(x, np.zeros((3, 3, 2, 4)), padding="full"), "padding must be"),
+        (lambda x: symjac.nn.conv2d(x, np.zeros((3, 3, 2, 4)), np.zeros(3)), "b must have shape"),
+        (lambda x: symjac.nn.conv2d(x[0], np.zeros((3, 3, 2, 4))), "x must hold"),
+        (lambda x: symjac.nn.conv2d(x, np.zeros((7, 7, 2, 1))), "does not fit"),
+        (lambda x: symjac.nn.dense(x, np.zeros((49, 2))), "w must have shape"),
+    ]
+    for fn, msg in bad:
+        with pytest.raises(ValueError, match=msg):
+            symjac.compile(fn, backend="numpy")(x)
