@@ -565,7 +565,9 @@ def sympy_from_nodes(roots, symbols, *, evaluate=True):
             else:
                 build = _TO_SYMPY.get(node.op)
                 if build is None:
-                    raise UnsupportedOperationError(f"graph_to_sympy: no SymPy form for the op {node.op!r}")
+                    hint = ("; it is a tensor op: trace inside `with symjac.tensor_policy(min_work=None):` "
+                            "to get scalar expressions") if node.shape or node.op in ("elem", "pack") else ""
+                    raise UnsupportedOperationError(f"graph_to_sympy: no SymPy form for the op {node.op!r}{hint}")
                 env[node.id] = build([env[a.id] for a in node.args], node.args)
     return [env[r.id] for r in roots]
 

@@ -89,3 +89,37 @@ def test_random_graphs_with_kinks_match_central_differences(prog):
     steps, n_out, seed = prog
     f = build(steps, n_out, {**ANALYTIC_UNARY, **KINK_UNARY}, {**ANALYTIC_BINARY, **KINK_BINARY})
     check(f, seed, central)
+
+
+# -- random tensor programs: the same ops on whole tensors (loops, not scalars) -----------------
+
+_TW = np.random.default_rng(3).normal(size=(3, 12, 12)) / 4
+TENSOR_STEPS = {
+    "matmul0": lambda a, b: _TW[0] @ a, "matmul1": lambda a, b: np.tanh(_TW[1] @ a + 0.1),
+    "einsum": lambda a, b: np.einsum("ij,j->i", _TW[2], a * b),
+    "sum_bcast": lambda a, b: a * np.sum(b) / 12, "elem_bcast": lambda a, b: a + b[3] * b[7],
+    "reverse_mean": lambda a, b: a[::-1] - np.mean(a),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(sorted({**ANALYTIC_UNARY, **ANALYTIC_BINARY, **TENSOR_STEPS})),
+                          st.integers(0, 10 ** 6), st.integers(0, 10 ** 6)), min_size=1, max_size=12),
+       st.integers(0, 2 ** 31))
+def test_random_tensor_programs_match_complex_step(steps, seed):
+    def f(x):
+        pool = [np.tanh(_TW[0][:, :N_IN] @ x), np.sin(_TW[1][:, N_IN:2 * N_IN] @ x)]
+        for name, i, j in steps:
+            a, b = pool[i % len(pool)], pool[j % len(pool)]
+            if name in ANALYTIC_UNARY:
+                pool.append(ANALYTIC_UNARY[name](a))
+            elif name in ANALYTIC_BINARY:
+                pool.append(ANALYTIC_BINARY[name](a, b))
+            else:
+                pool.append(TENSOR_STEPS[name](a, b))
+        return np.concatenate([pool[-1][:3], [np.sum(pool[-1] * pool[0])]])
+
+    with symjac.tensor_policy(min_work=1, min_operand=1):  # constant weights become tensor ops too
+        g = symjac.trace(f, (N_IN,))
+        assert any(n.op == "einsum" for n in g.nodes())
+        check(f, seed, complex_step)

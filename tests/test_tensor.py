@@ -316,3 +316,23 @@ def test_layer_errors_name_the_argument():
     for fn, msg in bad:
         with pytest.raises(ValueError, match=msg):
             symjac.compile(fn, backend="numpy")(x)
+
+
+def test_weight_gradients_reduced_over_threads_and_tiles():
+    # B = 300: two threads of the parallel runner, each with a ragged last tile
+    W, v = rng.normal(size=(40, 3)), rng.normal(size=40)
+    X = rng.normal(size=(3, 300))
+
+    def loss(X, W, v):
+        L = np.mean((v @ np.tanh(W @ X)) ** 2) + 0.1 * np.sum(W * W)
+        return (L, *symjac.dlgradient(L, W, v))
+
+    def plain(W):
+        return np.mean((v @ np.tanh(W @ X)) ** 2) + 0.1 * np.sum(W * W)
+    ref = symjac.dlfeval(loss, X, W, v, batch_axis=(-1, None, None), backend="numpy")
+    got = symjac.dlfeval(loss, X, W, v, batch_axis=(-1, None, None), backend="numba-parallel")
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    E = np.zeros_like(W)
+    E[3, 1] = 1e-6
+    np.testing.assert_allclose(ref[1][3, 1], (plain(W + E) - plain(W - E)) / 2e-6, rtol=1e-7)
