@@ -177,6 +177,11 @@ def einsum(spec, a, b):
     for s, t, what in ((sa, a, "first"), (sb, b, "second")):
         if len(s) != len(t.shape) or len(set(s)) != len(s):
             raise ValueError(f"einsum {spec!r}: subscripts {s!r} do not fit the {what} operand of shape {t.shape}")
+    # a transposed operand is read in place: its subscripts move instead
+    if a.op == "transpose":
+        sa, a = "".join(sorted(sa, key=lambda ch: a.attr[sa.index(ch)])), a.args[0]
+    if b.op == "transpose":
+        sb, b = "".join(sorted(sb, key=lambda ch: b.attr[sb.index(ch)])), b.args[0]
     sizes = {}
     for s, t in ((sa, a), (sb, b)):
         for ch, d in zip(s, t.shape):

@@ -465,7 +465,38 @@ def _tensor_of(x):
     arr = _nodes(x)
     if arr.ndim == 0:
         return arr[()]
+    perm = _leaf_order(arr)
+    if perm is not None:  # input leaves in transposed order (W.T): the input block, transposed
+        base = np.transpose(arr, perm)
+        return T.transpose(T.pack(list(base.ravel()), base.shape), tuple(np.argsort(perm)))
     return T.pack(list(arr.ravel()), arr.shape)
+
+
+def _leaf_order(arr):
+    """The axis order in which ``arr``'s input leaves are consecutive, when it is
+    not already C order (a transposed input); None otherwise."""
+    first = arr.flat[0]
+    if first.op != "input" or arr.size < 2:
+        return None
+    strides = []
+    for d in range(arr.ndim):
+        if arr.shape[d] == 1:
+            strides.append(0)
+            continue
+        idx = [0] * arr.ndim
+        idx[d] = 1
+        n = arr[tuple(idx)]
+        if n.op != "input" or n.attr[:2] != first.attr[:2]:
+            return None
+        strides.append(n.attr[2] - first.attr[2])
+    perm = sorted(range(arr.ndim), key=lambda d: -strides[d])
+    if perm == list(range(arr.ndim)):
+        return None
+    flat = np.transpose(arr, perm).ravel()
+    tid, k, i0 = first.attr
+    if all(n.op == "input" and n.attr == (tid, k, i0 + j) for j, n in enumerate(flat)):
+        return perm
+    return None
 
 
 def _map_tensor(builder, inputs):

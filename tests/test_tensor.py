@@ -336,3 +336,16 @@ def test_weight_gradients_reduced_over_threads_and_tiles():
     E = np.zeros_like(W)
     E[3, 1] = 1e-6
     np.testing.assert_allclose(ref[1][3, 1], (plain(W + E) - plain(W - E)) / 2e-6, rtol=1e-7)
+
+
+def test_transposed_weights_stay_one_input_block():
+    # MATLAB-style (n_out, n_in) weights used as W.T: read in place, not unrolled
+    X, W = rng.normal(size=(48, 8)), rng.normal(size=(24, 48))
+    got = symjac.dlfeval(lambda X, W: symjac.nn.dense(X, W.T), X, W, batch_axis=(-1, None), backend="numpy")
+    np.testing.assert_allclose(got, W @ X, rtol=1e-13)
+    k = symjac.compile(lambda x, A: np.tanh(np.einsum("ij,ijk->k", x, np.transpose(A, (1, 0, 2)))),
+                       in_axes=(0, None), backend="numpy")
+    x, A = rng.normal(size=(2, 6, 4)), rng.normal(size=(4, 6, 7))
+    np.testing.assert_allclose(k(x, A), np.tanh(np.einsum("bij,jik->bk", x, A)), rtol=1e-13)
+    ops = [n.op for n in k.graph.nodes()]
+    assert "transpose" not in ops and ops.count("pack") == 2 and ops.count("input") == 24 + 168
