@@ -1,17 +1,18 @@
-"""The dljacobian documentation's workflow, in NumPy with symjac.
+"""The dljacobian documentation's workflow, in plain NumPy with symjac.
 
 MATLAB's example builds a network (16x16x3 images, 3x3 convolution with 64
 filters, ReLU, fully connected to 5, softmax), feeds 128 observations in
 "SSCB" layout and returns, from one model-loss function, the loss, the
 gradients of the loss with respect to the learnable parameters and
-dljacobian(Y, X, 1).  Convolutions at that size need tensor-level loops (a
-later symjac issue), so this example keeps the workflow and the layouts but
-uses dense layers on smaller 4x4x3 images:
+dljacobian(Y, X, 1).  This example keeps the workflow and the layouts but
+writes the model as ordinary NumPy code (no `symjac.nn` layers), with dense
+layers in MATLAB's weight layout (n_out, n_in) on smaller 4x4x3 images:
 flatten -> fully connected 24 -> ReLU -> fully connected 5 -> softmax.
-Unrolled, that kernel is about 21,000 statements: Numba needs minutes to
-compile it, so this example uses the NumPy backend (vectorized over the 128
-observations), which needs no compile; the tensor-loop issue brings the
-Numba path to network sizes.
+`symjac.dlfeval` traces it once, keeps the matrix products whole as tensor
+ops and compiles one Numba kernel (the default backend) for the loss, the
+four gradients and the Jacobian: a few seconds on the first call,
+milliseconds after.  The full-size convolutional network, written with
+`symjac.nn`, is examples/seed_cnn.py.
 
 Run:  python examples/dljacobian_doc.py
 """
@@ -59,7 +60,7 @@ def flat_model_loss(X, T, *p):
 
 def run():
     loss, g1, gb1, g2, gb2, dYdX = symjac.dlfeval(flat_model_loss, X, T, *params.values(),
-                                                  batch_axis=(-1, -1, None, None, None, None), backend="numpy")
+                                                  batch_axis=(-1, -1, None, None, None, None))
     return loss, (g1, gb1, g2, gb2), dYdX
 
 

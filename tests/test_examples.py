@@ -1,5 +1,6 @@
 """The examples run and do what they say (short settings)."""
 
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -24,3 +25,14 @@ def test_pinn_poisson_example_loss_falls():
     err, losses = pinn_poisson.main(["--steps", "300", "--points", "64"])
     assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:20])
     assert np.isfinite(err)
+
+
+def test_seed_cnn_example_small_batch(capsys):
+    main = runpy.run_path(str(EXAMPLES / "seed_cnn.py"))["main"]
+    Y, dYdX = main(["--batch", "4"])  # main asserts the finite-difference check itself
+    out = capsys.readouterr().out
+    assert "size of dYdX: (5, 16, 16, 3, 4)" in out
+    err = re.search(r"max relative error against central differences on 6 entries: (\S+)", out)
+    assert err and float(err.group(1)) < 1e-6
+    assert dYdX.shape == (5, 16, 16, 3, 4)
+    assert Y.shape == (5, 4) and np.allclose(Y.sum(axis=0), 1.0)
