@@ -47,6 +47,18 @@ def _reach(order, outputs, variables):
     return inbits, outbits
 
 
+def _depends(order, variables):
+    """Nodes that depend on any variable (as a dict id -> 1, like the bitsets
+    of `_reach` without their width: a gradient of a million weights needs no
+    million-bit set per node)."""
+    pos = {v.id for v in variables}
+    dep = {}
+    for node in order:
+        if node.id in pos or (node.op not in NONDIFFERENTIABLE and any(a.id in dep for a in node.args)):
+            dep[node.id] = 1
+    return dep
+
+
 def estimate_costs(outputs, variables):
     """(forward cost, reverse cost): derivative terms each sweep would build."""
     order = toposort(outputs)
@@ -118,7 +130,12 @@ def jacobian_nodes(outputs, variables, mode="auto"):
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
     order = toposort(outputs)
-    inbits, outbits = _reach(order, outputs, variables)
+    if mode == "auto" and len(outputs) == 1 and len(variables) > 1:
+        mode = "rev"  # one output: each node's reverse cost is at most its forward cost
+    if mode == "rev":
+        inbits = _depends(order, variables)
+    else:
+        inbits, outbits = _reach(order, outputs, variables)
     if mode == "auto":
         fwd, rev = _costs(order, inbits, outbits)
         mode = "fwd" if fwd <= rev else "rev"

@@ -31,7 +31,7 @@ from symjac.interpret import evaluate_nodes
 from symjac.kernel import Kernel, resolve_backend
 from symjac.laplacian import laplacian_nodes
 from symjac.simplify import ZERO, make
-from symjac.tracer import UFUNCS, TracedArray, _nodes, _scalar_array
+from symjac.tracer import UFUNCS, TracedArray, _is_tensor, _nodes, _scalar_array
 
 __all__ = ["BatchedArray", "Reduced", "dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient",
            "BatchMixingError"]
@@ -205,7 +205,7 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
         if builder is None:
             raise UnsupportedOperationError(f"the ufunc {ufunc.__name__!r} is not supported by symjac's tracer")
         per, bpos, batch = _align(inputs, ufunc.__name__)
-        if any(isinstance(p, TracedArray) and p.tensor is not None for p in per):
+        if any(_is_tensor(p) for p in per):
             return BatchedArray(_traced(ufunc(*per)), bpos, batch)
         per = [_nodes(p) for p in per]
         result = np.frompyfunc(builder, len(per), 1)(*per)
@@ -314,7 +314,7 @@ def _on(method):
 
 def _where(c, a, b):
     per, bpos, batch = _align((c, a, b), "where")
-    if any(isinstance(p, TracedArray) and p.tensor is not None for p in per):
+    if any(_is_tensor(p) for p in per):
         return BatchedArray(_traced(np.where(*per)), bpos, batch)
     per = [_nodes(p) for p in per]
     result = np.frompyfunc(lambda ci, ai, bi: make("where", ci, ai, bi), 3, 1)(*per)

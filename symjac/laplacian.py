@@ -18,7 +18,7 @@ them, and ``where`` selects rather than multiplies.
 
 from __future__ import annotations
 
-from symjac.differentiate import _reach, jacobian_nodes
+from symjac.differentiate import _depends, jacobian_nodes
 from symjac.graph import substitute, toposort
 from symjac.rules import NONDIFFERENTIABLE, _tensor_jvp, partials
 from symjac.simplify import ONE, ZERO, make, rebuild
@@ -107,7 +107,7 @@ def laplacian_nodes(outputs, variables):
     """
     outputs, variables = list(outputs), list(variables)
     order = toposort(outputs)
-    inbits, _ = _reach(order, outputs, variables)
+    inbits = _depends(order, variables)
     pos = {v.id: j for j, v in enumerate(variables)}
     grad, lap = {}, {}
     for node in order:

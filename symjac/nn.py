@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from symjac import tensor as T
-from symjac.dl import BatchedArray
+from symjac.dl import BatchedArray, Reduced
 from symjac.simplify import make
-from symjac.tracer import TracedArray, _from_tensor, _nodes, _tensor_of
+from symjac.tracer import TracedArray, _from_tensor, _is_tensor, _nodes, _tensor_of
 
 __all__ = ["conv2d", "dense", "relu", "tanh", "softmax", "logsumexp", "stop_gradient"]
 
@@ -30,6 +30,9 @@ def _per(x, what, name):
         return x.per, x.bpos, x.batch
     if isinstance(x, TracedArray):
         return x, None, None
+    if isinstance(x, Reduced):
+        raise ValueError(f"{what}: {name} is a value reduced over the batch (a loss); layers apply to "
+                         "per-sample data or to shared weights")
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{what}: {name} must be a real array, got dtype {arr.dtype}")
@@ -46,6 +49,8 @@ def _conv2d_numeric(x, w, b, stride, padding):
         raise ValueError(f"conv2d: x of shape (H, W, C_in) and w of shape (kh, kw, C_in, C_out) needed, "
                          f"got {x.shape} and {w.shape}")
     pads = T.conv_padding(padding, x.shape[0], x.shape[1], w.shape[0], w.shape[1], stride)
+    if b is not None and np.shape(b) != (w.shape[3],):
+        raise ValueError(f"conv2d: b must have shape ({w.shape[3]},), got {np.shape(b)}")
     xp = np.pad(x, (pads[0], pads[1], (0, 0)))
     kh, kw = w.shape[:2]
     ho, wo = (xp.shape[0] - kh) // stride + 1, (xp.shape[1] - kw) // stride + 1
@@ -165,7 +170,7 @@ def stop_gradient(x):
         return x
     if isinstance(x, BatchedArray):
         return BatchedArray(stop_gradient(x.per), x.bpos, x.batch)
-    if isinstance(x, TracedArray) and x.tensor is not None:
+    if _is_tensor(x):
         return TracedArray(tensor=T.fit(make("stop", x.tensor), x.shape))
     arr = _nodes(x)
     out = np.frompyfunc(lambda n: make("stop", n), 1, 1)(arr)

@@ -54,10 +54,10 @@ def pack(items, shape):
     if shape == ():
         return items[0]
     first = items[0]
-    if first.op == "elem" and first.attr == 0 and first.args[0].shape == shape:
+    if first.op == "elem" and first.attr == 0 and math.prod(first.args[0].shape) == len(items):
         t = first.args[0]
         if all(it.op == "elem" and it.args[0] is t and it.attr == i for i, it in enumerate(items)):
-            return t
+            return reshape(t, shape)
     return intern("pack", items, shape, "float", shape)
 
 
@@ -168,11 +168,17 @@ def _parse(spec):
     return sa, sb, out
 
 
+_CANON = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY"
+
+
 def einsum(spec, a, b):
     """The contraction ``np.einsum(spec, a, b)`` with explicit subscripts, no
     repeated index within an operand; indices of one operand that appear
     nowhere else are summed first."""
     spec = spec.replace(" ", "")
+    if spec.count("->") != 1 or spec.count(",") != 1 or \
+            not all(ch.isascii() and ch.isalpha() for ch in spec.replace("->", "").replace(",", "")):
+        raise ValueError(f"einsum: subscripts must be 'ab,bc->ac' with ASCII letters, got {spec!r}")
     sa, sb, out = _parse(spec)
     for s, t, what in ((sa, a, "first"), (sb, b, "second")):
         if len(s) != len(t.shape) or len(set(s)) != len(s):
@@ -208,8 +214,12 @@ def einsum(spec, a, b):
         dims = tuple(out.index(ch) for ch in ssmall)
         if list(dims) == sorted(dims):
             return make("mul", big, bcast(small, big.shape, dims))
-    canon = f"{sa},{sb}->{out}"
     shape = tuple(sizes[ch] for ch in out)
+    # canonical subscripts (a, b, c... by first appearance): equal contractions are one node,
+    # and the printers only ever see these letters ('Z' stays free for the batch)
+    names = {ch: _CANON[i] for i, ch in enumerate(dict.fromkeys(sa + sb + out))}
+    canon = "".join(names[ch] for ch in sa) + "," + "".join(names[ch] for ch in sb) + "->" + \
+        "".join(names[ch] for ch in out)
     return intern("einsum", (a, b), canon, "float", shape)
 
 
@@ -225,9 +235,12 @@ def conv_padding(padding, h, w, kh, kw, stride):
             pads.append((total // 2, total - total // 2))
         return tuple(pads)
     try:
-        (t, b), (l, r) = padding
+        pads = tuple(tuple(p) for p in padding)
+        (t, b), (l, r) = pads
     except (TypeError, ValueError):
         raise ValueError(f"padding must be 'valid', 'same' or ((top, bottom), (left, right)), got {padding!r}") from None
+    if not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p >= 0 for p in (t, b, l, r)):
+        raise ValueError(f"padding must hold non-negative ints ((top, bottom), (left, right)), got {padding!r}")
     return ((int(t), int(b)), (int(l), int(r)))
 
 

@@ -132,9 +132,10 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
     """
 
     __array_priority__ = 1000
-    __slots__ = ("_nodes", "tensor")
+    __slots__ = ("_nodes", "tensor", "_view")
 
-    def __init__(self, nodes=None, *, tensor=None):
+    def __init__(self, nodes=None, *, tensor=None, view=None):
+        self._view = view  # (base TracedArray, function of its element array) for reshapes/transposes
         if tensor is not None:
             self.tensor, self._nodes = tensor, None
             return
@@ -145,6 +146,9 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
     @property
     def nodes(self):
         """The object array of scalar nodes (a tensor's elements, made on first use)."""
+        if self._nodes is None and self._view is not None:
+            base, fn = self._view
+            self._nodes = fn(base.nodes)  # a NumPy view: writes reach the base, as NumPy's would
         if self._nodes is None:
             t = self.tensor
             arr = np.empty(t.shape, dtype=object)
@@ -211,6 +215,9 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __setitem__(self, key, value):
         _check_index(key)
+        if self._view is not None and self._nodes is None:
+            base, fn = self._view
+            self._nodes = fn(base.nodes)
         nodes = self.nodes
         self.tensor = None  # from now on the elements are the truth
         nodes[key] = _nodes(value)
@@ -218,26 +225,27 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
     # -- methods users call -----------------------------------------------
     def reshape(self, *shape, order="C"):
         shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else shape
-        if self.tensor is not None and order == "C":
-            return _from_tensor(T.reshape(self.tensor, np.empty(self.shape, dtype=np.bool_).reshape(shape).shape))
+        if _is_tensor(self) and order == "C":
+            new = np.empty(self.shape, dtype=np.bool_).reshape(shape).shape
+            return _view_of(self, T.reshape(self.tensor, new), lambda a: a.reshape(new))
         return TracedArray(self.nodes.reshape(shape, order=order))
 
     def ravel(self, order="C"):
-        if self.tensor is not None and order == "C":
+        if _is_tensor(self) and order == "C":
             return self.reshape(-1)
         return TracedArray(self.nodes.ravel(order))
 
     flatten = ravel
 
     def transpose(self, *axes):
-        if self.tensor is not None:
+        if _is_tensor(self):
             axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
             perm = tuple(a % self.ndim for a in axes) if axes else tuple(range(self.ndim))[::-1]
-            return _from_tensor(T.transpose(self.tensor, perm))
+            return _view_of(self, T.transpose(self.tensor, perm), lambda a: a.transpose(perm))
         return TracedArray(self.nodes.transpose(*axes))
 
     def swapaxes(self, a, b):
-        if self.tensor is not None:
+        if _is_tensor(self):
             perm = list(range(self.ndim))
             a, b = a % self.ndim, b % self.ndim
             perm[a], perm[b] = perm[b], perm[a]
@@ -245,12 +253,12 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         return TracedArray(self.nodes.swapaxes(a, b))
 
     def squeeze(self, axis=None):
-        if self.tensor is not None:
+        if _is_tensor(self):
             return self.reshape(np.empty(self.shape, dtype=np.bool_).squeeze(axis).shape)
         return TracedArray(self.nodes.squeeze(axis))
 
     def copy(self):
-        if self.tensor is not None:
+        if _is_tensor(self):
             return _from_tensor(self.tensor)
         return TracedArray(self.nodes.copy())
 
@@ -433,6 +441,12 @@ class tensor_policy:
     """
 
     def __init__(self, min_work=64, min_operand=32, unroll_size=8):
+        for name, v in (("min_work", min_work), ("min_operand", min_operand), ("unroll_size", unroll_size)):
+            if (v is None and name == "min_work") or (isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                                     and v >= 0):
+                continue
+            raise ValueError(f"tensor_policy: {name} must be a non-negative int"
+                             f"{' or None' if name == 'min_work' else ''}, got {v!r}")
         self.new = {"min_work": min_work, "min_operand": min_operand, "unroll_size": unroll_size}
 
     def __enter__(self):
@@ -446,7 +460,25 @@ class tensor_policy:
 
 
 def _is_tensor(x):
-    return isinstance(x, TracedArray) and x.tensor is not None
+    if not isinstance(x, TracedArray) or x.tensor is None:
+        return False
+    if x._nodes is not None and not _still_elements(x._nodes, x.tensor):
+        x.tensor = None  # written through a view of its elements: the elements are the truth
+        return False
+    return True
+
+
+def _still_elements(arr, t):
+    return all(isinstance(n, Node) and n.op == "elem" and n.args[0] is t and n.attr == i
+               for i, n in enumerate(arr.flat))
+
+
+def _view_of(base, t, fn):
+    """A tensor-mode result of a NumPy view operation on ``base``."""
+    out = _from_tensor(t)
+    if out.tensor is not None:
+        out._view = (base, fn)
+    return out
 
 
 def _from_tensor(t):
@@ -548,8 +580,15 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 def _matmul(a, b):
     da, db = np.ndim(a) if not isinstance(a, TracedArray) else a.ndim, \
         np.ndim(b) if not isinstance(b, TracedArray) else b.ndim
-    if da == 0 or db == 0 or da > 2 or db > 2:
+    if da == 0 or db == 0:
         return _wrap(np.matmul(_nodes(a), _nodes(b)))
+    if da > 2 or db > 2:  # stacks of matrices: the stack axes as einsum indices
+        batch = max(da, db) - 2
+        stack = _LETTERS[5: 5 + batch]
+        sa = (stack[batch - (da - 2):] if da > 2 else "") + ("ij" if da >= 2 else "j")
+        sb = (stack[batch - (db - 2):] if db > 2 else "") + ("jk" if db >= 2 else "j")
+        out = stack + ("i" if da >= 2 else "") + ("k" if db >= 2 else "")
+        return _einsum(f"{sa},{sb}->{out}", a, b)
     sa = "ij"[2 - da:]
     sb = "jk"[: db]
     out = sa[:-1] + sb[1:]
@@ -565,17 +604,89 @@ def _dot(a, b, out=None):
     return _wrap(np.dot(_nodes(a), _nodes(b)))
 
 
-def _einsum(*operands, **kwargs):
+def _einsum(*operands, optimize=False, **kwargs):
     fallback = lambda: _wrap(np.einsum(*_unwrap(operands), **_unwrap(kwargs)))  # noqa: E731
-    if kwargs or len(operands) != 3 or not isinstance(operands[0], str) or "." in operands[0]:
+    if kwargs or not operands:
         return fallback()
-    spec = operands[0].replace(" ", "")
+    if not isinstance(operands[0], str):  # the sublist form einsum(a, [0, 1], b, [1], [0])
+        try:
+            operands = _sublists_to_string(operands)
+        except (TypeError, ValueError, IndexError):
+            return fallback()
+    spec, arrays = operands[0].replace(" ", ""), operands[1:]
+    ins = spec.split("->")[0].split(",")
+    if len(ins) != len(arrays) or not all(ch.isascii() and (ch.isalpha() or ch in ",->.") for ch in spec):
+        return fallback()  # NumPy's own error message
     if "->" not in spec:  # NumPy's implicit output: indices seen once, sorted
-        letters = spec.replace(",", "")
-        spec += "->" + "".join(sorted(ch for ch in set(letters) if letters.count(ch) == 1))
-    if spec.count(",") != 1:
+        letters = spec.replace(",", "").replace(".", "")
+        spec += "->" + ("..." if "..." in spec else "") + \
+            "".join(sorted(ch for ch in set(letters) if letters.count(ch) == 1))
+    if "." in spec:
+        spec = _expand_ellipsis(spec, arrays)
+        if spec is None:
+            return fallback()
+    if len(arrays) == 1:
         return fallback()
-    return _einsum2(spec, operands[1], operands[2], fallback)
+    ins, out = spec.split("->")
+    ins = ins.split(",")
+    acc, sub = arrays[0], ins[0]
+    for k in range(1, len(arrays)):  # left to right, keeping the indices still needed
+        later = set(out) | set("".join(ins[k + 1:]))
+        keep = "".join(dict.fromkeys(ch for ch in sub + ins[k] if ch in later))
+        step = f"{sub},{ins[k]}->{keep if k < len(arrays) - 1 else out}"
+        a, b = acc, arrays[k]
+        acc = _einsum2(step, a, b, lambda: _wrap(np.einsum(step, _nodes(a), _nodes(b))))
+        sub = keep
+    return acc
+
+
+def _sublists_to_string(operands):
+    body, out = (operands[:-1], operands[-1]) if len(operands) % 2 == 1 else (operands, None)
+    arrays, subs = body[0::2], body[1::2]
+    letter = lambda i: "..." if i is Ellipsis else _LETTERS[i]  # noqa: E731
+    spec = ",".join("".join(letter(i) for i in sub) for sub in subs)
+    if out is not None:
+        spec += "->" + "".join(letter(i) for i in out)
+    return (spec, *arrays)
+
+
+def _expand_ellipsis(spec, arrays):
+    """Explicit letters for '...' (the broadcast axes must agree exactly)."""
+    ins, out = spec.split("->")
+    ins = ins.split(",")
+    free = [ch for ch in _LETTERS if ch not in spec]
+    widths = []
+    for sub, x in zip(ins, arrays):
+        nd = x.ndim if isinstance(x, TracedArray) else np.ndim(x)
+        widths.append(nd - len(sub.replace("...", "")) if "..." in sub else 0)
+    n = max(widths, default=0)
+    if n > len(free) or any(w < 0 for w in widths):
+        return None
+    shapes = [(x.shape if isinstance(x, TracedArray) else np.shape(x)) for x in arrays]
+    dims = {}
+    for sub, w, shape in zip(ins, widths, shapes):
+        if "..." in sub:
+            for j, d in enumerate(shape[sub.index("..."): sub.index("...") + w]):
+                if dims.setdefault(n - w + j, d) != d:
+                    return None  # broadcasting over '...': leave it to NumPy
+    ell = [free[j] for j in range(n)]
+    ins = [s.replace("...", "".join(ell[n - w:])) for s, w in zip(ins, widths)]
+    return ",".join(ins) + "->" + out.replace("...", "".join(ell))
+
+
+def _inner(a, b):
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return _wrap(np.inner(_nodes(a), _nodes(b)))
+    return _tensordot(a, b, axes=([-1], [-1]))
+
+
+def _multi_dot(arrays, *, out=None):
+    if out is not None:
+        raise UnsupportedOperationError("np.linalg.multi_dot(..., out=...) on traced arrays")
+    acc = arrays[0]
+    for x in arrays[1:]:
+        acc = _dot(acc, x)
+    return acc
 
 
 def _tensordot(a, b, axes=2):
@@ -783,6 +894,8 @@ FUNCTIONS = {
     np.matmul: _matmul,
     np.einsum: _einsum,
     np.tensordot: _tensordot,
+    np.inner: _inner,
+    np.linalg.multi_dot: _multi_dot,
     np.sum: _sum,
     np.mean: _mean,
     np.moveaxis: _moveaxis,

@@ -349,3 +349,57 @@ def test_transposed_weights_stay_one_input_block():
     np.testing.assert_allclose(k(x, A), np.tanh(np.einsum("bij,jik->bk", x, A)), rtol=1e-13)
     ops = [n.op for n in k.graph.nodes()]
     assert "transpose" not in ops and ops.count("pack") == 2 and ops.count("input") == 24 + 168
+
+
+def test_writes_through_views_of_tensor_values_reach_the_tensor():
+    W, x = rng.normal(size=(16, 8)), rng.normal(size=8)
+
+    def slice_view(x, W):
+        h = W @ x
+        v = h[2:5]
+        v[0] = 0.0
+        return np.tanh(h)
+
+    def reshape_view(x, W):
+        h = W @ x
+        h.reshape(4, 4)[0, 1] = 5.0
+        return np.tanh(h)
+
+    def asarray_view(x, W):
+        h = W @ x
+        np.asarray(h)[3] = 0.0
+        return np.tanh(h)
+    for f in (slice_view, reshape_view, asarray_view):
+        g = symjac.trace(f, x.shape, W.shape)
+        np.testing.assert_allclose(g(x, W), f(x, W), rtol=1e-14, err_msg=f.__name__)
+
+
+@pytest.mark.parametrize("name, f", [
+    ("optimize=True", lambda x, W, V: np.einsum("ij,j->i", W, x, optimize=True)),
+    ("ellipsis", lambda x, W, V: np.einsum("...ij,...j->...i", W, x)),
+    ("three operands", lambda x, W, V: np.einsum("ij,jk,k->i", W, V, x)),
+    ("sublists", lambda x, W, V: np.einsum(W, [1, 0], x, [0], [1])),
+    ("inner", lambda x, W, V: np.inner(W, x)),
+    ("multi_dot", lambda x, W, V: np.linalg.multi_dot([W, V, x])),
+    ("stack of matrices", lambda x, W, V: (np.stack([W, V]) @ x).ravel()),
+    ("letter Z", lambda x, W, V: np.einsum("Zj,j->Z", W, x)),
+])
+def test_contraction_forms_become_tensor_ops(name, f):
+    W, V, x = rng.normal(size=(12, 12)), rng.normal(size=(12, 12)), rng.normal(size=(3, 12))
+    k = symjac.compile(lambda x, W, V: np.tanh(f(x, W, V)), in_axes=(0, None, None), backend="numpy")
+    ref = np.stack([np.tanh(f(xi, W, V)) for xi in x])
+    np.testing.assert_allclose(k(x, W, V), ref, rtol=1e-13)
+    assert "einsum" in tensor_ops(k.graph) and len(k.graph) < 60
+
+
+def test_bad_subscripts_and_policies_are_refused():
+    with pytest.raises(ValueError, match="subscripts must be letters"):
+        symjac.trace(lambda x, W: np.einsum("a+,+->a", W, x), (12,), (12, 12))
+    with pytest.raises(ValueError, match="min_work must be a non-negative int or None"):
+        symjac.tensor_policy(min_work="a")
+    with pytest.raises(ValueError, match="unroll_size must be a non-negative int"):
+        symjac.tensor_policy(unroll_size=None)
+    with pytest.raises(ValueError, match="padding must hold non-negative ints"):
+        symjac.trace(lambda x, w: symjac.nn.conv2d(x, w, padding=((-1, 0), (0, 0))), (5, 5, 1), (3, 3, 1, 2))
+    with pytest.raises(ValueError, match="b must have shape"):
+        symjac.nn.conv2d(np.ones((5, 5, 1)), np.ones((3, 3, 1, 4)), np.ones((4, 1)))
