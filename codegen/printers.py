@@ -47,11 +47,12 @@ def _size(shape):
 
 NUMPY_TENSOR_HELPERS = """
 def _pack(lead, shape, items):
+    # items: {flat index: value}; entries not given are zero
     n = 1
     for d in shape:
         n *= d
-    out = np.empty(lead + (n,), dtype=_T)
-    for j, v in enumerate(items):
+    out = np.zeros(lead + (n,), dtype=_T)
+    for j, v in items.items():
         out[..., j] = v
     return out.reshape(lead + shape)
 
@@ -208,6 +209,10 @@ class Printer:
             raise PrinterError(f"{type(self).__name__} cannot print op {op!r}")
         return f"{fn}({', '.join(args)})"
 
+    def is_plus_zero(self, name):
+        v = self.consts.get(name)
+        return v is not None and v == 0.0 and math.copysign(1.0, v) > 0
+
     def _print_neg(self, a):
         return f"-{a}"
 
@@ -293,7 +298,8 @@ class NumPyPrinter(Printer):
 
     def _tensor_pack(self, s):
         lead = "(stop - start,)" if s.batched else "()"
-        return f"_pack({lead}, {s.shape!r}, [{', '.join(s.args)}])"
+        items = ", ".join(f"{j}: {a}" for j, a in enumerate(s.args) if not self.is_plus_zero(a))
+        return f"_pack({lead}, {s.shape!r}, {{{items}}})"
 
     def _tensor_elem(self, s):
         (t,) = s.args
@@ -312,6 +318,12 @@ class NumPyPrinter(Printer):
     def _tensor_tsum(self, s):
         axes = tuple(a + s.batched for a in s.attr)
         return f"np.sum({s.args[0]}, axis={axes!r})"
+
+    def _tensor_tmax(self, s):
+        return f"np.max({s.args[0]}, axis={tuple(a + s.batched for a in s.attr)!r})"
+
+    def _tensor_tmin(self, s):
+        return f"np.min({s.args[0]}, axis={tuple(a + s.batched for a in s.attr)!r})"
 
     def _tensor_reshape(self, s):
         lead = "(stop - start,) + " if s.batched else ""

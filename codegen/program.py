@@ -26,11 +26,11 @@ __all__ = ["Param", "Stmt", "Program", "BOOL_OPS", "TENSOR_OPS"]
 
 BOOL_OPS = frozenset({"lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not"})
 # Tensor statements (attr in brackets): loadblock [input k, flat offset], pack [-],
-# elem [flat index], bcast [(shape, dims)], tsum [axes], reshape [shape],
+# elem [flat index], bcast [(shape, dims)], tsum/tmax/tmin [axes], reshape [shape],
 # transpose [perm], einsum [subscripts], conv2d [(stride, pads)],
 # conv2d_bx [(stride, pads, (H, W))], conv2d_bw [(stride, pads, (kh, kw))].
 # Any other op with a non-empty shape is elementwise (scalar arguments broadcast).
-TENSOR_OPS = frozenset({"loadblock", "pack", "elem", "bcast", "tsum", "reshape", "transpose", "einsum",
+TENSOR_OPS = frozenset({"loadblock", "pack", "elem", "bcast", "tsum", "tmax", "tmin", "reshape", "transpose", "einsum",
                         "conv2d", "conv2d_bx", "conv2d_bw"})
 
 

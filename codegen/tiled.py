@@ -223,8 +223,8 @@ class TiledNumbaPrinter(NumbaPrinter):
             return [f"    {s.name} = {s.args[0]}[{s.attr}]"]
         dt = "np.bool_" if s.op in BOOL_OPS else "_T"
         lines = [f"    {s.name} = np.zeros({_size(s.shape)}, dtype={dt})"] if s.op != "reshape" else []
-        if s.op == "pack":
-            return lines + [f"    {s.name}[{j}] = {a}" for j, a in enumerate(s.args)]
+        if s.op == "pack":  # zero entries: the buffer starts at zero and nothing else writes it
+            return lines + [f"    {s.name}[{j}] = {a}" for j, a in enumerate(s.args) if not self.is_plus_zero(a)]
         if s.op == "reshape":
             return [f"    {s.name} = {s.args[0]}"]
         if s.shape and s.op not in TENSOR_OPS:
@@ -252,7 +252,8 @@ class TiledNumbaPrinter(NumbaPrinter):
             elif s.op == "elem":
                 lines.append(f"    e_{s.name} = {self._ref(s.args[0], s.attr)}")
             elif s.op == "pack":
-                lines += [f"    {s.name}[{j}, s] = {self._ref(a, None, local)}" for j, a in enumerate(s.args)]
+                lines += [f"    {s.name}[{j}, s] = {self._ref(a, None, local)}" for j, a in enumerate(s.args)
+                          if not self.is_plus_zero(a)]
                 continue
             else:
                 args = tuple(self._ref(a, None, local) for a in s.args)
@@ -343,6 +344,22 @@ class TiledNumbaPrinter(NumbaPrinter):
         target = self._target(s, out_flat, tile) if s.shape else (f"{s.name}_[s]" if tile else s.name)
         body = [f"{target} += {self._el(a, _flat(vars_, in_shape), tile)}"]
         return self._zero(s, tile) + head + self._inner(tile, body, depth)
+
+    def _loop_tmax(self, s, tile, op="max", start="-np.inf"):
+        (a,) = s.args
+        in_shape = self.info[a].shape
+        vars_ = [f"i{d}" for d in range(len(in_shape))]
+        kept = [d for d in range(len(in_shape)) if d not in s.attr]
+        head, depth = self._nest(list(zip(vars_, in_shape)))
+        out_flat = _flat([vars_[d] for d in kept], [in_shape[d] for d in kept])
+        target = self._target(s, out_flat, tile) if s.shape else (f"{s.name}_[s]" if tile else s.name)
+        init = (f"{s.name}[:, :] = {start}" if tile else f"{s.name}[:] = {start}") if s.shape else \
+            (f"{s.name}_[:] = {start}" if tile else f"{s.name} = _T({start})")
+        body = [f"{target} = {self.print_op(op, (target, self._el(a, _flat(vars_, in_shape), tile)))}"]
+        return [init] + head + self._inner(tile, body, depth)
+
+    def _loop_tmin(self, s, tile):
+        return self._loop_tmax(s, tile, "min", "np.inf")
 
     def _loop_einsum(self, s, tile):
         (sa, sb), out = s.attr.split("->")[0].split(","), s.attr.split("->")[1]

@@ -28,13 +28,16 @@ import numpy as np
 from symjac.graph import intern
 from symjac.simplify import BUILDERS, ZERO, make
 
-__all__ = ["pack", "elem", "bcast", "broadcast_to", "fit", "tsum", "reshape", "transpose", "einsum",
+__all__ = ["pack", "elem", "bcast", "broadcast_to", "fit", "tsum", "textreme", "extreme_weights", "reshape", "transpose", "einsum",
            "conv2d", "conv2d_bx", "conv2d_bw", "conv_padding", "TENSOR_OPS", "LINEAR", "BILINEAR",
            "linear_apply", "transpose_rule", "evaluate_tensor", "tensor_cost", "is_tensor_op"]
 
 LINEAR = {"pack", "elem", "bcast", "tsum", "reshape", "transpose"}  # linear in all args jointly
+# max/min over axes: piecewise linear, derivative sum(t * weights) with the weights
+# splitting ties evenly (as the elementwise maximum does), built from comparisons
+EXTREME = {"tmax", "tmin"}
 BILINEAR = {"einsum", "conv2d", "conv2d_bx", "conv2d_bw"}  # linear in each argument
-TENSOR_OPS = LINEAR | BILINEAR
+TENSOR_OPS = LINEAR | BILINEAR | EXTREME
 
 
 def is_tensor_op(op):
@@ -126,6 +129,25 @@ def tsum(a, axes):
             acc = make("add", acc, it)
         return acc
     return intern("tsum", (a,), axes, a.kind, shape)
+
+
+def textreme(op, a, axes):
+    """``op`` ("tmax" or "tmin") of ``a`` over ``axes``; NaN propagates."""
+    axes = tuple(sorted({int(x) % len(a.shape) for x in axes})) if a.shape else ()
+    if not axes:
+        return a
+    shape = tuple(d for i, d in enumerate(a.shape) if i not in axes)
+    if all(a.shape[i] == 1 for i in axes):
+        return reshape(a, shape)
+    return intern(op, (a,), axes, a.kind, shape)
+
+
+def extreme_weights(node):
+    """d node / d a as weights on a: 1/(number of ties) where a equals the extreme."""
+    a = node.args[0]
+    kept = tuple(i for i in range(len(a.shape)) if i not in node.attr)
+    hit = make("where", make("eq", a, bcast(node, a.shape, kept)), 1.0, 0.0)
+    return make("div", hit, bcast(tsum(hit, node.attr), a.shape, kept))
 
 
 def reshape(a, shape):
@@ -278,6 +300,8 @@ BUILDERS.update({
     "elem": lambda args, attr: elem(args[0], attr),
     "bcast": lambda args, attr: fit(args[0], attr[0]) if not args[0].shape else bcast(args[0], *attr),
     "tsum": lambda args, attr: tsum(args[0], attr),
+    "tmax": lambda args, attr: textreme("tmax", args[0], attr),
+    "tmin": lambda args, attr: textreme("tmin", args[0], attr),
     "reshape": lambda args, attr: reshape(args[0], attr),
     "transpose": lambda args, attr: transpose(args[0], attr),
     "einsum": lambda args, attr: einsum(attr, *args),
@@ -288,7 +312,10 @@ BUILDERS.update({
 
 
 def linear_apply(node, args):
-    """``node``'s op (same attribute) on new arguments; None arguments are zero."""
+    """``node``'s op (same attribute) on new arguments; None arguments are zero.
+    (For max/min: their derivative, the weighted sum, applied to ``args``.)"""
+    if node.op in EXTREME:
+        return None if args[0] is None else tsum(make("mul", args[0], extreme_weights(node)), node.attr)
     if node.op in BILINEAR:
         if any(a is None for a in args):
             return None
@@ -317,6 +344,10 @@ def transpose_rule(node, g):
     if op == "tsum":
         a = node.args[0]
         return [bcast(g, a.shape, tuple(i for i in range(len(a.shape)) if i not in attr))]
+    if op in EXTREME:
+        a = node.args[0]
+        spread = bcast(g, a.shape, tuple(i for i in range(len(a.shape)) if i not in attr))
+        return [make("mul", spread, extreme_weights(node))]
     if op == "reshape":
         return [reshape(g, node.args[0].shape)]
     if op == "transpose":
@@ -387,6 +418,8 @@ def evaluate_tensor(node, args):
         return np.broadcast_to(expanded, shape).copy()
     if op == "tsum":
         return np.sum(args[0], axis=attr)
+    if op in EXTREME:
+        return (np.max if op == "tmax" else np.min)(args[0], axis=attr)
     if op == "reshape":
         return np.reshape(args[0], attr)
     if op == "transpose":
@@ -407,7 +440,7 @@ def tensor_cost(node):
     op = node.op
     if op in ("pack", "elem", "reshape", "transpose", "bcast"):
         return 0
-    if op == "tsum":
+    if op == "tsum" or op in EXTREME:
         return math.prod(node.args[0].shape)
     if op == "einsum":
         sa, sb, out = _parse(node.attr)

@@ -789,6 +789,13 @@ def _reduce_nodes(a, op, axis, keepdims, what):
 def _extreme(op, a, axis, out, keepdims, initial, where):
     if out is not None or where is not True:
         raise UnsupportedOperationError(f"np.{op}(..., out=/where=) on traced arrays; use np.where to mask")
+    if _is_tensor(a):
+        axes = _axes_of(axis, a.ndim)
+        t = T.textreme("t" + op, a.tensor, axes)
+        if keepdims:
+            t = T.reshape(t, tuple(1 if i in axes else d for i, d in enumerate(a.shape)))
+        r = _from_tensor(t)
+        return r if initial is None else (np.maximum if op == "max" else np.minimum)(r, initial)
     r = _reduce_nodes(a, op, axis, keepdims, op)
     return r if initial is None else (np.maximum if op == "max" else np.minimum)(r, initial)
 
@@ -831,7 +838,7 @@ def _clip(a, a_min=None, a_max=None, out=None, **kw):
 
 
 def _norm(x, ord=None, axis=None, keepdims=False):
-    arr = TracedArray(_nodes(x))
+    arr = x if isinstance(x, TracedArray) else TracedArray(_nodes(x))
     if axis is None:
         axis = tuple(range(arr.ndim)) if arr.ndim == 2 else None
         if arr.ndim > 2 and ord is not None:

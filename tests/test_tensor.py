@@ -403,3 +403,30 @@ def test_bad_subscripts_and_policies_are_refused():
         symjac.trace(lambda x, w: symjac.nn.conv2d(x, w, padding=((-1, 0), (0, 0))), (5, 5, 1), (3, 3, 1, 2))
     with pytest.raises(ValueError, match="b must have shape"):
         symjac.nn.conv2d(np.ones((5, 5, 1)), np.ones((3, 3, 1, 4)), np.ones((4, 1)))
+
+
+def test_max_and_min_over_tensors_stay_tensor_ops():
+    W = rng.normal(size=(16, 5))
+
+    def f(x, W):
+        h = np.tanh(W @ x).reshape(4, 4)
+        return np.concatenate([np.max(h, axis=1), h.min(axis=0) * np.max(h), [np.linalg.norm(h)]])
+    x = rng.normal(size=5)
+    g = symjac.trace(f, (5,), W.shape)
+    assert {"tmax", "tmin"} <= tensor_ops(g) and len(g) < 40
+    np.testing.assert_allclose(g(x, W), f(x, W), rtol=1e-14)
+    check_jacobian(f, x, W, argnum=0)  # central differences (the norm is not complex-analytic)
+    check_jacobian(f, x, W, argnum=1)
+    check_jacobian(lambda x, W: f(x, W)[:8], x, W, argnum=1, complex_step=True)
+    # ties split the derivative evenly among the maxima, as JAX's max reduction does
+    grad = symjac.gradient(lambda x, W: np.max(np.maximum(W @ x, 1.0)), in_axes=(0, None), backend="numpy")
+    xs = np.zeros((1, 5))
+    np.testing.assert_allclose(grad(xs, W), 0.0)
+    Wt = np.zeros((16, 5))
+    Wt[:4, 0] = 1.0  # four equal maxima, all depending on x[0]
+    np.testing.assert_allclose(grad(np.full((1, 5), 2.0), Wt)[0, 0], 1.0)
+    big = symjac.compile(lambda x, W: symjac.nn.softmax(W @ x), in_axes=(0, None), backend="numba")
+    Wb = rng.normal(size=(512, 5))
+    np.testing.assert_allclose(big(x[None], Wb)[0], np.exp(Wb @ x - (Wb @ x).max()) / np.exp(Wb @ x - (Wb @ x).max()).sum(),
+                               rtol=1e-12)
+    assert big.stats["statements"] < 30
