@@ -414,7 +414,7 @@ def test_max_and_min_over_tensors_stay_tensor_ops():
     x = rng.normal(size=5)
     g = symjac.trace(f, (5,), W.shape)
     assert {"tmax", "tmin"} <= tensor_ops(g) and len(g) < 40
-    np.testing.assert_allclose(g(x, W), f(x, W), rtol=1e-14)
+    np.testing.assert_allclose(g(x, W), f(x, W), rtol=1e-12)
     check_jacobian(f, x, W, argnum=0)  # central differences (the norm is not complex-analytic)
     check_jacobian(f, x, W, argnum=1)
     check_jacobian(lambda x, W: f(x, W)[:8], x, W, argnum=1, complex_step=True)
