@@ -66,6 +66,9 @@ class Program:
     title: str = "kernel"
     # (output index, flat position, tensor name, flat offset in the tensor, count)
     block_stores: list = field(default_factory=list)
+    # arrays the caller passes after its own inputs (constant tensors of the model);
+    # their Params are the last entries of ``inputs``
+    hidden_inputs: list = field(default_factory=list)
 
     def has_tensors(self):
         return any(s.shape or s.op in TENSOR_OPS for s in self.body)

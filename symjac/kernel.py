@@ -19,7 +19,7 @@ import numpy as np
 from codegen import Param, Program, Stmt, compile_program, numba_available
 from symjac.graph import Graph, toposort, tree_size
 from symjac.ops import OPS
-from symjac.tensor import TENSOR_OPS, tensor_cost
+from symjac.tensor import TENSOR_OPS, constant_value, tensor_cost
 from symjac.tracer import TracedArray, call_traced, make_inputs, outputs_of, unflatten
 
 __all__ = ["Kernel", "lower", "resolve_backend", "normalize_in_axes"]
@@ -121,7 +121,7 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
         blk = _input_block(node, where)
         if blk is not None:
             input_blocks[node.id] = blk
-    names, body, is_batched = {}, [], {}
+    names, body, is_batched, hidden = {}, [], {}, []
     nv = nc = nt = 0
     for node in _walk(roots, input_blocks):
         if node.op == "input":
@@ -134,6 +134,11 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
         elif node.op == "const":
             stmt = Stmt(f"c{nc}", "const", (node.attr,), batched=False)
             nc += 1
+        elif node.op == "tconst":
+            hidden.append(constant_value(node))
+            stmt = Stmt(f"t{nt}", "loadblock", (len(graph.inputs) + len(hidden) - 1, 0), shape=node.shape,
+                        batched=False)
+            nt += 1
         elif node.id in input_blocks:
             k, i0 = input_blocks[node.id]
             stmt = Stmt(f"t{nt}", "loadblock", (k, i0), shape=node.shape, batched=bool(batched[k]))
@@ -153,8 +158,9 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
             block_stores.append((k, i, names[t.id], j0, n))
         stores += [(k, i, names[n.id]) for i, n in singles]
     inputs = [Param(int(leaf.size), bool(b)) for leaf, b in zip(graph.inputs, batched)]
+    inputs += [Param(int(c.size), False) for c in hidden]
     outputs = [Param(int(out.size), k not in reduced, k in reduced) for k, out in enumerate(graph.outputs)]
-    return Program(inputs, outputs, body, stores, frozenset(zero_fill), title, block_stores)
+    return Program(inputs, outputs, body, stores, frozenset(zero_fill), title, block_stores, hidden)
 
 
 def graph_stats(graph: Graph):
@@ -284,6 +290,7 @@ class Kernel:
         self._axes = None
         self._compiled = {}
         self._program = None
+        self._hidden_cache = {}
         self.reduced = frozenset()
 
     # -- tracing ---------------------------------------------------------
@@ -296,6 +303,7 @@ class Kernel:
         # A traced function may mark outputs that are sums over the batch (dlfeval's losses).
         self.reduced = frozenset(getattr(self.fn, "reduced", ()))
         self._program = lower(self.graph, [a is not None for a in axes], self.name, self.reduced)
+        self._hidden_cache = {}
         return self
 
     def _compile(self, dtype):
@@ -355,10 +363,19 @@ class Kernel:
         for arr, ax in zip(arrays, axes):
             c = np.ascontiguousarray(arr, dtype=dtype)
             ins.append(c.reshape(batch, math.prod(c.shape[1:])) if ax is not None else c.reshape(-1))
+        ins += self._hidden(dtype)
         flat_outs = [o.reshape(-1) if k in self.reduced else o.reshape(batch, math.prod(o.shape[1:]))
                      for k, o in enumerate(outs)]
         self._compile(dtype).func(start, stop, *ins, *flat_outs)
         return unflatten(self.graph.treedef, outs)
+
+    def _hidden(self, dtype):
+        """The model's constant tensors, flat, in the kernel's dtype (made once)."""
+        key = np.dtype(dtype).name
+        if key not in self._hidden_cache:
+            self._hidden_cache[key] = [np.ascontiguousarray(c, dtype=dtype).reshape(-1)
+                                       for c in self._program.hidden_inputs]
+        return self._hidden_cache[key]
 
     def _check_signature(self, shapes, axes, labels):
         if tuple(a is None for a in axes) != tuple(a is None for a in self._axes):

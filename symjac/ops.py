@@ -98,7 +98,7 @@ OPS: dict[str, OpInfo] = dict(
         # enable_higher_derivatives=False is a constant for later sweeps.
         _op("stop", 1, lambda x: x, 0),
         # Tensor ops (symjac.tensor): built and evaluated there, attribute-carrying.
-        *[_op(name, -1, None, 0) for name in ("pack", "elem", "bcast", "tsum", "tmax", "tmin", "reshape", "transpose",
+        *[_op(name, -1, None, 0) for name in ("tconst", "pack", "elem", "bcast", "tsum", "tmax", "tmin", "reshape", "transpose",
                                                "einsum", "conv2d", "conv2d_bx", "conv2d_bw")],
     ]
 )

@@ -71,7 +71,7 @@ PARTIALS = {
 }
 
 # Ops whose derivative is zero wherever it exists (piecewise constant results).
-NONDIFFERENTIABLE = {"lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not", "const", "input", "stop"}
+NONDIFFERENTIABLE = {"lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not", "const", "input", "stop", "tconst"}
 
 
 def _pow_partials(n, a, b):

@@ -21,6 +21,7 @@ Hessians, the gradient of a loss on a Laplacian) need nothing more.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from symjac.graph import intern
 from symjac.simplify import BUILDERS, ZERO, make
 
-__all__ = ["pack", "elem", "bcast", "broadcast_to", "fit", "tsum", "textreme", "extreme_weights", "reshape", "transpose", "einsum",
+__all__ = ["tconst", "constant_value", "pack", "elem", "bcast", "broadcast_to", "fit", "tsum", "textreme", "extreme_weights", "reshape", "transpose", "einsum",
            "conv2d", "conv2d_bx", "conv2d_bw", "conv_padding", "TENSOR_OPS", "LINEAR", "BILINEAR",
            "linear_apply", "transpose_rule", "evaluate_tensor", "tensor_cost", "is_tensor_op"]
 
@@ -37,7 +38,24 @@ LINEAR = {"pack", "elem", "bcast", "tsum", "reshape", "transpose"}  # linear in 
 # splitting ties evenly (as the elementwise maximum does), built from comparisons
 EXTREME = {"tmax", "tmin"}
 BILINEAR = {"einsum", "conv2d", "conv2d_bx", "conv2d_bw"}  # linear in each argument
-TENSOR_OPS = LINEAR | BILINEAR | EXTREME
+TENSOR_OPS = LINEAR | BILINEAR | EXTREME | {"tconst"}
+
+
+_CONSTANTS: dict = {}  # (shape, digest) -> read-only float64 array
+
+
+def tconst(array):
+    """A constant tensor (weights captured by the model): a hidden kernel argument,
+    not thousands of literals in the source."""
+    a = np.array(array, dtype=np.float64, order="C")
+    a.flags.writeable = False
+    key = (a.shape, hashlib.sha1(a.tobytes()).hexdigest())
+    _CONSTANTS.setdefault(key, a)
+    return intern("tconst", (), key, "float", a.shape)
+
+
+def constant_value(node):
+    return _CONSTANTS[node.attr]
 
 
 def is_tensor_op(op):
@@ -407,6 +425,8 @@ def _conv_bw_ref(x, g, stride, pads, khw):
 def evaluate_tensor(node, args):
     """Value of tensor op ``node`` on float64 argument values (one sample)."""
     op, attr = node.op, node.attr
+    if op == "tconst":
+        return constant_value(node)
     if op == "pack":
         return np.array([np.asarray(a, dtype=float)[()] for a in args], dtype=float).reshape(attr)
     if op == "elem":
@@ -438,7 +458,7 @@ def evaluate_tensor(node, args):
 def tensor_cost(node):
     """Flops of one evaluation of a tensor op (multiply-adds count 2)."""
     op = node.op
-    if op in ("pack", "elem", "reshape", "transpose", "bcast"):
+    if op in ("pack", "elem", "reshape", "transpose", "bcast", "tconst"):
         return 0
     if op == "tsum" or op in EXTREME:
         return math.prod(node.args[0].shape)

@@ -490,10 +490,31 @@ def _from_tensor(t):
     return TracedArray(tensor=t)
 
 
+def _dense_constant(x):
+    """The values of ``x`` when it is a big, dense constant array (captured
+    weights), else None.  Mostly-zero constants (a stoichiometry matrix) stay
+    scalar, where their zeros simplify away."""
+    if _POLICY["min_work"] is None or isinstance(x, TracedArray):
+        return None
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+        vals = x
+    elif isinstance(x, np.ndarray) and x.dtype == object and x.size and \
+            all(isinstance(n, Node) and n.op == "const" for n in x.flat):
+        vals = np.array([n.attr for n in x.flat]).reshape(x.shape)
+    else:
+        return None
+    if vals.size < max(_POLICY["min_operand"], 2) or np.count_nonzero(vals) < 0.9 * vals.size:
+        return None
+    return vals
+
+
 def _tensor_of(x):
     """The tensor (or scalar) node for a model value."""
     if _is_tensor(x):
         return x.tensor
+    vals = _dense_constant(x)
+    if vals is not None:
+        return T.tconst(vals)
     arr = _nodes(x)
     if arr.ndim == 0:
         return arr[()]
@@ -542,6 +563,8 @@ def _map_tensor(builder, inputs):
 
 def _variable_count(x):
     if _is_tensor(x):
+        return x.size
+    if _dense_constant(x) is not None:
         return x.size
     if isinstance(x, TracedArray) or (isinstance(x, np.ndarray) and x.dtype == object):
         return sum(1 for n in _nodes(x).ravel() if n.op != "const")

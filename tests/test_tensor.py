@@ -430,3 +430,20 @@ def test_max_and_min_over_tensors_stay_tensor_ops():
     np.testing.assert_allclose(big(x[None], Wb)[0], np.exp(Wb @ x - (Wb @ x).max()) / np.exp(Wb @ x - (Wb @ x).max()).sum(),
                                rtol=1e-12)
     assert big.stats["statements"] < 30
+
+
+def test_captured_dense_weights_are_hidden_arguments_not_literals():
+    W, A = rng.normal(size=(64, 64)) / 8, rng.normal(size=(64, 3))
+
+    def f(x):
+        return np.sum(np.tanh(W @ np.tanh(A @ x)))
+    k = symjac.compile(symjac.laplacian(f), backend="numba")
+    x = rng.normal(size=(5, 3))
+    ref = symjac.compile(symjac.laplacian(f), backend="numpy")(x)
+    np.testing.assert_allclose(k(x), ref, rtol=1e-11)
+    assert len(k.program.hidden_inputs) == 2 and len(k.source) < 20000  # not 4,288 literals
+    check_jacobian(f, x[0], complex_step=True)
+    # a mostly-zero constant (stoichiometry-like) stays scalar, where its zeros simplify away
+    S = np.zeros((30, 80))
+    S[rng.integers(0, 30, 80), np.arange(80)] = 1.0
+    assert not tensor_ops(symjac.trace(lambda r: S @ r, (80,)))
