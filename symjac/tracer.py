@@ -578,7 +578,20 @@ def _worth_tensor(sizes, a, b):
         return False
     if math.prod(sizes.values()) < _POLICY["min_work"]:
         return False
+    if _sparse_constant(a) or _sparse_constant(b):
+        return False  # unrolled, its zeros drop out, and the Jacobian keeps its sparsity
     return max(_variable_count(a), _variable_count(b)) >= _POLICY["min_operand"]
+
+
+def _sparse_constant(x):
+    if isinstance(x, TracedArray):
+        x = x._nodes if x.tensor is None else None
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+        return x.size > 0 and np.count_nonzero(x) < 0.9 * x.size
+    if isinstance(x, np.ndarray) and x.dtype == object and x.size and \
+            all(isinstance(n, Node) and n.op == "const" for n in x.flat):
+        return sum(1 for n in x.flat if n.attr != 0.0) < 0.9 * x.size
+    return False
 
 
 def _einsum2(spec, a, b, fallback):
