@@ -670,7 +670,9 @@ def print_targets(res, targets):
     """Check the owner's targets. Each target is a tuple:
     ("faster", symjac_method, peer_method, factor): peer_time / symjac_time >= factor;
     ("floor", symjac_method, floor_label, factor): symjac_time / floor_time <= factor;
-    ("first", symjac_method, seconds): first call <= seconds."""
+    ("first", symjac_method, seconds): first call <= seconds;
+    ("max", symjac_method, info_key, limit): the method's ``info[info_key]`` <= limit
+    (e.g. the generated kernel's "source lines")."""
     if not targets:
         return
     print("Targets:")
@@ -706,6 +708,14 @@ def print_targets(res, targets):
                 continue
             fc = a["first_call"]
             print(f"- {mine} first call under {secs} s: {fc:.2f} s -> {'MET' if fc <= secs else 'MISSED'}")
+        elif kind == "max":
+            _, mine, key, limit = t
+            a = next((r for r in res["methods"] if r["name"] == mine), None)
+            v = None if a is None else a["info"].get(key)
+            if v is None:
+                print(f"- {mine} {key} at most {limit}: not measured")
+                continue
+            print(f"- {mine} {key} at most {limit}: {v} -> {'MET' if v <= limit else 'MISSED'}")
     print()
 
 

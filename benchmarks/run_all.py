@@ -1,12 +1,13 @@
-"""Run every reference benchmark (kinetics, arm) and print their tables.
+"""Run every reference benchmark (kinetics, arm, pinn, seedcnn, mlp_compile) and print their tables.
 
-    python -m benchmarks.run_all [--quick] [--repeats N] [--wait-idle S] [--only kinetics,arm]
+    python -m benchmarks.run_all [--quick] [--repeats N] [--wait-idle S] [--only kinetics,arm,...]
                                  [--markdown FILE]
 
 Each problem runs in its own Python process (and each first call in a fresh
 one inside it), so one problem's JIT caches and memory do not affect the
 other's.  ``--markdown FILE`` writes both tables plus the target checks to
-FILE (the body of benchmarks/RESULTS.md).
+FILE (the body of benchmarks/RESULTS.md).  mlp_compile is not a `common.main`
+benchmark (one row per MLP size, not per method) but takes the same options.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if __package__ in (None, ""):
 
 from benchmarks import common
 
-PROBLEMS = ["kinetics", "arm", "pinn"]
+PROBLEMS = ["kinetics", "arm", "pinn", "seedcnn", "mlp_compile"]
 
 
 def main(argv=None):
