@@ -25,6 +25,8 @@ number of tensor ops, not with their sizes.
 
 from __future__ import annotations
 
+import re
+
 from codegen.printers import NumbaPrinter, _size, float_literal, safe_identifier
 from codegen.program import BOOL_OPS, TENSOR_OPS, Program
 
@@ -36,6 +38,11 @@ __all__ = ["TiledNumbaPrinter", "choose_tile"]
 TILE_BYTES = 256 << 10
 MIN_TILE, MAX_TILE = 4, 64
 _STANDALONE = TENSOR_OPS - {"pack", "elem", "loadblock"}
+
+
+SPLIT_LINES = 300  # a longer loop body is split into functions ...
+PART_LINES = 120  # ... of about this many lines (each Numba function has a fixed cost too)
+_NAME = re.compile(r"\b(?:t\d+|v\d+_?|c\d+|x\d+|out\d+)\b")
 
 
 def choose_tile(largest_tensor):
@@ -116,15 +123,21 @@ class TiledNumbaPrinter(NumbaPrinter):
             shape = f"({_size(st.shape)}, {self.T})" if st.shape else f"({self.T},)"
             if st.op != "reshape":
                 body.append(f"    {self._buf(n)} = np.zeros({shape}, dtype={dt})")
+        for s in batched:  # a reshape is its source's buffer under another name
+            if s.op == "reshape":
+                body.append(f"    {s.name} = {s.args[0]}")
+        parts = [self._block(kind, size, stmts) for kind, size, stmts in blocks] + [self._stores()]
+        defined = {s.name for s in hoisted} | {self._buf(n) for n in self.buffered} | \
+            {s.name for s in batched if s.op == "reshape"} | set(ins) | set(outs)
+        helpers, calls = self._split(parts, defined)
         body += [f"    for b0 in range(start, stop, {self.T}):",
                  f"        n = min({self.T}, stop - b0)",
                  "        last = b0 + n - 1"]
-        for kind, size, stmts in blocks:
-            body += ["        " + ln for ln in self._block(kind, size, stmts)]
-        body += ["        " + ln for ln in self._stores()]
+        body += ["        " + ln for ln in calls]
         lines = self.header(program) + [
             f"MIN_CHUNK = {max(2 * self.T, 16)}  # samples per thread worth starting one for",
             "",
+            *helpers,
             *self.decorator(),
             f"def {name}(start, stop, {', '.join(ins + outs)}):",
             *body,
@@ -138,6 +151,32 @@ class TiledNumbaPrinter(NumbaPrinter):
     def decorator(self):
         return ["@numba.njit(nogil=True, cache=True, error_model='numpy', boundscheck=False, "
                 "fastmath={'contract'})"]
+
+    def _split(self, parts, defined):
+        """The tile loop's body: inline when short, else functions of about
+        ``PART_LINES`` lines each, called per tile (Numba's liveness analysis and
+        LLVM's passes grow faster than linearly with one function's size: a
+        10-layer MLP compiled in 50 s as one function)."""
+        total = sum(len(p) for p in parts)
+        if total <= SPLIT_LINES:
+            return [], [ln for p in parts for ln in p]
+        groups, cur = [], []
+        for p in parts:
+            if cur and sum(len(q) for q in cur) + len(p) > PART_LINES:
+                groups.append(cur)
+                cur = []
+            cur.append(p)
+        groups.append(cur)
+        helpers, calls = [], []
+        for g, group in enumerate(groups):
+            lines = [ln for p in group for ln in p]
+            used = sorted({m for ln in lines for m in _NAME.findall(ln)} & defined,
+                          key=lambda m: (m.rstrip("_")[0], int(m.rstrip("_")[1:].lstrip("ut"))))
+            args = ", ".join(["b0", "n", "last"] + used)
+            helpers += [*self.decorator(), f"def _part{g}({args}):", *["    " + ln for ln in lines],
+                        "    return None", ""]
+            calls.append(f"_part{g}({args})")
+        return helpers, calls
 
     # -- grouping ----------------------------------------------------------------------
     def _kind(self, s):
@@ -310,7 +349,7 @@ class TiledNumbaPrinter(NumbaPrinter):
                 f"    for j in range({n}):", f"        {s.name}[j, s] = x{k}[b, {i0} + j]"]
 
     def _loop_reshape(self, s, tile):
-        return [f"{s.name} = {s.args[0]}"]
+        return [] if tile else [f"{s.name} = {s.args[0]}"]  # tiled: aliased once, before the loop
 
     def _loop_bcast(self, s, tile):
         shape, dims = s.attr

@@ -447,3 +447,20 @@ def test_captured_dense_weights_are_hidden_arguments_not_literals():
     S = np.zeros((30, 80))
     S[rng.integers(0, 30, 80), np.arange(80)] = 1.0
     assert not tensor_ops(symjac.trace(lambda r: S @ r, (80,)))
+
+
+def test_long_tiled_kernels_are_split_into_functions():
+    # Numba's compile time grows faster than linearly with one function's size
+    Ws = [rng.normal(size=(24, 3)) / 2] + [rng.normal(size=(24, 24)) / 5 for _ in range(5)] + [rng.normal(size=24) / 5]
+
+    def u(x, *Ws):
+        h = x
+        for M in Ws[:-1]:
+            h = np.tanh(M @ h)
+        return Ws[-1] @ h
+    ax = (0,) + (None,) * len(Ws)
+    k = symjac.compile(symjac.laplacian(u, in_axes=ax), in_axes=ax, backend="numba")
+    x = rng.normal(size=(70, 3))
+    ref = symjac.compile(symjac.laplacian(u, in_axes=ax), in_axes=ax, backend="numpy")(x, *Ws)
+    np.testing.assert_allclose(k(x, *Ws), ref, rtol=1e-11, atol=1e-13)
+    assert k.source.count("def _part") >= 2
