@@ -130,35 +130,44 @@ class Printer:
         self.consts = {}
         self.info = {}
         self.tensors = False
+        self.program = None
 
     # -- whole program ----------------------------------------------------
-    def doprint(self, program: Program) -> str:
+    def begin(self, program: Program):
+        """Check ``program`` and index its statements for the print methods."""
         program.validate()
+        self.program = program
         self.info = {s.name: s for s in program.body}
         self.tensors = program.has_tensors()
         self.reduce_outputs = [p.reduce for p in program.outputs]
         self.consts = {s.name: float(s.args[0]) for s in program.body if s.op == "const"}
+
+    def module(self, program, body, preamble=()):
+        """The module's text: header, ``preamble`` lines, then the kernel function."""
         name = safe_identifier(program.title)
-        ins = [f"x{k}" for k in range(len(program.inputs))]
-        outs = [f"out{k}" for k in range(len(program.outputs))]
-        consts = [f"    {s.name} = _T({float_literal(s.args[0])})" for s in program.body if s.op == "const"]
-        body = [self.print_stmt(s, program) for s in program.body if s.op != "const"]
-        zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
-        stores = [self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
-                  for k, i, v in program.stores]
-        stores += [self.print_block_store(*b) for b in program.block_stores]
+        params = [f"x{k}" for k in range(len(program.inputs))] + [f"out{k}" for k in range(len(program.outputs))]
         lines = self.header(program) + [
+            *preamble,
             *self.decorator(),
-            f"def {name}(start, stop, {', '.join(ins + outs)}):",
-            *consts,
-            *self.loop_open(program),
-            *[self.indent + ln for ln in (zero + body + stores or ["pass"])],
+            f"def {name}(start, stop, {', '.join(params)}):",
+            *body,
             "    return None",
             "",
             f"kernel = {name}",
             "",
         ]
         return "\n".join(lines)
+
+    def doprint(self, program: Program) -> str:
+        self.begin(program)
+        consts = [f"    {s.name} = _T({float_literal(s.args[0])})" for s in program.body if s.op == "const"]
+        body = [self.print_stmt(s, program) for s in program.body if s.op != "const"]
+        zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
+        stores = [self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
+                  for k, i, v in program.stores]
+        stores += [self.print_block_store(*b) for b in program.block_stores]
+        return self.module(program, [*consts, *self.loop_open(program),
+                                     *[self.indent + ln for ln in (zero + body + stores or ["pass"])]])
 
     indent = "        "  # body lines sit inside the block that loop_open() opens
 
@@ -315,15 +324,14 @@ class NumPyPrinter(Printer):
             return f"np.broadcast_to(np.reshape({a}, (stop - start,) + {expanded!r}), (stop - start,) + {shape!r})"
         return f"np.broadcast_to(np.reshape({a}, {expanded!r}), {shape!r})"
 
-    def _tensor_tsum(self, s):
-        axes = tuple(a + s.batched for a in s.attr)
-        return f"np.sum({s.args[0]}, axis={axes!r})"
+    def _tensor_tsum(self, s, fn="np.sum"):
+        return f"{fn}({s.args[0]}, axis={tuple(a + s.batched for a in s.attr)!r})"
 
     def _tensor_tmax(self, s):
-        return f"np.max({s.args[0]}, axis={tuple(a + s.batched for a in s.attr)!r})"
+        return self._tensor_tsum(s, "np.max")
 
     def _tensor_tmin(self, s):
-        return f"np.min({s.args[0]}, axis={tuple(a + s.batched for a in s.attr)!r})"
+        return self._tensor_tsum(s, "np.min")
 
     def _tensor_reshape(self, s):
         lead = "(stop - start,) + " if s.batched else ""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-from codegen.printers import NumbaPrinter, _size, float_literal, safe_identifier
+from codegen.printers import NumbaPrinter, _size, float_literal
 from codegen.program import BOOL_OPS, TENSOR_OPS, Program
 
 __all__ = ["TiledNumbaPrinter", "choose_tile"]
@@ -99,18 +99,13 @@ class TiledNumbaPrinter(NumbaPrinter):
         return TANH_HELPER.splitlines() + [""]
 
     def doprint(self, program: Program) -> str:
-        program.validate()
-        self.program = program
-        self.info = {s.name: s for s in program.body}
-        self.consts = {s.name: float(s.args[0]) for s in program.body if s.op == "const"}
-        self.tensors = True
+        self.begin(program)
         hoisted = [s for s in program.body if not s.batched]
         batched = [s for s in program.body if s.batched]
         blocks = self._blocks(batched)
         self.block_of = {s.name: b for b, (_, _, stmts) in enumerate(blocks) for s in stmts}
         self.buffered = self._buffered(blocks)
         self.T = choose_tile(max((_size(self.info[n].shape) for n in self.buffered), default=1))
-        name = safe_identifier(program.title)
         ins = [f"x{k}" for k in range(len(program.inputs))]
         outs = [f"out{k}" for k in range(len(program.outputs))]
         body = ["    # values shared by every sample, computed once"]
@@ -134,19 +129,9 @@ class TiledNumbaPrinter(NumbaPrinter):
                  f"        n = min({self.T}, stop - b0)",
                  "        last = b0 + n - 1"]
         body += ["        " + ln for ln in calls]
-        lines = self.header(program) + [
-            f"MIN_CHUNK = {max(2 * self.T, 16)}  # samples per thread worth starting one for",
-            "",
-            *helpers,
-            *self.decorator(),
-            f"def {name}(start, stop, {', '.join(ins + outs)}):",
-            *body,
-            "    return None",
-            "",
-            f"kernel = {name}",
-            "",
-        ]
-        return "\n".join(lines)
+        preamble = [f"MIN_CHUNK = {max(2 * self.T, 16)}  # samples per thread worth starting one for", "",
+                    *helpers]
+        return self.module(program, body, preamble)
 
     def decorator(self):
         return ["@numba.njit(nogil=True, cache=True, error_model='numpy', boundscheck=False, "
@@ -370,13 +355,14 @@ class TiledNumbaPrinter(NumbaPrinter):
         src = self._el(a, _flat(in_vars, in_shape), tile)
         return head + self._inner(tile, [f"{self._target(s, _flat(vars_, s.shape), tile)} = {src}"], depth)
 
-    def _zero(self, s, tile):
-        n = _size(s.shape) if s.shape else 1
+    def _fill(self, s, tile, value="0"):
+        """Set every element of ``s`` (its tile slots when ``tile``) to ``value``."""
         if not s.shape:
-            return [f"{s.name}_[:] = 0" if tile else f"{s.name} = _T(0.0)"]
-        return [f"{s.name}[:{n}] = 0"] if not tile else [f"{s.name}[:, :] = 0"]
+            return [f"{s.name}_[:] = {value}" if tile else f"{s.name} = _T({value})"]
+        return [f"{s.name}[:, :] = {value}" if tile else f"{s.name}[:] = {value}"]
 
-    def _loop_tsum(self, s, tile):
+    def _loop_tsum(self, s, tile, fill="0", combine=None):
+        """A reduction over ``s.attr``: a sum, or with ``combine`` a max or min."""
         (a,) = s.args
         in_shape = self.info[a].shape
         vars_ = [f"i{d}" for d in range(len(in_shape))]
@@ -384,24 +370,16 @@ class TiledNumbaPrinter(NumbaPrinter):
         head, depth = self._nest(list(zip(vars_, in_shape)))
         out_flat = _flat([vars_[d] for d in kept], [in_shape[d] for d in kept])
         target = self._target(s, out_flat, tile) if s.shape else (f"{s.name}_[s]" if tile else s.name)
-        body = [f"{target} += {self._el(a, _flat(vars_, in_shape), tile)}"]
-        return self._zero(s, tile) + head + self._inner(tile, body, depth)
+        value = self._el(a, _flat(vars_, in_shape), tile)
+        body = [f"{target} += {value}" if combine is None else
+                f"{target} = {self.print_op(combine, (target, value))}"]
+        return self._fill(s, tile, fill) + head + self._inner(tile, body, depth)
 
-    def _loop_tmax(self, s, tile, op="max", start="-np.inf"):
-        (a,) = s.args
-        in_shape = self.info[a].shape
-        vars_ = [f"i{d}" for d in range(len(in_shape))]
-        kept = [d for d in range(len(in_shape)) if d not in s.attr]
-        head, depth = self._nest(list(zip(vars_, in_shape)))
-        out_flat = _flat([vars_[d] for d in kept], [in_shape[d] for d in kept])
-        target = self._target(s, out_flat, tile) if s.shape else (f"{s.name}_[s]" if tile else s.name)
-        init = (f"{s.name}[:, :] = {start}" if tile else f"{s.name}[:] = {start}") if s.shape else \
-            (f"{s.name}_[:] = {start}" if tile else f"{s.name} = _T({start})")
-        body = [f"{target} = {self.print_op(op, (target, self._el(a, _flat(vars_, in_shape), tile)))}"]
-        return [init] + head + self._inner(tile, body, depth)
+    def _loop_tmax(self, s, tile):
+        return self._loop_tsum(s, tile, "-np.inf", "max")
 
     def _loop_tmin(self, s, tile):
-        return self._loop_tmax(s, tile, "min", "np.inf")
+        return self._loop_tsum(s, tile, "np.inf", "min")
 
     def _loop_einsum(self, s, tile):
         (sa, sb), out = s.attr.split("->")[0].split(","), s.attr.split("->")[1]
@@ -421,7 +399,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         elif tile and not self.info[b].batched and self.info[b].shape:
             pre, eb = [f"wb = {eb}"], "wb"
         body = self._inner(tile, [f"{target} += {ea} * {eb}"], depth)
-        return self._zero(s, tile) + head + ["    " * depth + ln for ln in pre] + body
+        return self._fill(s, tile) + head + ["    " * depth + ln for ln in pre] + body
 
     def _conv_loops(self, s, tile, x, w, o, xshape, wshape, oshape, stride, pads, role):
         """One loop nest for conv2d and its two transposes: every (output pixel,
@@ -448,7 +426,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         ex, ew, eo = (self._el(x, "xi", tile), self._el(w, "wi + k", tile), self._el(o, "oi + k", tile))
         target = {"conv2d": eo, "conv2d_bx": ex, "conv2d_bw": ew}[role]
         prod = {"conv2d": f"{ex} * {ew}", "conv2d_bx": f"{eo} * {ew}", "conv2d_bw": f"{ex} * {eo}"}[role]
-        return self._zero(s, tile) + lines + self._inner(tile, [f"{target} += {prod}"], 6)
+        return self._fill(s, tile) + lines + self._inner(tile, [f"{target} += {prod}"], 6)
 
     def _loop_conv2d(self, s, tile):
         x, w = s.args

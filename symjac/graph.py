@@ -74,10 +74,11 @@ def intern(op, args, attr=None, kind="float", shape=()):
     return node
 
 
-def toposort(roots):
+def toposort(roots, opaque=None):
     """All nodes reachable from ``roots``, each after its arguments.
 
-    Iterative depth-first search: a chain of a million nodes is fine.
+    Iterative depth-first search: a chain of a million nodes is fine.  The
+    arguments of a node for which ``opaque(node)`` is true are not visited.
     """
     order = []
     seen = set()
@@ -91,6 +92,8 @@ def toposort(roots):
             continue
         seen.add(node.id)
         stack.append((node, True))
+        if opaque is not None and opaque(node):
+            continue
         for a in reversed(node.args):
             if a.id not in seen:
                 stack.append((a, False))

@@ -76,26 +76,6 @@ def _runs(flat):
     return blocks, singles
 
 
-def _walk(roots, blocks):
-    """Topological order from ``roots``, not entering the leaves of input blocks."""
-    order, seen = [], set()
-    stack = [(r, False) for r in reversed(roots)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node.id in seen:
-            continue
-        seen.add(node.id)
-        stack.append((node, True))
-        if node.id not in blocks:
-            for a in reversed(node.args):
-                if a.id not in seen:
-                    stack.append((a, False))
-    return order
-
-
 def lower(graph: Graph, batched, title="kernel", reduced=()):
     """The `codegen.Program` of ``graph``; ``batched[k]`` says if input k has a
     batch axis; outputs in ``reduced`` are sums over the batch."""
@@ -117,13 +97,16 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
         plan.append((k, blocks, singles))
         roots += [t for _, t, _, _ in blocks] + [n for _, n in singles]
     input_blocks = {}
-    for node in toposort(roots):
+
+    def is_input_block(node):  # a consecutive run of one input's leaves: loaded as a block, not one by one
         blk = _input_block(node, where)
         if blk is not None:
             input_blocks[node.id] = blk
+        return blk is not None
+
     names, body, is_batched, hidden = {}, [], {}, []
     nv = nc = nt = 0
-    for node in _walk(roots, input_blocks):
+    for node in toposort(roots, opaque=is_input_block):
         if node.op == "input":
             if node.id not in where:
                 raise ValueError("the function's result depends on a traced value that is not one of "

@@ -51,13 +51,7 @@ def _conv2d_numeric(x, w, b, stride, padding):
     pads = T.conv_padding(padding, x.shape[0], x.shape[1], w.shape[0], w.shape[1], stride)
     if b is not None and np.shape(b) != (w.shape[3],):
         raise ValueError(f"conv2d: b must have shape ({w.shape[3]},), got {np.shape(b)}")
-    xp = np.pad(x, (pads[0], pads[1], (0, 0)))
-    kh, kw = w.shape[:2]
-    ho, wo = (xp.shape[0] - kh) // stride + 1, (xp.shape[1] - kw) // stride + 1
-    out = np.zeros((ho, wo, w.shape[3]), dtype=np.result_type(x, w, float))
-    for dy in range(kh):
-        for dx in range(kw):
-            out += xp[dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride] @ w[dy, dx]
+    out = T.conv_reference(x, w, stride, pads)
     return out if b is None else out + np.asarray(b)
 
 
@@ -150,12 +144,22 @@ def dense(x, w, b=None):
 
 
 def relu(x):
-    """``max(x, 0)`` elementwise (derivative 1/2 at 0, as JAX's maximum)."""
+    """``max(x, 0)`` elementwise (derivative 1/2 at 0, as JAX's maximum).
+
+    >>> import numpy as np, symjac
+    >>> symjac.nn.relu(np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 2.])
+    """
     return np.maximum(x, 0.0)
 
 
 def tanh(x):
-    """``np.tanh``, for symmetry with the other layers."""
+    """``np.tanh``, for symmetry with the other layers.
+
+    >>> import numpy as np, symjac
+    >>> symjac.nn.tanh(np.array([0.0]))
+    array([0.])
+    """
     return np.tanh(x)
 
 

@@ -30,7 +30,7 @@ from symjac.graph import intern
 from symjac.simplify import BUILDERS, ZERO, make
 
 __all__ = ["tconst", "constant_value", "pack", "elem", "bcast", "broadcast_to", "fit", "tsum", "textreme", "extreme_weights", "reshape", "transpose", "einsum",
-           "conv2d", "conv2d_bx", "conv2d_bw", "conv_padding", "TENSOR_OPS", "LINEAR", "BILINEAR",
+           "conv2d", "conv2d_bx", "conv2d_bw", "conv_padding", "conv_reference", "TENSOR_OPS", "LINEAR", "BILINEAR",
            "linear_apply", "transpose_rule", "evaluate_tensor", "tensor_cost", "is_tensor_op"]
 
 LINEAR = {"pack", "elem", "bcast", "tsum", "reshape", "transpose"}  # linear in all args jointly
@@ -139,7 +139,7 @@ def tsum(a, axes):
     if not axes:
         return a
     shape = tuple(d for i, d in enumerate(a.shape) if i not in axes)
-    if any(a.shape[i] == 1 for i in axes) and all(a.shape[i] == 1 for i in axes):
+    if all(a.shape[i] == 1 for i in axes):
         return reshape(a, shape)
     if not shape and a.op == "pack":
         acc = a.args[0]
@@ -169,6 +169,7 @@ def extreme_weights(node):
 
 
 def reshape(a, shape):
+    """``a`` with a new shape of the same size (C order); a reshape of a reshape is one."""
     shape = tuple(int(d) for d in shape)
     if math.prod(shape) != math.prod(a.shape):
         raise ValueError(f"reshape: cannot reshape {a.shape} to {shape}")
@@ -186,6 +187,7 @@ def reshape(a, shape):
 
 
 def transpose(a, perm):
+    """``a`` with its axes permuted (axis i of the result is axis ``perm[i]`` of ``a``)."""
     perm = tuple(int(p) for p in perm)
     if sorted(perm) != list(range(len(a.shape))):
         raise ValueError(f"transpose: {perm} is not a permutation of the axes of shape {a.shape}")
@@ -386,12 +388,12 @@ def transpose_rule(node, g):
 
 # -- evaluation (the reference interpreter) --------------------------------------------
 
-def _conv_ref(x, w, stride, pads):
+def conv_reference(x, w, stride, pads):
     xp = np.pad(x, (pads[0], pads[1], (0, 0)))
     kh, kw = w.shape[:2]
     ho = (xp.shape[0] - kh) // stride + 1
     wo = (xp.shape[1] - kw) // stride + 1
-    out = np.zeros((ho, wo, w.shape[3]))
+    out = np.zeros((ho, wo, w.shape[3]), dtype=np.result_type(x, w, float))  # complex too (complex step)
     for dy in range(kh):
         for dx in range(kw):
             patch = xp[dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride]
@@ -447,7 +449,7 @@ def evaluate_tensor(node, args):
     if op == "einsum":
         return np.einsum(attr, *args)
     if op == "conv2d":
-        return _conv_ref(args[0], args[1], attr[0], attr[1])
+        return conv_reference(args[0], args[1], attr[0], attr[1])
     if op == "conv2d_bx":
         return _conv_bx_ref(args[0], args[1], *attr)
     if op == "conv2d_bw":

@@ -490,20 +490,25 @@ def _from_tensor(t):
     return TracedArray(tensor=t)
 
 
+def _constant_values(x):
+    """The float values of a constant array (numeric, or object array of constant
+    nodes), else None."""
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+        return x
+    if isinstance(x, np.ndarray) and x.dtype == object and x.size and \
+            all(isinstance(n, Node) and n.op == "const" for n in x.flat):
+        return np.array([n.attr for n in x.flat]).reshape(x.shape)
+    return None
+
+
 def _dense_constant(x):
     """The values of ``x`` when it is a big, dense constant array (captured
     weights), else None.  Mostly-zero constants (a stoichiometry matrix) stay
     scalar, where their zeros simplify away."""
     if _POLICY["min_work"] is None or isinstance(x, TracedArray):
         return None
-    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
-        vals = x
-    elif isinstance(x, np.ndarray) and x.dtype == object and x.size and \
-            all(isinstance(n, Node) and n.op == "const" for n in x.flat):
-        vals = np.array([n.attr for n in x.flat]).reshape(x.shape)
-    else:
-        return None
-    if vals.size < max(_POLICY["min_operand"], 2) or np.count_nonzero(vals) < 0.9 * vals.size:
+    vals = _constant_values(x)
+    if vals is None or vals.size < max(_POLICY["min_operand"], 2) or np.count_nonzero(vals) < 0.9 * vals.size:
         return None
     return vals
 
@@ -586,12 +591,8 @@ def _worth_tensor(sizes, a, b):
 def _sparse_constant(x):
     if isinstance(x, TracedArray):
         x = x._nodes if x.tensor is None else None
-    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
-        return x.size > 0 and np.count_nonzero(x) < 0.9 * x.size
-    if isinstance(x, np.ndarray) and x.dtype == object and x.size and \
-            all(isinstance(n, Node) and n.op == "const" for n in x.flat):
-        return sum(1 for n in x.flat if n.attr != 0.0) < 0.9 * x.size
-    return False
+    vals = _constant_values(x)
+    return vals is not None and vals.size > 0 and np.count_nonzero(vals) < 0.9 * vals.size
 
 
 def _einsum2(spec, a, b, fallback):
@@ -743,6 +744,11 @@ def _tensordot(a, b, axes=2):
     return _einsum2(spec, a, b, lambda: _wrap(np.tensordot(_nodes(a), _nodes(b), axes)))
 
 
+def _keep(t, shape, axes, keepdims):
+    """A reduction's result with the reduced axes kept as size 1 when asked."""
+    return T.reshape(t, tuple(1 if i in axes else d for i, d in enumerate(shape))) if keepdims else t
+
+
 def _axes_of(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
@@ -756,10 +762,7 @@ def _sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
         kw = {} if initial is None else {"initial": initial}
         return _wrap(np.sum(_nodes(a), axis=axis, keepdims=keepdims, **kw))
     axes = _axes_of(axis, a.ndim)
-    t = T.tsum(a.tensor, axes)
-    if keepdims:
-        t = T.reshape(t, tuple(1 if i in axes else d for i, d in enumerate(a.shape)))
-    r = _from_tensor(t)
+    r = _from_tensor(_keep(T.tsum(a.tensor, axes), a.shape, axes, keepdims))
     return r if initial is None else r + initial
 
 
@@ -827,10 +830,7 @@ def _extreme(op, a, axis, out, keepdims, initial, where):
         raise UnsupportedOperationError(f"np.{op}(..., out=/where=) on traced arrays; use np.where to mask")
     if _is_tensor(a):
         axes = _axes_of(axis, a.ndim)
-        t = T.textreme("t" + op, a.tensor, axes)
-        if keepdims:
-            t = T.reshape(t, tuple(1 if i in axes else d for i, d in enumerate(a.shape)))
-        r = _from_tensor(t)
+        r = _from_tensor(_keep(T.textreme("t" + op, a.tensor, axes), a.shape, axes, keepdims))
         return r if initial is None else (np.maximum if op == "max" else np.minimum)(r, initial)
     r = _reduce_nodes(a, op, axis, keepdims, op)
     return r if initial is None else (np.maximum if op == "max" else np.minimum)(r, initial)
