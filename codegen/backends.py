@@ -1,21 +1,29 @@
 """Compile printed programs into callables, cache them on disk, export them.
 
 The source of every kernel is written to a real file in the cache directory
-(``$SYMJAC_CACHE_DIR``, else ``~/.cache/symjac``) named by a hash of its text,
-and imported from there: tracebacks show the generated line, and Numba's own
-``cache=True`` keeps the machine code beside it, so a second process neither
-prints nor compiles again.  `export` writes the same text to a file of the
-user's choosing.
+(``$SYMJAC_CACHE_DIR``, else ``~/.cache/symjac``; user-only) named by a hash
+of its text, and that verified text is executed (no bytecode file is ever
+read): tracebacks show the generated line, and Numba's own ``cache=True``
+keeps the machine code beside it, so a second process neither prints nor
+compiles again.  A damaged entry is rebuilt; an unusable directory falls back
+to a private temporary one (Numba) or to memory (NumPy) with one warning.
+`export` writes the same text to a file of the user's choosing.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
-import importlib.util
+import linecache
 import os
+import shutil
+import stat
 import sys
 import tempfile
 import threading
+import types
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +33,8 @@ from codegen.printers import PRINTERS
 from codegen.tiled import TiledNumbaPrinter
 from codegen.program import Program
 
-__all__ = ["CompiledKernel", "compile_program", "print_program", "cache_dir", "numba_available",
-           "BACKENDS", "export_source", "ParallelRunner", "num_threads"]
+__all__ = ["CompiledKernel", "compile_program", "print_program", "cache_dir", "check_cache_dir",
+           "CacheDirectoryError", "numba_available", "BACKENDS", "export_source", "ParallelRunner", "num_threads"]
 
 BACKENDS = tuple(PRINTERS)
 _LOADED: dict = {}
@@ -41,16 +49,10 @@ def numba_available():
     return True
 
 
-def cache_dir():
-    root = os.environ.get("SYMJAC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "symjac")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 @dataclass
 class CompiledKernel:
-    """A printed and loaded kernel: ``func(start, stop, *inputs, *outputs)``."""
+    """A printed and loaded kernel: ``func(start, stop, *inputs, *outputs)``;
+    ``path`` is its file (None when it runs from memory: no usable cache)."""
 
     func: object
     source: str
@@ -152,33 +154,194 @@ def compile_program(program: Program, backend: str, dtype: str = "float64") -> C
         import numba  # noqa: F401  (so its version enters the key)
     source = print_program(program, backend, dtype)
     key = hashlib.sha256((source + _versions()).encode()).hexdigest()[:20]
-    if (key, backend) in _LOADED:
-        return _LOADED[key, backend]
-    module = _MODULES.get(key)
-    if module is None:
-        module = _MODULES[key] = _load(source, key)
-    path = Path(module.__file__)
-    reduce_args = [len(program.inputs) + k for k, p in enumerate(program.outputs) if p.reduce]
-    func = (ParallelRunner(module.kernel, reduce_args, getattr(module, "MIN_CHUNK", None))
-            if backend == "numba-parallel" else module.kernel)
-    compiled = CompiledKernel(func, source, path, backend, dtype)
-    _LOADED[key, backend] = compiled
-    return compiled
+    with _LOCK:
+        compiled = _LOADED.get((key, backend))
+        if compiled is not None:
+            return compiled
+        module = _MODULES.get(key)
+        if module is None:
+            module = _MODULES[key] = _load(source, key, backend)
+        kernel = module.kernel if not backend.startswith("numba") else _CacheGuard(module, source, key, backend)
+        reduce_args = [len(program.inputs) + k for k, p in enumerate(program.outputs) if p.reduce]
+        func = (ParallelRunner(kernel, reduce_args, getattr(module, "MIN_CHUNK", None))
+                if backend == "numba-parallel" else kernel)
+        path = Path(module.__file__) if not module.__file__.startswith("<") else None
+        compiled = CompiledKernel(func, source, path, backend, dtype)
+        _LOADED[key, backend] = compiled
+        return compiled
 
 
-def _load(source, key):
-    path = cache_dir() / f"k_{key}.py"
-    if not path.exists() or path.read_text() != source:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(source)
-        os.replace(tmp, path)
+# -- the kernel cache ----------------------------------------------------------
+# Kernel files are executed from their verified text (never from a bytecode file
+# found beside them), and Numba's ``cache=True`` keeps machine code and a pickled
+# index in the directory's ``__pycache__``: whoever can write the directory can
+# run code in every process that uses it.  So the directory is made user-only,
+# and one that other users can write (or that another user owns) is refused.
+
+class CacheDirectoryError(PermissionError):
+    """The kernel cache directory is writable by other users, or owned by one."""
+
+
+_LOCK = threading.RLock()
+_FALLBACK: dict = {}  # configured root -> private directory used instead (None: in memory)
+
+
+def _configured_root():
+    return Path(os.environ.get("SYMJAC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "symjac"))
+
+
+def check_cache_dir(path):
+    """Refuse ``path`` when other users could plant code in it (as ssh does for keys)."""
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(f"symjac kernel cache {str(path)!r} is not a directory")
+    owner_ok = not hasattr(os, "geteuid") or st.st_uid in (os.geteuid(), 0)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or not owner_ok:
+        who = "writable by other users" if owner_ok else f"owned by another user (uid {st.st_uid})"
+        raise CacheDirectoryError(
+            f"symjac refuses the kernel cache directory {str(path)!r}: it is {who} (mode "
+            f"{stat.filemode(st.st_mode)}), and symjac runs the kernels and loads Numba's pickled "
+            "cache found there. Make it yours and user-only (chmod 700; delete its contents if you "
+            "did not write them), or point SYMJAC_CACHE_DIR at a private directory.")
+    return path
+
+
+def cache_dir():
+    """The kernel cache directory, created user-only (``$SYMJAC_CACHE_DIR``, else
+    ``~/.cache/symjac``); raises `CacheDirectoryError` for one others can write
+    and ``OSError`` for one that cannot be made."""
+    path = _configured_root()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return check_cache_dir(path)
+
+
+def _fallback(root, backend, error):
+    """Where kernels go when the cache directory is unusable: a private temporary
+    directory (Numba needs a file), or memory (NumPy); one warning per directory."""
+    if root not in _FALLBACK:
+        _FALLBACK[root] = {}
+        warnings.warn(f"symjac cannot use the kernel cache directory {str(root)!r} ({error}); kernels are "
+                      "kept in a private temporary directory (Numba) or in memory (NumPy) for this process "
+                      "and compiled again in the next one. Set SYMJAC_CACHE_DIR to a writable directory "
+                      "to keep them.", RuntimeWarning, stacklevel=4)
+    if not backend.startswith("numba"):
+        return None
+    tmp = _FALLBACK[root].get("dir")
+    if tmp is None:
+        tmp = _FALLBACK[root]["dir"] = Path(tempfile.mkdtemp(prefix="symjac-"))  # mode 0700
+        atexit.register(shutil.rmtree, tmp, True)
+    return tmp
+
+
+def _write(directory, name, source):
+    """The path of ``name`` in ``directory`` holding exactly ``source`` (a damaged
+    or different file is replaced atomically)."""
+    path = directory / name
+    data = source.encode("utf-8")
+    try:
+        same = path.read_bytes() == data
+    except OSError:
+        same = False
+    if not same:
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return path
+
+
+def _load(source, key, backend):
+    """A module made by executing ``source``: from a file in the cache (tracebacks
+    show its lines; Numba caches machine code beside it), else from memory."""
+    root = _configured_root()
+    path = None
+    if root not in _FALLBACK:
+        try:
+            path = _write(cache_dir(), f"k_{key}.py", source)
+        except CacheDirectoryError:
+            raise
+        except OSError as e:
+            path = None
+            directory = _fallback(root, backend, f"{type(e).__name__}: {e}")
+            if directory is not None:
+                path = _write(directory, f"k_{key}.py", source)
+    else:
+        directory = _fallback(root, backend, None)
+        if directory is not None:
+            path = _write(directory, f"k_{key}.py", source)
+    return _execute(source, key, path)
+
+
+def _execute(source, key, path):
     name = f"symjac_kernel_{key}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
+    filename = str(path) if path is not None else f"<symjac kernel k_{key}>"
+    if path is None:  # tracebacks still show the generated line
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    code = compile(source, filename, "exec", dont_inherit=True)
+    module = types.ModuleType(name)
+    module.__file__ = filename
     sys.modules[name] = module  # Numba's cache finds the kernel's globals by module name
-    spec.loader.exec_module(module)
+    exec(code, module.__dict__)
     return module
+
+
+class _CacheGuard:
+    """A Numba kernel whose first call may read machine code from the cache.
+
+    If that call fails inside Numba's cache loader (a truncated or damaged
+    index or data file), the kernel's cache files are removed, the module is
+    executed again and the call retried: a damaged entry is rebuilt, never a
+    crash on every later run.
+    """
+
+    def __init__(self, module, source, key, backend):
+        self.func = module.kernel
+        self.module, self.source, self.key, self.backend = module, source, key, backend
+        self.checked = False
+        self.lock = threading.Lock()  # other threads' first calls wait for this one
+
+    def __call__(self, *args):
+        if self.checked:
+            return self.func(*args)
+        with self.lock:
+            if not self.checked:
+                try:
+                    result = self.func(*args)
+                except Exception as e:
+                    if not _from_numba_cache(e) or not self._purge():
+                        raise
+                    warnings.warn(f"symjac: the cached machine code of kernel k_{self.key} was damaged "
+                                  f"({type(e).__name__}); it was removed and compiled again", RuntimeWarning,
+                                  stacklevel=2)
+                    self.module = _execute(self.source, self.key, Path(self.module.__file__))
+                    self.func = self.module.kernel
+                    result = self.func(*args)
+                self.checked = True
+                return result
+        return self.func(*args)
+
+    def _purge(self):
+        path = Path(self.module.__file__)
+        files = list((path.parent / "__pycache__").glob(f"{path.stem}.*"))
+        for f in files:
+            with contextlib.suppress(OSError):
+                f.unlink()
+        return bool(files)
+
+
+def _from_numba_cache(error):
+    tb = error.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename.replace(os.sep, "/")
+        if filename.endswith("numba/core/caching.py"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def export_source(source: str, path, wrapper: str = "") -> Path:

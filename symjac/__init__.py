@@ -5,7 +5,7 @@ repeated subexpression, and run one fused kernel over a batch.
 """
 
 from symjac.dl import BatchedArray, dldivergence, dlfeval, dlgradient, dljacobian, dllaplacian
-from symjac.errors import MissingRuleError, SymjacError, TracerBoolError, UnsupportedOperationError
+from symjac.errors import MissingRuleError, NumericArrayError, SymjacError, TracerBoolError, UnsupportedOperationError
 from symjac.graph import Graph
 from symjac.kernel import Kernel
 from symjac.simplify import non_ieee_rewrites
@@ -17,7 +17,8 @@ from symjac import nn  # noqa: E402  (layers build on dl and the tracer)
 __version__ = "0.1.0"
 
 __all__ = ["dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient", "BatchedArray", "jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "trace", "from_sympy", "Graph", "Kernel", "SparseJacobian", "TracedArray",
-           "non_ieee_rewrites", "tensor_policy", "nn", "SymjacError", "TracerBoolError", "UnsupportedOperationError",
+           "non_ieee_rewrites", "tensor_policy", "nn", "SymjacError", "TracerBoolError", "NumericArrayError",
+           "UnsupportedOperationError",
            "MissingRuleError", "__version__"]
 
 

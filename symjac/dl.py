@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -28,10 +29,11 @@ import numpy as np
 from symjac.differentiate import jacobian_nodes
 from symjac.errors import SymjacError, UnsupportedOperationError
 from symjac.interpret import evaluate_nodes
-from symjac.kernel import Kernel, resolve_backend
+from symjac.graph import BUILDING, Graph
+from symjac.kernel import Kernel, refuse_container, resolve_backend
 from symjac.laplacian import laplacian_nodes
 from symjac.simplify import ZERO, make
-from symjac.tracer import UFUNCS, TracedArray, _is_tensor, _nodes, _scalar_array
+from symjac.tracer import UFUNCS, TracedArray, _is_tensor, _nodes, _scalar_array, call_traced, make_inputs
 
 __all__ = ["BatchedArray", "Reduced", "dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient",
            "BatchMixingError"]
@@ -161,6 +163,9 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
             terms = _nodes(np.sum(self.per, axis=others)) if others else self.nodes
             if what == "mean":
                 count = self.batch * math.prod(self.per.shape[a] for a in others)
+                if count == 0:  # the mean of nothing is NaN, as in NumPy and MATLAB
+                    return Reduced(_obj(terms), _obj(np.full(np.shape(terms), make("div", 0.0, 0.0))),
+                                   self.batch)
                 terms = np.frompyfunc(lambda t: make("div", t, float(count)), 1, 1)(terms)
             return Reduced(_obj(terms), None, self.batch)
         per = tuple(a - (self.bpos is not None and a > self.bpos) for a in axes)
@@ -566,6 +571,7 @@ def dllaplacian(u, x, dim, *, enable_higher_derivatives=True):
 # evicted entry only costs a retrace (compiled code stays cached by its source).
 _CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 _CACHE_SIZE = 64
+_CACHE_LOCK = threading.RLock()
 
 
 def _normalize_batch_axes(batch_axis, args):
@@ -574,6 +580,7 @@ def _normalize_batch_axes(batch_axis, args):
         raise ValueError(f"batch_axis has {len(axes)} entries for {len(args)} arguments")
     out = []
     for k, (a, ax) in enumerate(zip(args, axes)):
+        refuse_container(a, f"argument {k}")
         arr = np.asarray(a)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"argument {k} must be a real numeric array, got dtype {arr.dtype}")
@@ -599,7 +606,10 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
     says where its batch axis is; the default, the last axis, matches
     MATLAB's "CB"/"SSCB" layouts.  The per-sample computation is compiled
     once per (shapes, dtypes, batch axes) and run over the batch; results come
-    back as NumPy arrays (a tuple when ``fn`` returns several).
+    back as NumPy arrays, in the tuples and lists ``fn`` returned them in
+    (MATLAB's multiple outputs; nesting such as ``return loss,
+    dlgradient(loss, W, b)`` is kept).  First calls from several threads are
+    safe: one traces, the others wait.
 
     >>> import numpy as np, symjac
     >>> W = np.array([[1.0, 2.0], [0.0, 1.0]])
@@ -619,13 +629,14 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
     (B,) = batch
     per_shapes = [a.shape[:ax] + a.shape[ax + 1:] if ax is not None else a.shape for a, ax in zip(arrays, axes)]
     key = (fn, tuple(per_shapes), tuple(axes), B, tuple(a.dtype.name for a in arrays), resolve_backend(backend))
-    entry = _CACHE.get(key)
-    if entry is None:
-        entry = _CACHE[key] = _trace_dlfeval(fn, per_shapes, axes, B, backend)
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    _CACHE.move_to_end(key)
-    kernel, plan, single = entry
+    with _CACHE_LOCK:  # first calls from several threads: one traces, the others wait
+        entry = _CACHE.get(key)
+        if entry is None:
+            entry = _CACHE[key] = _trace_dlfeval(fn, per_shapes, axes, B, backend)
+            if len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        _CACHE.move_to_end(key)
+    kernel, plan, treedef = entry
     dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
     results = kernel(*arrays) if kernel.graph.outputs else ()
     values = {}
@@ -645,37 +656,55 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
             evaluated = evaluate_nodes(list(shared.ravel()), values)
             value = value + np.array(evaluated, dtype=dtype).reshape(shared.shape)
         outs.append(np.asarray(value, dtype=dtype))
-    return outs[0] if single else tuple(outs)
+    return _rebuild(treedef, outs)
+
+
+def _flatten(result):
+    """Leaves of a tree of tuples and lists (MATLAB's multiple outputs, nested
+    as the function returned them) and its structure for `_rebuild`."""
+    leaves = []
+
+    def walk(r):
+        if isinstance(r, (tuple, list)):
+            return type(r), [walk(e) for e in r]
+        leaves.append(r)
+        return None
+
+    return leaves, walk(result)
+
+
+def _rebuild(treedef, leaves):
+    it = iter(leaves)
+
+    def build(d):
+        return next(it) if d is None else d[0](build(e) for e in d[1])
+
+    return build(treedef)
 
 
 def _trace_dlfeval(fn, per_shapes, axes, B, backend):
-    """Kernel and output plan of ``fn``: each output is batched (a kernel output),
-    a batch sum (a reduced kernel output plus a once-only offset) or shared."""
-    plan = []
-
-    def per_sample(*traced):
-        batched = [BatchedArray(t, ax, B) for t, ax in zip(traced, axes)]
-        result = fn(*batched)
-        items = result if isinstance(result, tuple) else (result,)
-        plan.clear()
-        kernel_outs, reduced = [], []
-        for k, r in enumerate(items):
+    """Kernel, output plan and output structure of ``fn``: each output is
+    batched (a kernel output), a batch sum (a reduced kernel output plus a
+    once-only offset) or shared."""
+    with BUILDING:
+        inputs = make_inputs([tuple(s) for s in per_shapes])
+        result = call_traced(lambda *traced: fn(*[BatchedArray(t, ax, B) for t, ax in zip(traced, axes)]),
+                             inputs)
+        items, treedef = _flatten(result)
+        plan, kernel_outs, reduced = [], [], []
+        for r in items:
             if isinstance(r, BatchedArray) and r.bpos is not None:
                 plan.append(("batched", len(kernel_outs), r.bpos, None))
-                kernel_outs.append(r.per)
+                kernel_outs.append(_nodes(r.per))
             elif isinstance(r, Reduced):
                 reduced.append(len(kernel_outs))
                 plan.append(("reduced", len(kernel_outs), None, r.offset))
-                kernel_outs.append(TracedArray(r.terms))
+                kernel_outs.append(r.terms)
             elif isinstance(r, BatchedArray):
                 plan.append(("shared", None, None, r.nodes))
             else:
                 plan.append(("shared", None, None, _nodes(r)))
-        per_sample.reduced = reduced
-        per_sample.single = not isinstance(result, tuple)
-        return tuple(kernel_outs)
-
-    kernel = Kernel(per_sample, in_axes=tuple(axes), backend=backend, name=getattr(fn, "__name__", "fn"))
-    kernel.specialize([tuple(s) for s in per_shapes], axes)
-    return kernel, list(plan), per_sample.single
-
+        graph = Graph(inputs, kernel_outs, treedef=tuple("*" for _ in kernel_outs))
+        kernel = Kernel(fn, in_axes=tuple(axes), backend=backend, name=getattr(fn, "__name__", "fn"))
+        kernel.adopt(graph, axes, reduced)
+    return kernel, plan, treedef

@@ -10,12 +10,20 @@ imports the tracer, SymPy or a backend; every walk uses an explicit stack.
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
 
-__all__ = ["Node", "intern", "toposort", "substitute", "tree_size", "Graph"]
+__all__ = ["Node", "intern", "toposort", "substitute", "tree_size", "Graph", "BUILDING"]
 
 _ids = itertools.count()
 _TABLE: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+
+# Held while a graph is built (trace, differentiate, lower).  The intern table
+# is one per process, and node ids order commutative arguments: two threads
+# building at once could make two nodes for one key and interleave ids (a
+# retrace would print different source).  Tracing is pure Python, so holding
+# the GIL-bound work to one thread at a time costs no parallelism.
+BUILDING = threading.RLock()
 
 
 class Node:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import threading
 
 import numpy as np
 
 from codegen import Param, Program, Stmt, compile_program, numba_available
-from symjac.graph import Graph, toposort, tree_size
+from symjac.graph import BUILDING, Graph, toposort, tree_size
 from symjac.ops import OPS
 from symjac.tensor import TENSOR_OPS, constant_value, tensor_cost
 from symjac.tracer import TracedArray, call_traced, make_inputs, outputs_of, unflatten
@@ -195,6 +196,40 @@ def normalize_in_axes(in_axes, nargs, where="in_axes"):
     return axes
 
 
+def refuse_container(a, label):
+    """Tuples, lists and dicts are not arrays here: NumPy would stack a tuple of
+    arrays into one array and its first axis would pass for the batch."""
+    if isinstance(a, (tuple, list, dict)):
+        kind = type(a).__name__
+        raise TypeError(f"{label} is a {kind}; symjac takes one array per argument and does not "
+                        f"stack a {kind} into an array (its first axis would pass for the batch). Pass "
+                        "the parts as separate arguments, or one array (np.asarray / np.stack) if that is "
+                        "what you mean")
+
+
+def trace_note(checked):
+    """What each argument looked like to the traced function, for an error
+    raised while tracing; with a hint when in_axes probably does not fit."""
+    arrays, axes, batch, _, labels = checked
+    lines = ["symjac traced the function for one sample, with these arguments:"]
+    hints = []
+    for i, (arr, ax) in enumerate(zip(arrays, axes)):
+        if ax is None:
+            lines.append(f"  {labels[i]}: shared (in_axes None: every sample gets the whole array), "
+                         f"shape {arr.shape}")
+            if batch not in (None, 0, 1) and batch in arr.shape:
+                hints.append(f"{labels[i]} is shared but has an axis of the batch size {batch}: if it holds "
+                             f"one entry per sample, give it in_axes 0 instead of None")
+        else:
+            lines.append(f"  {labels[i]}: batched along in_axes {ax} (batch size {batch}), one sample of "
+                         f"shape {arr.shape[1:]}")
+            if arr.ndim == 1:
+                hints.append(f"{labels[i]}'s per-sample shape came out as (): its first axis (size {batch}) is "
+                             f"the batch, so each sample is a scalar; to evaluate one sample of shape "
+                             f"({batch},), pass x[None] (shape (1, {batch}))")
+    return "\n".join(lines + [f"hint: {h}" for h in hints])
+
+
 class _Labels:
     """Argument labels for error messages ("argument 1 ('k')"), made on demand:
     inspecting a signature costs more than a small batch's whole call."""
@@ -221,6 +256,7 @@ def check_arguments(fn, args, in_axes):
     for i, (a, ax) in enumerate(zip(args, axes)):
         if isinstance(a, TracedArray):
             raise TypeError(f"{labels[i]} is a traced value; internal error: use the traced path")
+        refuse_container(a, labels[i])
         arr = a if isinstance(a, np.ndarray) else np.asarray(a)
         if arr.dtype.kind == "c":
             raise TypeError(f"{labels[i]} is complex ({arr.dtype}); symjac kernels are real-valued")
@@ -248,10 +284,14 @@ class Kernel:
     then fixed) and compiled once per dtype.  ``kernel(*args, out=None,
     start=0, stop=None)`` evaluates samples ``[start, stop)``; ``out`` gives
     the output buffers (shape ``(B, *out_shape)``, C-contiguous, the result
-    dtype), which are filled in place and returned.  A traced function may
-    set ``fn.reduced`` to the indices of outputs that are sums over the batch
-    (``dlfeval``'s losses): those come back without a batch axis, summed in
-    the kernel over ``[start, stop)``.
+    dtype), which are filled in place and returned.  An ``out`` buffer may
+    overlap an input (``k(X, out=X)``): that input is copied first, so the
+    result is as if every input were read before any output is written, as
+    for NumPy's ufuncs.  Two outputs may not share memory (``ValueError``).
+    Outputs that are sums over the batch (`adopt`'s ``reduced``, ``dlfeval``'s
+    losses) come back without a batch axis, summed over ``[start, stop)``.
+    The first call traces; calls from several threads are safe (one traces
+    and compiles, the others wait).
 
     >>> import numpy as np, symjac
     >>> k = symjac.compile(lambda x: np.sin(x) * x[0], backend="numpy")
@@ -268,32 +308,54 @@ class Kernel:
         self.in_axes = in_axes
         self.backend = resolve_backend(backend)
         self.name = name or getattr(fn, "__name__", "kernel")
-        self.graph = None
+        self.graph = None  # set last: a kernel whose graph is set is fully traced
         self._shapes = None
         self._axes = None
         self._compiled = {}
         self._program = None
         self._hidden_cache = {}
         self.reduced = frozenset()
+        self._lock = threading.RLock()  # first calls from several threads: one traces, the others wait
 
     # -- tracing ---------------------------------------------------------
-    def specialize(self, shapes, axes):
-        """Trace for per-sample ``shapes``; ``axes[k] is None`` marks shared args."""
-        inputs = make_inputs(shapes)
-        outputs, treedef = outputs_of(call_traced(self.fn, inputs))
-        self.graph = Graph(inputs, outputs, treedef=treedef)
-        self._shapes, self._axes = tuple(shapes), tuple(axes)
-        # A traced function may mark outputs that are sums over the batch (dlfeval's losses).
-        self.reduced = frozenset(getattr(self.fn, "reduced", ()))
-        self._program = lower(self.graph, [a is not None for a in axes], self.name, self.reduced)
-        self._hidden_cache = {}
+    def specialize(self, shapes, axes, checked=None):
+        """Trace for per-sample ``shapes``; ``axes[k] is None`` marks shared args.
+
+        ``checked`` (from `check_arguments`) lets an error raised while tracing
+        say what each argument looked like to the function.
+        """
+        with BUILDING:
+            inputs = make_inputs(shapes)
+            note = (lambda: trace_note(checked)) if checked is not None else None
+            outputs, treedef = outputs_of(call_traced(self.fn, inputs, note))
+            return self.adopt(Graph(inputs, outputs, treedef=treedef), axes)
+
+    def adopt(self, graph, axes, reduced=()):
+        """Use the traced ``graph`` (one input per argument, ``axes[k] is None``
+        for shared ones); outputs in ``reduced`` are sums over the batch
+        (``dlfeval``'s losses), which come back without a batch axis."""
+        reduced = frozenset(reduced)
+        with BUILDING:
+            program = lower(graph, [a is not None for a in axes], self.name, reduced)
+        with self._lock:
+            self._shapes = tuple(tuple(leaf.shape) for leaf in graph.inputs)
+            self._axes = tuple(axes)
+            self.reduced = reduced
+            self._program = program
+            self._hidden_cache = {}
+            self._compiled = {}
+            self.graph = graph
         return self
 
     def _compile(self, dtype):
         key = np.dtype(dtype).name
-        if key not in self._compiled:
-            self._compiled[key] = compile_program(self._program, self.backend, key)
-        return self._compiled[key]
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            with self._lock:
+                compiled = self._compiled.get(key)
+                if compiled is None:
+                    compiled = self._compiled[key] = compile_program(self._program, self.backend, key)
+        return compiled
 
     # -- inspection ------------------------------------------------------
     def _need_trace(self, what):
@@ -310,6 +372,7 @@ class Kernel:
 
     @property
     def path(self):
+        """The kernel's source file in the cache (None when it runs from memory)."""
         self._need_trace("path")
         return self._compile(next(iter(self._compiled), "float64")).path
 
@@ -338,18 +401,24 @@ class Kernel:
         shapes = [arr.shape[1:] if ax is not None else arr.shape for arr, ax in zip(arrays, axes)]
         start, stop = self._check_slice(start, stop, batch)  # before any tracing work
         if self.graph is None:
-            self.specialize(shapes, axes)
-        else:
-            self._check_signature(shapes, axes, labels)
+            with self._lock:
+                if self.graph is None:
+                    self.specialize(shapes, axes, checked)
+        self._check_signature(shapes, axes, labels)
         outs = self._outputs(out, batch, dtype)
         ins = []
         for arr, ax in zip(arrays, axes):
             c = np.ascontiguousarray(arr, dtype=dtype)
+            if out is not None and any(np.may_share_memory(c, o) for o in outs):
+                c = c.copy()  # out= overlaps this input: read it before anything is written
             ins.append(c.reshape(batch, math.prod(c.shape[1:])) if ax is not None else c.reshape(-1))
         ins += self._hidden(dtype)
+        compiled = self._compile(dtype)
+        for k in self.reduced:
+            outs[k][...] = 0  # a batch sum over [start, stop) starts from zero
         flat_outs = [o.reshape(-1) if k in self.reduced else o.reshape(batch, math.prod(o.shape[1:]))
                      for k, o in enumerate(outs)]
-        self._compile(dtype).func(start, stop, *ins, *flat_outs)
+        compiled.func(start, stop, *ins, *flat_outs)
         return unflatten(self.graph.treedef, outs)
 
     def _hidden(self, dtype):
@@ -395,8 +464,9 @@ class Kernel:
                 raise ValueError(f"out[{k}] must have shape {s} and dtype {dtype}, got {b.shape} {b.dtype}")
             if not b.flags.c_contiguous or not b.flags.writeable:
                 raise ValueError(f"out[{k}] must be C-contiguous and writeable")
-        for k in self.reduced:
-            bufs[k][...] = 0  # a batch sum over [start, stop) starts from zero
+            for j in range(k):
+                if np.may_share_memory(b, bufs[j]):  # exact for C-contiguous buffers
+                    raise ValueError(f"out[{j}] and out[{k}] share memory; give each output a buffer of its own")
         return bufs
 
     def __repr__(self):

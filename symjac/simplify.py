@@ -20,16 +20,19 @@ zero and is skipped, never multiplied.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import numbers
 
 import numpy as np
 
+from symjac.errors import conversion_error
 from symjac.graph import Node, intern
 from symjac.ops import OPS, UNARY, evaluate
 
 __all__ = ["make", "rebuild", "BUILDERS", "const", "to_node", "ZERO", "ONE", "is_zero", "is_one", "non_ieee_rewrites"]
 
-_NON_IEEE = [False]
+# A context variable, not module state: a trace in another thread keeps its own setting.
+_NON_IEEE_VAR = contextvars.ContextVar("symjac_non_ieee_rewrites", default=False)
 
 
 @contextlib.contextmanager
@@ -37,18 +40,20 @@ def non_ieee_rewrites(enabled=True):
     """Allow ``x*0 -> 0``, ``x-x -> 0`` and ``x/x -> 1`` while tracing.
 
     These drop NaN and infinity (``inf*0`` is NaN in IEEE arithmetic), so they
-    are off unless asked for.
+    are off unless asked for.  The setting belongs to the current thread (and
+    asyncio task): traces running elsewhere keep IEEE semantics.
 
-    >>> import symjac
+    >>> import numpy as np, symjac
     >>> with symjac.non_ieee_rewrites():
-    ...     pass
+    ...     g = symjac.trace(lambda x: x[0] * 0.0 + x[1], (2,))
+    >>> len(g)
+    0
     """
-    old = _NON_IEEE[0]
-    _NON_IEEE[0] = enabled
+    token = _NON_IEEE_VAR.set(bool(enabled))
     try:
         yield
     finally:
-        _NON_IEEE[0] = old
+        _NON_IEEE_VAR.reset(token)
 
 
 def const(value):
@@ -171,7 +176,7 @@ def _sub(a, b):
         return make("neg", b)
     if b.op == "neg":
         return make("add", a, b.args[0])
-    if a is b and _NON_IEEE[0]:
+    if a is b and _NON_IEEE_VAR.get():
         return ZERO
     return None
 
@@ -187,7 +192,7 @@ def _mul(a, b):
         return make("neg", a)
     if a.op == "neg" and b.op == "neg":
         return make("mul", a.args[0], b.args[0])
-    if _NON_IEEE[0] and (is_zero(a) or is_zero(b)):
+    if _NON_IEEE_VAR.get() and (is_zero(a) or is_zero(b)):
         return ZERO
     return None
 
@@ -197,7 +202,7 @@ def _div(a, b):
         return a
     if b.op == "const" and b.attr == -1.0:
         return make("neg", a)
-    if a is b and _NON_IEEE[0]:
+    if a is b and _NON_IEEE_VAR.get():
         return ONE
     return None
 
@@ -300,9 +305,7 @@ Node.hypot = lambda self, other: make("hypot", self, other)
 
 
 def _node_float(self):
-    from symjac.errors import TracerBoolError
-
-    raise TracerBoolError("float()")
+    raise conversion_error("float()")
 
 
 Node.__float__ = _node_float

@@ -29,7 +29,7 @@ from sympy.logic.boolalg import BooleanFalse, BooleanTrue
 from sympy.tensor.array import NDimArray
 
 from symjac.errors import UnsupportedOperationError
-from symjac.graph import Graph, toposort
+from symjac.graph import BUILDING, Graph, toposort
 from symjac.ops import OPS
 from symjac.simplify import const, make
 from symjac.tracer import make_inputs
@@ -418,14 +418,15 @@ def from_sympy(exprs, inputs, params=()):
         raise ValueError(f"from_sympy: {', '.join(map(str, both))} in both inputs and params; "
                          "a symbol is either differentiated (inputs) or held fixed (params)")
     shapes = [in_shape] + ([p_shape] if p_syms else [])
-    leaves = make_inputs(shapes)
-    symbols = {}
-    for leaf, syms in zip(leaves, [in_syms, p_syms]):
-        for node, s in zip(leaf.reshape(-1), syms):
-            symbols[s] = node
-    arr = _expr_array(exprs)
-    out = np.empty(arr.shape, dtype=object)
-    nodes = nodes_from_sympy(list(arr.ravel()), symbols)
+    with BUILDING:
+        leaves = make_inputs(shapes)
+        symbols = {}
+        for leaf, syms in zip(leaves, [in_syms, p_syms]):
+            for node, s in zip(leaf.reshape(-1), syms):
+                symbols[s] = node
+        arr = _expr_array(exprs)
+        out = np.empty(arr.shape, dtype=object)
+        nodes = nodes_from_sympy(list(arr.ravel()), symbols)
     if out.size:
         out.reshape(-1)[:] = nodes
     return Graph(leaves, [out], treedef="*")

@@ -11,14 +11,15 @@ their own here.  A model therefore traces unchanged.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import math
 import numbers
 
 import numpy as np
 
-from symjac.errors import TracerBoolError, UnsupportedOperationError
-from symjac.graph import Graph, Node, intern, substitute
+from symjac.errors import NumericArrayError, TracerBoolError, UnsupportedOperationError, conversion_error
+from symjac.graph import BUILDING, Graph, Node, intern, substitute
 from symjac.interpret import evaluate_nodes
 from symjac.simplify import const, make, rebuild, to_node
 from symjac import tensor as T
@@ -178,7 +179,8 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __iter__(self):
         if self.ndim == 0:
-            raise TypeError("iteration over a 0-d traced array")
+            raise TypeError("iteration over a 0-d traced array (a scalar per sample); is the batch axis "
+                            "the axis you meant to iterate over?")
         for i in range(self.shape[0]):
             yield self[i]
 
@@ -186,16 +188,16 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         raise TracerBoolError("bool()")
 
     def __float__(self):
-        raise TracerBoolError("float()")
+        raise conversion_error("float()")
 
     def __int__(self):
-        raise TracerBoolError("int()")
+        raise conversion_error("int()")
 
     def __index__(self):
         raise TracerBoolError("an integer conversion (as an index or a range bound)")
 
     def __complex__(self):
-        raise TracerBoolError("complex()")
+        raise conversion_error("complex()")
 
     def item(self, *args):
         raise TracerBoolError(".item()")
@@ -205,7 +207,8 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __array__(self, dtype=None, copy=None):
         if dtype is not None and np.dtype(dtype) != object:
-            raise TracerBoolError(f"conversion to a NumPy array of dtype {np.dtype(dtype)}")
+            raise NumericArrayError(f"converted to a NumPy array of dtype {np.dtype(dtype)} (stored into a "
+                                    "numeric array, or np.asarray(x, dtype=...))")
         return self.nodes
 
     # -- indexing ---------------------------------------------------------
@@ -214,13 +217,24 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         return _wrap(self.nodes[key])
 
     def __setitem__(self, key, value):
+        """NumPy's assignment (item, slice, integer-array and boolean-mask
+        indices), on the elements; writes through a view reach its base."""
         _check_index(key)
-        if self._view is not None and self._nodes is None:
-            base, fn = self._view
-            self._nodes = fn(base.nodes)
         nodes = self.nodes
         self.tensor = None  # from now on the elements are the truth
-        nodes[key] = _nodes(value)
+        v = _nodes(value)
+        target = nodes[key]
+        if isinstance(target, np.ndarray):
+            try:
+                v = np.broadcast_to(v, target.shape)
+            except ValueError:
+                raise ValueError(f"cannot store a value of shape {v.shape} into a selection of shape "
+                                 f"{target.shape}") from None
+            nodes[key] = v
+        elif v.size != 1:
+            raise ValueError(f"cannot store a value of shape {v.shape} into one element")
+        else:
+            nodes[key] = v.reshape(())[()]  # the node itself, never a 0-d array inside the object array
 
     # -- methods users call -----------------------------------------------
     def reshape(self, *shape, order="C"):
@@ -300,10 +314,16 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     # -- NumPy protocols --------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if kwargs.get("out") is not None:
-            raise UnsupportedOperationError(
-                f"np.{ufunc.__name__}(..., out=...) on traced arrays: write `y = np.{ufunc.__name__}(...)` "
-                "instead of filling an output buffer")
+        out = kwargs.pop("out", None)
+        if out is not None:  # y += x, np.add(a, b, out=y): computed, then stored into y's elements
+            outs = out if isinstance(out, tuple) else (out,)
+            if len(outs) != 1 or not isinstance(outs[0], TracedArray):
+                if len(outs) == 1 and isinstance(outs[0], np.ndarray):
+                    raise NumericArrayError(f"written by np.{ufunc.__name__}(..., out=...) into a NumPy array "
+                                            "of numbers")
+                raise UnsupportedOperationError(f"np.{ufunc.__name__}(..., out={out!r}) on traced arrays")
+            outs[0][...] = self.__array_ufunc__(ufunc, method, *inputs, **kwargs)
+            return outs[0]
         if "where" in kwargs:
             raise UnsupportedOperationError(f"np.{ufunc.__name__}(..., where=...) on traced arrays; "
                                             "use np.where(condition, a, b)")
@@ -420,7 +440,9 @@ TracedArray.__abs__ = lambda self: np.abs(self)
 # big enough to be worth a loop, and everything computed elementwise from them,
 # stay whole (symjac.tensor); anything else sees the elements (``nodes``).
 
-_POLICY = {"min_work": 64, "min_operand": 32, "unroll_size": 8}
+# A context variable, not module state: a trace in another thread keeps its own policy.
+_POLICY_VAR = contextvars.ContextVar("symjac_tensor_policy",
+                                     default={"min_work": 64, "min_operand": 32, "unroll_size": 8})
 
 
 class tensor_policy:
@@ -450,13 +472,11 @@ class tensor_policy:
         self.new = {"min_work": min_work, "min_operand": min_operand, "unroll_size": unroll_size}
 
     def __enter__(self):
-        self.old = dict(_POLICY)
-        _POLICY.update(self.new)
+        self._tokens = getattr(self, "_tokens", []) + [_POLICY_VAR.set(dict(self.new))]
         return self
 
     def __exit__(self, *exc):
-        _POLICY.clear()
-        _POLICY.update(self.old)
+        _POLICY_VAR.reset(self._tokens.pop())
 
 
 def _is_tensor(x):
@@ -485,7 +505,7 @@ def _from_tensor(t):
     """A TracedArray for tensor node ``t``; small results are unrolled into scalars."""
     if not t.shape:
         return TracedArray(_scalar_array(t))
-    if math.prod(t.shape) <= _POLICY["unroll_size"]:
+    if math.prod(t.shape) <= _POLICY_VAR.get()["unroll_size"]:
         return TracedArray(TracedArray(tensor=t).nodes)
     return TracedArray(tensor=t)
 
@@ -505,10 +525,10 @@ def _dense_constant(x):
     """The values of ``x`` when it is a big, dense constant array (captured
     weights), else None.  Mostly-zero constants (a stoichiometry matrix) stay
     scalar, where their zeros simplify away."""
-    if _POLICY["min_work"] is None or isinstance(x, TracedArray):
+    if _POLICY_VAR.get()["min_work"] is None or isinstance(x, TracedArray):
         return None
     vals = _constant_values(x)
-    if vals is None or vals.size < max(_POLICY["min_operand"], 2) or np.count_nonzero(vals) < 0.9 * vals.size:
+    if vals is None or vals.size < max(_POLICY_VAR.get()["min_operand"], 2) or np.count_nonzero(vals) < 0.9 * vals.size:
         return None
     return vals
 
@@ -579,13 +599,13 @@ def _variable_count(x):
 def _worth_tensor(sizes, a, b):
     if _is_tensor(a) or _is_tensor(b):
         return True
-    if _POLICY["min_work"] is None:
+    if _POLICY_VAR.get()["min_work"] is None:
         return False
-    if math.prod(sizes.values()) < _POLICY["min_work"]:
+    if math.prod(sizes.values()) < _POLICY_VAR.get()["min_work"]:
         return False
     if _sparse_constant(a) or _sparse_constant(b):
         return False  # unrolled, its zeros drop out, and the Jacobian keeps its sparsity
-    return max(_variable_count(a), _variable_count(b)) >= _POLICY["min_operand"]
+    return max(_variable_count(a), _variable_count(b)) >= _POLICY_VAR.get()["min_operand"]
 
 
 def _sparse_constant(x):
@@ -915,6 +935,32 @@ def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
     return TracedArray(out)
 
 
+def _creation_dtype(dtype, func):
+    if dtype is not None and np.dtype(dtype).kind not in "biuf":
+        raise UnsupportedOperationError(f"np.{func}(..., dtype={np.dtype(dtype)}, like=...): traced arrays "
+                                        "hold real numbers")
+
+
+def _filled(shape, fill_value, dtype=None, func="full"):
+    """np.zeros/ones/empty/full(..., like=traced): an array of constant (or traced) nodes."""
+    _creation_dtype(dtype, func)
+    out = np.empty(shape, dtype=object)
+    out[...] = np.broadcast_to(_nodes(fill_value), out.shape)
+    return TracedArray(out)
+
+
+def _array_like(obj, dtype=None, *args, ndmin=0, **kwargs):
+    """np.array/np.asarray(obj, like=traced): the values of ``obj`` as traced nodes."""
+    _creation_dtype(dtype, "array")
+    arr = _nodes(obj)
+    return TracedArray(arr.reshape((1,) * (ndmin - arr.ndim) + arr.shape) if arr.ndim < ndmin else arr)
+
+
+def _constant_like(func):
+    """A creation function of constants (np.arange, np.eye, ...) called with like=traced."""
+    return lambda *args, **kwargs: TracedArray(_nodes(func(*args, **kwargs)))
+
+
 def _array_equal_error(*args, **kwargs):
     raise TracerBoolError("np.array_equal/np.allclose (a Python bool)")
 
@@ -931,6 +977,17 @@ FUNCTIONS = {
     np.ones_like: lambda a, dtype=None, order="K", subok=True, shape=None: _full_like(a, 1.0, shape=shape),
     np.empty_like: lambda a, dtype=None, order="K", subok=True, shape=None: _full_like(a, 0.0, shape=shape),
     np.full_like: _full_like,
+    # with like=traced: np.zeros(n, like=y) is the traced counterpart of np.zeros(n)
+    np.zeros: lambda shape, dtype=None, order="C", **kw: _filled(shape, 0.0, dtype, "zeros"),
+    np.empty: lambda shape, dtype=None, order="C", **kw: _filled(shape, 0.0, dtype, "empty"),
+    np.ones: lambda shape, dtype=None, order="C", **kw: _filled(shape, 1.0, dtype, "ones"),
+    np.full: lambda shape, fill_value, dtype=None, order="C", **kw: _filled(shape, fill_value, dtype),
+    np.array: _array_like,
+    np.asarray: _array_like,
+    np.asanyarray: _array_like,
+    np.arange: _constant_like(np.arange),
+    np.eye: _constant_like(np.eye),
+    np.identity: _constant_like(np.identity),
     np.array_equal: _array_equal_error,
     np.allclose: _array_equal_error,
     np.dot: _dot,
@@ -981,14 +1038,20 @@ def make_inputs(shapes, trace_id=None):
     return arrays
 
 
-def call_traced(f, arrays):
-    """Call ``f`` on traced copies of the leaf ``arrays``, explaining NumPy's
-    own error when a traced value is stored into a numeric array."""
+def call_traced(f, arrays, note=None):
+    """Call ``f`` on traced copies of the leaf ``arrays``.  An error raised
+    while tracing gets ``note()`` (what the arguments looked like) as a note."""
     try:
-        return f(*[TracedArray(a.copy()) for a in arrays])
-    except ValueError as e:
-        if "setting an array element with a sequence" in str(e):
-            raise TracerBoolError("storing into a numeric NumPy array (np.zeros, np.empty)") from e
+        try:
+            return f(*[TracedArray(a.copy()) for a in arrays])
+        except ValueError as e:
+            # NumPy storing a traced value (a sequence to it) into an array of numbers
+            if "setting an array element with a sequence" in str(e):
+                raise NumericArrayError() from e
+            raise
+    except Exception as e:
+        if note is not None:
+            e.add_note(note())
         raise
 
 
@@ -1045,14 +1108,31 @@ def trace(f, *examples):
     if not callable(f):
         raise TypeError(f"trace: f must be callable, got {type(f).__name__}")
     shapes = [_shape_of(e) for e in examples]
-    inputs = make_inputs(shapes)
-    outputs, treedef = outputs_of(call_traced(f, inputs))
+    with BUILDING:
+        inputs = make_inputs(shapes)
+        outputs, treedef = outputs_of(call_traced(f, inputs))
     return Graph(inputs, outputs, treedef=treedef)
 
 
 def call_graph(graph, args):
     """Apply a graph to traced arguments (substitution) or numbers (evaluation)."""
     if any(is_traced(a) for a in args):
+        return _substitute_graph(graph, args)
+    values = {}
+    for leaf, arg in zip(graph.inputs, args):
+        arr = np.broadcast_to(np.asarray(arg, dtype=float), leaf.shape)
+        for l, v in zip(leaf.ravel(), arr.ravel()):
+            values[l.id] = v
+    vals = evaluate_nodes(graph.output_nodes(), values)
+    outs, i = [], 0
+    for o in graph.outputs:
+        outs.append(np.array(vals[i: i + o.size], dtype=float).reshape(o.shape))
+        i += o.size
+    return unflatten(graph.treedef, outs)
+
+
+def _substitute_graph(graph, args):
+    with BUILDING:
         mapping = {}
         for leaf, arg in zip(graph.inputs, args):
             arr = np.broadcast_to(_nodes(arg), leaf.shape)
@@ -1066,16 +1146,4 @@ def call_graph(graph, args):
             arr.reshape(-1)[:] = new[i: i + o.size] if o.size else []
             i += o.size
             outs.append(TracedArray(arr))
-    else:
-        values = {}
-        for leaf, arg in zip(graph.inputs, args):
-            arr = np.broadcast_to(np.asarray(arg, dtype=float), leaf.shape)
-            for l, v in zip(leaf.ravel(), arr.ravel()):
-                values[l.id] = v
-        roots = graph.output_nodes()
-        vals = evaluate_nodes(roots, values)
-        outs, i = [], 0
-        for o in graph.outputs:
-            outs.append(np.array(vals[i: i + o.size], dtype=float).reshape(o.shape))
-            i += o.size
     return unflatten(graph.treedef, outs)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 
 import numpy as np
 
 from symjac.differentiate import jacobian_nodes
-from symjac.kernel import Kernel, check_arguments, resolve_backend
+from symjac.kernel import Kernel, check_arguments, refuse_container, resolve_backend
 from symjac.graph import substitute
 from symjac.laplacian import laplacian_nodes
 from symjac.simplify import ZERO, make, rebuild
@@ -86,7 +87,6 @@ def traced_jacobian(f, argnums, multi, mode):
         flat_out = [n for o in v.outs for n in o.ravel()]
         J = v.substitute(jacobian_nodes(flat_out, v.flat_in, mode))
         blocks, r = [], 0
-        jac.block_out_ndims = [o.ndim for o in v.outs for _ in nums]
         for o in v.outs:
             row, c = [], 0
             for i in nums:
@@ -138,7 +138,12 @@ def traced_laplacian(f, argnum):
 
 
 class Transformed:
-    """A transformed per-sample function: traced on traced input, compiled on arrays."""
+    """A transformed per-sample function: traced on traced input, compiled on arrays.
+
+    One `Kernel` per (per-sample shapes, shared arguments), made on the first
+    call that needs it; first calls from several threads are safe (one
+    traces, the others wait).
+    """
 
     def __init__(self, traced, *, in_axes, backend, name, doc=None):
         self._traced = traced
@@ -146,6 +151,7 @@ class Transformed:
         self.backend = resolve_backend(backend)
         self.name = name
         self._kernels = {}
+        self._lock = threading.Lock()
         if doc:
             self.__doc__ = doc
 
@@ -159,14 +165,19 @@ class Transformed:
         key = (shapes, tuple(ax is None for ax in axes))
         k = self._kernels.get(key)
         if k is None:
-            k = Kernel(self._traced, in_axes=self.in_axes, backend=self.backend, name=self.name)
-            k.specialize(shapes, axes)
-            self._kernels[key] = k
+            with self._lock:
+                k = self._kernels.get(key)
+                if k is None:
+                    k = self._kernels[key] = self._specialize(shapes, axes, checked)
         return k
+
+    def _specialize(self, shapes, axes, checked):
+        k = Kernel(self._traced, in_axes=self.in_axes, backend=self.backend, name=self.name)
+        return k.specialize(shapes, axes, checked)
 
     def __call__(self, *args, out=None, start=0, stop=None):
         if any(is_traced(a) for a in args):
-            return self._traced(*[a if isinstance(a, TracedArray) else TracedArray(as_nodes(a)) for a in args])
+            return self._traced(*_traced_args(args))
         checked = check_arguments(self._traced, args, self.in_axes)
         return self._kernel_for(checked).run(checked, out=out, start=start, stop=stop)
 
@@ -174,36 +185,57 @@ class Transformed:
         return f"<symjac transform {self.name!r}, {len(self._kernels)} compiled shape(s)>"
 
 
+def _traced_args(args):
+    """Arguments of a transform called inside a trace, as traced arrays."""
+    for i, a in enumerate(args):
+        refuse_container(a, f"argument {i}")
+    return [a if isinstance(a, TracedArray) else TracedArray(as_nodes(a)) for a in args]
+
+
 class SparseTransformed(Transformed):
     """`jacobian(..., sparse=True)`: the kernel writes structural nonzeros only.
 
-    The zero pattern is read off the traced Jacobian when the kernel is
-    traced, and kept with the kernel (one pattern per compiled shape).
+    The zero pattern is read off the traced Jacobian while the kernel for a
+    shape is traced and is kept on that kernel (``kernel.sparsity``): a call
+    with other shapes, from any thread, has its own kernel and pattern.
     """
 
-    def __init__(self, dense_traced, **kw):
+    def __init__(self, dense_traced, argnums, **kw):
         self._dense = dense_traced
-        self._patterns = {}
-        self._last = None
-        super().__init__(self._sparse_traced, **kw)
+        self._argnums = argnums
 
-    def _sparse_traced(self, *args):
+        def sparse_traced(*args):
+            return self._sparse_values(args)[0]
+
+        sparse_traced.__wrapped__ = dense_traced  # argument names for error messages
+        super().__init__(sparse_traced, **kw)
+
+    def _sparse_values(self, args):
+        """(values, (patterns, treedef)): the Jacobian's structural nonzeros and where they sit."""
+        nums = _check_argnums(self._argnums, len(args))
         leaves, treedef = outputs_of(self._dense(*args))
         values, patterns = [], []
-        for J, nout_dims in zip(leaves, self._dense.block_out_ndims):
+        for j, J in enumerate(leaves):  # one block per (output, argnum), argnums varying fastest
+            nout_dims = J.ndim - np.ndim(as_nodes(args[nums[j % len(nums)]]))
             out_shape, in_shape = J.shape[:nout_dims], J.shape[nout_dims:]
             flat = J.reshape(math.prod(out_shape), math.prod(in_shape))
             rows, cols = np.nonzero(np.vectorize(lambda n: n is not ZERO, otypes=[bool])(flat)
                                     if flat.size else np.zeros(flat.shape, bool))
             values.append(TracedArray(flat[rows, cols]))
             patterns.append((rows.astype(np.int64), cols.astype(np.int64), out_shape, in_shape))
-        self._last = (patterns, treedef)
-        return unflatten(treedef, values)
+        return unflatten(treedef, values), (patterns, treedef)
 
-    def _kernel_for(self, checked):
-        k = super()._kernel_for(checked)
-        if id(k) not in self._patterns:
-            self._patterns[id(k)] = self._last
+    def _specialize(self, shapes, axes, checked):
+        found = []  # this specialization's own pattern: nothing shared with other shapes or threads
+
+        def traced(*args):
+            values, sparsity = self._sparse_values(args)
+            found.append(sparsity)
+            return values
+
+        k = Kernel(traced, in_axes=self.in_axes, backend=self.backend, name=self.name)
+        k.specialize(shapes, axes, checked)
+        k.sparsity = found[-1]
         return k
 
     def __call__(self, *args, out=None, start=0, stop=None):
@@ -212,7 +244,7 @@ class SparseTransformed(Transformed):
         checked = check_arguments(self._traced, args, self.in_axes)
         k = self._kernel_for(checked)
         values = k.run(checked, out=out, start=start, stop=stop)
-        patterns, treedef = self._patterns[id(k)]
+        patterns, treedef = k.sparsity
         leaves, _ = _flatten_values(values)
         return unflatten(treedef, [SparseJacobian(v, *p) for v, p in zip(leaves, patterns)])
 
@@ -257,7 +289,7 @@ def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=Fal
     functools.update_wrapper(traced, f, assigned=("__doc__",), updated=())
     traced.__name__ = name
     if sparse:
-        return SparseTransformed(traced, in_axes=in_axes, backend=backend, name=name)
+        return SparseTransformed(traced, nums, in_axes=in_axes, backend=backend, name=name)
     return Transformed(traced, in_axes=in_axes, backend=backend, name=name)
 
 
