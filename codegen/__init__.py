@@ -7,7 +7,8 @@ plain data that a test can build by hand.
 from codegen.backends import BACKENDS, CompiledKernel, compile_program, numba_available, print_program
 from codegen.printers import NumbaPrinter, NumPyPrinter, Printer, PrinterError
 from codegen.program import Param, Program, Stmt
+from codegen.structural import STRUCTURAL
 
 __all__ = ["BACKENDS", "CompiledKernel", "compile_program", "numba_available", "print_program",
            "Printer", "NumPyPrinter", "NumbaPrinter", "PrinterError",
-           "Param", "Program", "Stmt"]
+           "Param", "Program", "Stmt", "STRUCTURAL"]

@@ -7,7 +7,6 @@ read): tracebacks show the generated line, and Numba's own ``cache=True``
 keeps the machine code beside it, so a second process neither prints nor
 compiles again.  A damaged entry is rebuilt; an unusable directory falls back
 to a private temporary one (Numba) or to memory (NumPy) with one warning.
-`export` writes the same text to a file of the user's choosing.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from codegen.tiled import TiledNumbaPrinter
 from codegen.program import Program
 
 __all__ = ["CompiledKernel", "compile_program", "print_program", "cache_dir", "check_cache_dir",
-           "CacheDirectoryError", "numba_available", "BACKENDS", "export_source", "ParallelRunner", "num_threads"]
+           "CacheDirectoryError", "numba_available", "BACKENDS", "ParallelRunner", "num_threads"]
 
 BACKENDS = tuple(PRINTERS)
 _LOADED: dict = {}
@@ -96,10 +95,10 @@ class ParallelRunner:
 
     Samples are independent and each writes only its own output rows, so the
     slices need no synchronisation; the calling thread takes the first slice
-    and a fresh thread each of the others (about 50 us a thread, against
-    milliseconds of work at ``min_chunk`` samples).  Measured on the kinetics
-    Jacobian (B = 10^5, 2 cores, interleaved runs): 19.8 ms, the same as the
-    ``prange`` version of the kernel, which costs twice the compile time.
+    and a fresh thread each of the others (tens of microseconds a thread,
+    against milliseconds of work at ``min_chunk`` samples).  A ``prange``
+    kernel runs no faster and costs twice the compile time (figures in
+    benchmarks/RESULTS.md).
     """
 
     min_chunk = 2048  # below this many samples per thread, threading costs more than it saves
@@ -342,10 +341,3 @@ def _from_numba_cache(error):
             return True
         tb = tb.tb_next
     return False
-
-
-def export_source(source: str, path, wrapper: str = "") -> Path:
-    """Write a kernel's source (plus an optional wrapper) as a standalone module."""
-    path = Path(path)
-    path.write_text(source + ("\n" + wrapper if wrapper else ""))
-    return path

@@ -3,11 +3,15 @@
 `Printer` holds what all targets share; a target is a subclass that changes
 only what differs: `NumPyPrinter` (vectorized over the batch slice),
 and `NumbaPrinter` (a scalar loop over samples under ``numba.njit``, also
-used by the ``numba-parallel`` backend, which threads it over the batch).  Per-op output comes
-from a ``_print_<op>`` method when there is one, else from the
-``functions`` table; an op with neither raises `PrinterError` naming it.
-Names in the output are systematic (``x0`` inputs, ``out0`` outputs, ``v12``
-values, ``c3`` constants); nothing a user typed reaches the source.
+used by the ``numba-parallel`` backend, which threads it over the batch).
+An elementwise op prints from a ``_print_<op>`` method of the printer when
+there is one (a target-specific form, such as unrolled small powers), else
+from the template its registry entry gave the program
+(``Program.functions``) for the printer's ``target``; a structural tensor op
+prints from its entry in `codegen.structural`.  An op with neither raises
+`PrinterError` naming it.  Names in the output are systematic (``x0``
+inputs, ``out0`` outputs, ``v12`` values, ``c3`` constants, ``_F`` the
+float type); nothing a user typed reaches the source.
 """
 
 from __future__ import annotations
@@ -15,91 +19,14 @@ from __future__ import annotations
 import math
 import re
 
-from codegen.program import TENSOR_OPS, Program
+from codegen.program import Program
+from codegen.structural import NUMPY_HELPERS, STRUCTURAL, size as _size
 
 __all__ = ["Printer", "NumPyPrinter", "NumbaPrinter", "PrinterError", "PRINTERS", "safe_identifier"]
 
 
 class PrinterError(NotImplementedError):
     """The printer has no rule for an op."""
-
-
-_INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "lt": "<", "le": "<=", "gt": ">",
-          "ge": ">=", "eq": "==", "ne": "!="}
-
-_NUMPY_FUNCTIONS = {
-    "abs": "np.abs", "sign": "np.sign", "sqrt": "np.sqrt", "cbrt": "np.cbrt", "exp": "np.exp",
-    "exp2": "np.exp2", "expm1": "np.expm1", "log": "np.log", "log2": "np.log2",
-    "log10": "np.log10", "log1p": "np.log1p", "sin": "np.sin", "cos": "np.cos", "tan": "np.tan",
-    "asin": "np.arcsin", "acos": "np.arccos", "atan": "np.arctan", "sinh": "np.sinh",
-    "cosh": "np.cosh", "tanh": "np.tanh", "asinh": "np.arcsinh", "acosh": "np.arccosh",
-    "atanh": "np.arctanh", "atan2": "np.arctan2", "hypot": "np.hypot", "max": "np.maximum",
-    "min": "np.minimum", "erf": "_erf", "erfc": "_erfc",
-}
-
-
-def _size(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
-NUMPY_TENSOR_HELPERS = """
-def _pack(lead, shape, items):
-    # items: {flat index: value}; entries not given are zero
-    n = 1
-    for d in shape:
-        n *= d
-    out = np.zeros(lead + (n,), dtype=_T)
-    for j, v in items.items():
-        out[..., j] = v
-    return out.reshape(lead + shape)
-
-
-def _windows(x, kh, kw, stride, pads, ho, wo):
-    # x: (..., H, W, C) zero-padded; yields (dy, dx, view (..., ho, wo, C))
-    pad = [(0, 0)] * (x.ndim - 3) + [tuple(pads[0]), tuple(pads[1]), (0, 0)]
-    xp = np.pad(x, pad)
-    for dy in range(kh):
-        for dx in range(kw):
-            yield dy, dx, xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :]
-
-
-def _conv2d(x, w, bx, bw, attr):
-    stride, pads = attr
-    kh, kw = w.shape[-4], w.shape[-3]
-    H, W = x.shape[-3], x.shape[-2]
-    ho = (H + pads[0][0] + pads[0][1] - kh) // stride + 1
-    wo = (W + pads[1][0] + pads[1][1] - kw) // stride + 1
-    out = 0
-    for dy, dx, v in _windows(x, kh, kw, stride, pads, ho, wo):
-        out = out + np.einsum("...hwi,...io->...hwo", v, w[..., dy, dx, :, :], optimize=True)
-    return out
-
-
-def _conv2d_bx(g, w, bg, bw, attr):
-    stride, pads, (H, W) = attr
-    kh, kw = w.shape[-4], w.shape[-3]
-    ho, wo = g.shape[-3], g.shape[-2]
-    lead = np.broadcast_shapes(g.shape[:-3], w.shape[:-4])
-    xp = np.zeros(lead + (H + pads[0][0] + pads[0][1], W + pads[1][0] + pads[1][1], w.shape[-2]), dtype=_T)
-    for dy in range(kh):
-        for dx in range(kw):
-            xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :] += \\
-                np.einsum("...hwo,...io->...hwi", g, w[..., dy, dx, :, :], optimize=True)
-    return xp[..., pads[0][0]: pads[0][0] + H, pads[1][0]: pads[1][0] + W, :]
-
-
-def _conv2d_bw(x, g, bx, bg, attr):
-    stride, pads, (kh, kw) = attr
-    ho, wo = g.shape[-3], g.shape[-2]
-    parts = []
-    for dy, dx, v in _windows(x, kh, kw, stride, pads, ho, wo):
-        parts.append(np.einsum("...hwi,...hwo->...io", v, g, optimize=True))
-    out = np.stack(parts, axis=-3)
-    return out.reshape(out.shape[:-3] + (kh, kw) + out.shape[-2:])
-"""
 
 
 def safe_identifier(text, prefix="kernel"):
@@ -117,9 +44,9 @@ def float_literal(value):
 
 
 class Printer:
-    """Shared machinery: constants, statements, the known-function table."""
+    """Shared machinery: constants, statements, op templates."""
 
-    functions = dict(_NUMPY_FUNCTIONS)
+    target = "numpy"  # which of the registry's printing templates this printer uses
     max_unrolled_power = 4
 
     def __init__(self, dtype="float64"):
@@ -160,7 +87,7 @@ class Printer:
 
     def doprint(self, program: Program) -> str:
         self.begin(program)
-        consts = [f"    {s.name} = _T({float_literal(s.args[0])})" for s in program.body if s.op == "const"]
+        consts = [f"    {s.name} = _F({float_literal(s.args[0])})" for s in program.body if s.op == "const"]
         body = [self.print_stmt(s, program) for s in program.body if s.op != "const"]
         zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
         stores = [self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
@@ -178,7 +105,7 @@ class Printer:
             "# Standalone: needs only the imports below.",
             *sorted(self.imports | self.extra_imports()),
             "",
-            f"_T = np.{self.dtype}",
+            f"_F = np.{self.dtype}",
             "",
         ] + self.helpers()
 
@@ -198,11 +125,20 @@ class Printer:
     def print_stmt(self, s, program):
         if s.op == "load":
             return f"{s.name} = {self.print_load(s.args[0], s.args[1], program.inputs[s.args[0]].batched)}"
-        if s.op in TENSOR_OPS:
-            return f"{s.name} = {getattr(self, '_tensor_' + s.op)(s)}"
+        if s.op == "loadblock":
+            return f"{s.name} = {self.print_loadblock(s)}"
+        if program.is_structural(s):
+            return f"{s.name} = {self.structural(s).numpy(self, s)}"
         if s.shape:
             return f"{s.name} = {self.print_op(s.op, tuple(self.map_arg(a, s) for a in s.args))}"
         return f"{s.name} = {self.print_op(s.op, s.args)}"
+
+    def structural(self, s):
+        form = STRUCTURAL.get(s.op)
+        if form is None:
+            raise PrinterError(f"{type(self).__name__} cannot print the tensor op {s.op!r} (no codegen.structural "
+                               "entry)")
+        return form
 
     def map_arg(self, name, stmt):
         return name
@@ -211,25 +147,15 @@ class Printer:
         method = getattr(self, f"_print_{op}", None)
         if method is not None:
             return method(*args)
-        if op in _INFIX:
-            return f"{args[0]} {_INFIX[op]} {args[1]}"
-        fn = self.functions.get(op)
-        if fn is None:
-            raise PrinterError(f"{type(self).__name__} cannot print op {op!r}")
-        return f"{fn}({', '.join(args)})"
+        template = self.program.template(op, self.target) if self.program is not None else None
+        if template is None:
+            raise PrinterError(f"{type(self).__name__} cannot print op {op!r}: the program gives no "
+                               f"{self.target!r} template for it")
+        return template.format(*args)
 
     def is_plus_zero(self, name):
         v = self.consts.get(name)
         return v is not None and v == 0.0 and math.copysign(1.0, v) > 0
-
-    def _print_neg(self, a):
-        return f"-{a}"
-
-    def _print_stop(self, a):
-        return a
-
-    def _print_expit(self, a):
-        return f"_T(1.0) / (_T(1.0) + np.exp(-{a}))"
 
     def _print_pow(self, a, b):
         n = self.consts.get(b)
@@ -238,21 +164,11 @@ class Printer:
             return " * ".join([a] * int(n))
         return f"{a} ** {b}"
 
-    def _print_where(self, c, a, b):
-        return f"np.where({c}, {a}, {b})"
-
-    def _print_and(self, a, b):
-        return f"np.logical_and({a}, {b})"
-
-    def _print_or(self, a, b):
-        return f"np.logical_or({a}, {b})"
-
-    def _print_not(self, a):
-        return f"np.logical_not({a})"
-
 
 class NumPyPrinter(Printer):
     """Vectorized NumPy: each value is an array over the batch slice."""
+
+    target = "numpy"
 
     def helpers(self):
         lines = [
@@ -260,11 +176,11 @@ class NumPyPrinter(Printer):
             "    from scipy.special import erf as _erf, erfc as _erfc",
             "except ImportError:  # no SciPy: elementwise math.erf",
             "    import math",
-            "    _erf = np.vectorize(math.erf, otypes=[_T])",
-            "    _erfc = np.vectorize(math.erfc, otypes=[_T])",
+            "    _erf = np.vectorize(math.erf, otypes=[_F])",
+            "    _erfc = np.vectorize(math.erfc, otypes=[_F])",
             "",
         ]
-        return lines + (NUMPY_TENSOR_HELPERS.splitlines() if self.tensors else [])
+        return lines + (NUMPY_HELPERS.splitlines() if self.tensors else [])
 
     def print_load(self, k, i, batched):
         return f"x{k}[start:stop, {i}]" if batched else f"x{k}[{i}]"
@@ -298,67 +214,12 @@ class NumPyPrinter(Printer):
             return f"{name}[(slice(None),) + (None,) * {len(stmt.shape)}]"
         return name
 
-    def _tensor_loadblock(self, s):
+    def print_loadblock(self, s):
         k, i0 = s.args
         n = _size(s.shape)
         if s.batched:
             return f"x{k}[start:stop, {i0}:{i0 + n}].reshape((stop - start,) + {s.shape!r})"
         return f"x{k}[{i0}:{i0 + n}].reshape({s.shape!r})"
-
-    def _tensor_pack(self, s):
-        lead = "(stop - start,)" if s.batched else "()"
-        items = ", ".join(f"{j}: {a}" for j, a in enumerate(s.args) if not self.is_plus_zero(a))
-        return f"_pack({lead}, {s.shape!r}, {{{items}}})"
-
-    def _tensor_elem(self, s):
-        (t,) = s.args
-        if self.info[t].batched:
-            return f"{t}.reshape({t}.shape[0], -1)[:, {s.attr}]"
-        return f"np.reshape({t}, -1)[{s.attr}]"
-
-    def _tensor_bcast(self, s):
-        shape, dims = s.attr
-        expanded = tuple(shape[i] if i in dims else 1 for i in range(len(shape)))
-        (a,) = s.args
-        if s.batched:
-            return f"np.broadcast_to(np.reshape({a}, (stop - start,) + {expanded!r}), (stop - start,) + {shape!r})"
-        return f"np.broadcast_to(np.reshape({a}, {expanded!r}), {shape!r})"
-
-    def _tensor_tsum(self, s, fn="np.sum"):
-        return f"{fn}({s.args[0]}, axis={tuple(a + s.batched for a in s.attr)!r})"
-
-    def _tensor_tmax(self, s):
-        return self._tensor_tsum(s, "np.max")
-
-    def _tensor_tmin(self, s):
-        return self._tensor_tsum(s, "np.min")
-
-    def _tensor_reshape(self, s):
-        lead = "(stop - start,) + " if s.batched else ""
-        return f"np.reshape({s.args[0]}, {lead}{s.shape!r})"
-
-    def _tensor_transpose(self, s):
-        perm = (0,) + tuple(p + 1 for p in s.attr) if s.batched else s.attr
-        return f"np.transpose({s.args[0]}, {perm!r})"
-
-    def _tensor_einsum(self, s):
-        (sa, sb), out = s.attr.split("->")[0].split(","), s.attr.split("->")[1]
-        ba, bb = (self.info[a].batched for a in s.args)
-        spec = f"{'Z' * ba}{sa},{'Z' * bb}{sb}->{'Z' * s.batched}{out}"
-        return f"np.einsum({spec!r}, {s.args[0]}, {s.args[1]}, optimize=True)"
-
-    def _conv_call(self, fn, s):
-        a, b = s.args
-        return f"{fn}({a}, {b}, {self.info[a].batched}, {self.info[b].batched}, {s.attr!r})"
-
-    def _tensor_conv2d(self, s):
-        return self._conv_call("_conv2d", s)
-
-    def _tensor_conv2d_bx(self, s):
-        return self._conv_call("_conv2d_bx", s)
-
-    def _tensor_conv2d_bw(self, s):
-        return self._conv_call("_conv2d_bw", s)
 
 
 class NumbaPrinter(Printer):
@@ -372,7 +233,7 @@ class NumbaPrinter(Printer):
     releases the GIL); ``prange`` would double compile time for no speed.
     """
 
-    functions = {**_NUMPY_FUNCTIONS, "erf": "math.erf", "erfc": "math.erfc"}
+    target = "numba"
 
     def extra_imports(self):
         return {"import math", "import numba"}
@@ -396,18 +257,6 @@ class NumbaPrinter(Printer):
 
     def print_accumulate(self, k, i, v):
         return f"out{k}[{i}] += {v}"
-
-    def _print_where(self, c, a, b):
-        return f"{a} if {c} else {b}"
-
-    def _print_and(self, a, b):
-        return f"{a} and {b}"
-
-    def _print_or(self, a, b):
-        return f"{a} or {b}"
-
-    def _print_not(self, a):
-        return f"not {a}"
 
 
 PRINTERS = {"numpy": NumPyPrinter, "numba": NumbaPrinter, "numba-parallel": NumbaPrinter}

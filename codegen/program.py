@@ -1,37 +1,39 @@
 """`Program`: the plain-data contract between symjac and the printers.
 
 A program computes, for every sample ``b`` of a batch slice ``[start,
-stop)``, a straight line of scalar statements.  It knows nothing of tracing:
-a test can build one by hand.
+stop)``, a straight line of statements on scalars and per-sample tensors.
+It knows nothing of tracing: a test can build one by hand.
 
 - ``inputs``: `Param` per kernel argument, a 2-D array ``(batch, size)`` when
   ``batched`` else a flat 1-D array shared by every sample;
 - ``body``: `Stmt` list; ``op`` is ``"load"`` (args = input index, flat
-  position), ``"const"`` (args = a float) or an op name of `symjac.ops`
-  (args = names of earlier statements);
-- ``stores``: ``(output index, flat position, name)``;
+  position), ``"loadblock"`` (a tensor: input index and flat offset),
+  ``"const"`` (args = a float), an *elementwise* op (one with a template in
+  ``functions``; args = names of earlier statements; on tensors it applies
+  entry by entry and scalar arguments broadcast) or a *structural* tensor op
+  (its attribute in ``attr``; printed as a loop nest by the printers);
+- ``functions``: elementwise op -> {printer target: template}, e.g.
+  ``{"sin": {"numpy": "np.sin({0})"}}``; a target without a template uses
+  the ``"numpy"`` one;
+- ``stores``: ``(output index, flat position, name)``; ``block_stores``:
+  ``(output index, flat position, tensor name, flat offset, count)``;
 - ``outputs``: `Param` per output: batched ``(batch, size)``, or with
   ``reduce=True`` a flat ``(size,)`` accumulator to which every sample of
   the slice adds its value (a sum over the batch, computed in the kernel;
-  the caller zeroes it);
-  ``zero_fill`` lists the outputs that must be zeroed per sample before the
-  stores (their unstored entries are structural zeros).
+  the caller zeroes it); ``zero_fill`` lists the outputs that must be
+  zeroed per sample before the stores (their unstored entries are
+  structural zeros);
+- ``hidden_inputs``: arrays the caller passes after its own inputs (the
+  model's constant tensors); their Params are the last entries of ``inputs``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Param", "Stmt", "Program", "BOOL_OPS", "TENSOR_OPS"]
+__all__ = ["Param", "Stmt", "Program", "STATEMENT_KINDS"]
 
-BOOL_OPS = frozenset({"lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not"})
-# Tensor statements (attr in brackets): loadblock [input k, flat offset], pack [-],
-# elem [flat index], bcast [(shape, dims)], tsum/tmax/tmin [axes], reshape [shape],
-# transpose [perm], einsum [subscripts], conv2d [(stride, pads)],
-# conv2d_bx [(stride, pads, (H, W))], conv2d_bw [(stride, pads, (kh, kw))].
-# Any other op with a non-empty shape is elementwise (scalar arguments broadcast).
-TENSOR_OPS = frozenset({"loadblock", "pack", "elem", "bcast", "tsum", "tmax", "tmin", "reshape", "transpose", "einsum",
-                        "conv2d", "conv2d_bx", "conv2d_bw"})
+STATEMENT_KINDS = frozenset({"load", "loadblock", "const"})  # statements that are not ops
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,10 @@ class Param:
 @dataclass(frozen=True)
 class Stmt:
     """One statement.  Scalar statements have ``shape == ()``; a tensor
-    statement names its per-sample ``shape`` and the op's attribute (see
-    ``TENSOR_OPS``).  ``batched`` is False for a value that depends on no
-    batched input (it may be computed once, outside the sample loop)."""
+    statement names its per-sample ``shape``; ``attr`` is a structural op's
+    attribute; ``dtype`` is ``"float"`` or ``"bool"``.  ``batched`` is False
+    for a value that depends on no batched input (it may be computed once,
+    outside the sample loop)."""
 
     name: str
     op: str
@@ -54,6 +57,7 @@ class Stmt:
     attr: object = None
     shape: tuple = ()
     batched: bool = True
+    dtype: str = "float"
 
 
 @dataclass
@@ -64,14 +68,24 @@ class Program:
     stores: list
     zero_fill: frozenset = field(default_factory=frozenset)
     title: str = "kernel"
-    # (output index, flat position, tensor name, flat offset in the tensor, count)
     block_stores: list = field(default_factory=list)
-    # arrays the caller passes after its own inputs (constant tensors of the model);
-    # their Params are the last entries of ``inputs``
     hidden_inputs: list = field(default_factory=list)
+    functions: dict = field(default_factory=dict)
+
+    def is_structural(self, stmt):
+        """True for a tensor op printed as a loop nest (not a load, a constant or
+        an elementwise op)."""
+        return stmt.op not in STATEMENT_KINDS and stmt.op not in self.functions
 
     def has_tensors(self):
-        return any(s.shape or s.op in TENSOR_OPS for s in self.body)
+        return any(s.shape or s.op == "loadblock" or self.is_structural(s) for s in self.body)
+
+    def template(self, op, target):
+        """The printing template of elementwise ``op`` for ``target`` (or None)."""
+        forms = self.functions.get(op)
+        if forms is None:
+            return None
+        return forms.get(target, forms.get("numpy"))
 
     def validate(self):
         """Check that every name is defined before use and every store is in range."""

@@ -27,17 +27,17 @@ from __future__ import annotations
 
 import re
 
-from codegen.printers import NumbaPrinter, _size, float_literal
-from codegen.program import BOOL_OPS, TENSOR_OPS, Program
+from codegen.printers import NumbaPrinter, PrinterError, float_literal
+from codegen.program import Program
+from codegen.structural import STRUCTURAL, flat_index, size as _size
 
 __all__ = ["TiledNumbaPrinter", "choose_tile"]
 
 # One op reads and writes a few buffers at a time: the largest buffer of a tile
-# should stay near L2 size.  (Bounding the sum of all buffers instead made
-# 64-wide MLPs use 16-sample tiles and run 2.6x slower.)
+# should stay near L2 size (bounding the sum of all buffers instead gives
+# small tiles and slow wide layers; see benchmarks/RESULTS.md).
 TILE_BYTES = 256 << 10
 MIN_TILE, MAX_TILE = 4, 64
-_STANDALONE = TENSOR_OPS - {"pack", "elem", "loadblock"}
 
 
 SPLIT_LINES = 300  # a longer loop body is split into functions ...
@@ -53,25 +53,12 @@ def choose_tile(largest_tensor):
     return t
 
 
-def _strides(shape):
-    out, acc = [], 1
-    for d in reversed(shape):
-        out.append(acc)
-        acc *= d
-    return out[::-1]
-
-
-def _flat(vars_, shape):
-    """Flat C-order index expression of loop variables over ``shape``."""
-    terms = [f"{v} * {st}" if st != 1 else v for v, st, d in zip(vars_, _strides(shape), shape) if d != 1]
-    return " + ".join(terms) if terms else "0"
-
-
 # tanh as expm1(2|x|) / (expm1(2|x|) + 2) with the sign of x, expm1 from a
 # degree-13 Taylor polynomial on |r| <= ln(2)/2 and an exact power of two: no
 # libm call, so LLVM vectorizes it across the tile (libm's tanh is a scalar
-# call, and was 40% of the PINN kernel).  At most 3 ulp from NumPy's tanh over
-# 1.4 million points from 1e-8 to 30; signed zeros, infinities and NaN kept.
+# call; benchmarks/RESULTS.md has its share of the PINN kernel).  At most 3 ulp
+# from NumPy's tanh over 1.4 million points from 1e-8 to 30; signed zeros,
+# infinities and NaN kept.
 TANH_HELPER = """
 @numba.njit(inline='always', error_model='numpy', fastmath={'contract'})
 def _tanh(x):
@@ -93,10 +80,11 @@ def _tanh(x):
 class TiledNumbaPrinter(NumbaPrinter):
     """Numba source for a tensor program, tiled over the batch."""
 
-    functions = {**NumbaPrinter.functions, "tanh": "_tanh"}
-
     def helpers(self):
         return TANH_HELPER.splitlines() + [""]
+
+    def _print_tanh(self, a):
+        return f"_tanh({a})"
 
     def doprint(self, program: Program) -> str:
         self.begin(program)
@@ -105,17 +93,17 @@ class TiledNumbaPrinter(NumbaPrinter):
         blocks = self._blocks(batched)
         self.block_of = {s.name: b for b, (_, _, stmts) in enumerate(blocks) for s in stmts}
         self.buffered = self._buffered(blocks)
-        self.T = choose_tile(max((_size(self.info[n].shape) for n in self.buffered), default=1))
+        self.tile = choose_tile(max((_size(self.info[n].shape) for n in self.buffered), default=1))
         ins = [f"x{k}" for k in range(len(program.inputs))]
         outs = [f"out{k}" for k in range(len(program.outputs))]
         body = ["    # values shared by every sample, computed once"]
         for s in hoisted:
             body += self._hoisted(s)
-        body.append(f"    # tile buffers: T = {self.T} samples on the last axis")
+        body.append(f"    # tile buffers: T = {self.tile} samples on the last axis")
         for n in sorted(self.buffered, key=lambda n: (n[0], int(n[1:]))):
             st = self.info[n]
-            dt = "np.bool_" if st.op in BOOL_OPS else "_T"
-            shape = f"({_size(st.shape)}, {self.T})" if st.shape else f"({self.T},)"
+            dt = "np.bool_" if st.dtype == "bool" else "_F"
+            shape = f"({_size(st.shape)}, {self.tile})" if st.shape else f"({self.tile},)"
             if st.op != "reshape":
                 body.append(f"    {self._buf(n)} = np.zeros({shape}, dtype={dt})")
         for s in batched:  # a reshape is its source's buffer under another name
@@ -125,11 +113,11 @@ class TiledNumbaPrinter(NumbaPrinter):
         defined = {s.name for s in hoisted} | {self._buf(n) for n in self.buffered} | \
             {s.name for s in batched if s.op == "reshape"} | set(ins) | set(outs)
         helpers, calls = self._split(parts, defined)
-        body += [f"    for b0 in range(start, stop, {self.T}):",
-                 f"        n = min({self.T}, stop - b0)",
+        body += [f"    for b0 in range(start, stop, {self.tile}):",
+                 f"        n = min({self.tile}, stop - b0)",
                  "        last = b0 + n - 1"]
         body += ["        " + ln for ln in calls]
-        preamble = [f"MIN_CHUNK = {max(2 * self.T, 16)}  # samples per thread worth starting one for", "",
+        preamble = [f"MIN_CHUNK = {max(2 * self.tile, 16)}  # samples per thread worth starting one for", "",
                     *helpers]
         return self.module(program, body, preamble)
 
@@ -140,8 +128,7 @@ class TiledNumbaPrinter(NumbaPrinter):
     def _split(self, parts, defined):
         """The tile loop's body: inline when short, else functions of about
         ``PART_LINES`` lines each, called per tile (Numba's liveness analysis and
-        LLVM's passes grow faster than linearly with one function's size: a
-        10-layer MLP compiled in 50 s as one function)."""
+        LLVM's passes grow faster than linearly with one function's size)."""
         total = sum(len(p) for p in parts)
         if total <= SPLIT_LINES:
             return [], [ln for p in parts for ln in p]
@@ -165,12 +152,12 @@ class TiledNumbaPrinter(NumbaPrinter):
 
     # -- grouping ----------------------------------------------------------------------
     def _kind(self, s):
-        if s.op in _STANDALONE:
+        if self.program.is_structural(s) and s.op not in ("pack", "elem"):
             return "tensor", s.name
-        if s.shape and s.op not in ("pack", "loadblock"):
-            return "map", _size(s.shape)
         if s.op == "loadblock":
             return "tensor", s.name
+        if s.shape and s.op != "pack":
+            return "map", _size(s.shape)
         return "scalar", 1
 
     def _blocks(self, stmts):
@@ -238,23 +225,23 @@ class TiledNumbaPrinter(NumbaPrinter):
     # -- hoisted (shared) statements ----------------------------------------------------------
     def _hoisted(self, s):
         if s.op == "const":
-            return [f"    {s.name} = _T({float_literal(s.args[0])})"]
+            return [f"    {s.name} = _F({float_literal(s.args[0])})"]
         if s.op == "load":
             return [f"    {s.name} = x{s.args[0]}[{s.args[1]}]"]
         if s.op == "loadblock":
             k, i0 = s.args
             return [f"    {s.name} = x{k}[{i0}:{i0 + _size(s.shape)}]"]
-        if not s.shape and s.op not in TENSOR_OPS:
+        if not s.shape and not self.program.is_structural(s):
             return [f"    {s.name} = {self.print_op(s.op, s.args)}"]
         if s.op == "elem":
             return [f"    {s.name} = {s.args[0]}[{s.attr}]"]
-        dt = "np.bool_" if s.op in BOOL_OPS else "_T"
+        dt = "np.bool_" if s.dtype == "bool" else "_F"
         lines = [f"    {s.name} = np.zeros({_size(s.shape)}, dtype={dt})"] if s.op != "reshape" else []
         if s.op == "pack":  # zero entries: the buffer starts at zero and nothing else writes it
             return lines + [f"    {s.name}[{j}] = {a}" for j, a in enumerate(s.args) if not self.is_plus_zero(a)]
         if s.op == "reshape":
             return [f"    {s.name} = {s.args[0]}"]
-        if s.shape and s.op not in TENSOR_OPS:
+        if s.shape and not self.program.is_structural(s):
             expr = self.print_op(s.op, tuple(self._ref(a, "i") for a in s.args))
             return lines + [f"    for i in range({_size(s.shape)}):", f"        {s.name}[i] = {expr}"]
         return lines + ["    " + ln for ln in self._tensor(s, tile=False)]
@@ -270,7 +257,7 @@ class TiledNumbaPrinter(NumbaPrinter):
 
     def _scalar_block(self, stmts):
         local = {s.name for s in stmts if not s.shape}
-        lines = ["for s in range(%d):" % self.T]
+        lines = ["for s in range(%d):" % self.tile]
         if any(s.op == "load" for s in stmts):
             lines.append("    b = min(b0 + s, last)")
         for s in stmts:
@@ -291,7 +278,7 @@ class TiledNumbaPrinter(NumbaPrinter):
 
     def _map_block(self, size, stmts):
         local = {s.name for s in stmts}
-        lines = [f"for i in range({size}):", f"    for s in range({self.T}):"]
+        lines = [f"for i in range({size}):", f"    for s in range({self.tile}):"]
         for s in stmts:
             args = tuple(self._ref(a, "i", local) for a in s.args)
             lines.append(f"        e_{s.name} = {self.print_op(s.op, args)}")
@@ -299,8 +286,8 @@ class TiledNumbaPrinter(NumbaPrinter):
                 lines.append(f"        {s.name}[i, s] = e_{s.name}")
         return lines
 
-    # -- tensor ops as loop nests ------------------------------------------------------------------
-    def _el(self, name, flat, tile):
+    # -- tensor ops as loop nests (their forms live in codegen.structural) -------------------
+    def el(self, name, flat, tile):
         """Element access inside a loop nest: the s loop exists when ``tile``."""
         st = self.info[name]
         if st.op == "const":
@@ -309,142 +296,42 @@ class TiledNumbaPrinter(NumbaPrinter):
             return f"{name}[{flat}]" if st.shape else name
         return f"{name}[{flat}, s]" if st.shape else f"{name}_[s]"
 
-    def _inner(self, tile, lines, depth):
+    def inner(self, tile, lines, depth):
         """``lines`` inside the s loop (when tiled) at ``depth`` levels of indentation."""
         pad = "    " * depth
         if not tile:
             return [pad + ln for ln in lines]
-        return [pad + f"for s in range({self.T}):"] + [pad + "    " + ln for ln in lines]
+        return [pad + f"for s in range({self.tile}):"] + [pad + "    " + ln for ln in lines]
 
-    def _nest(self, loops):
+    def nest(self, loops):
         """``for`` headers for (var, extent) pairs; returns (lines, depth)."""
         return [("    " * d) + f"for {v} in range({n}):" for d, (v, n) in enumerate(loops)], len(loops)
 
+    def out_el(self, s, flat, tile):
+        """The element of statement ``s``'s own buffer being written."""
+        return f"{s.name}[{flat}, s]" if tile else f"{s.name}[{flat}]"
+
+    def fill(self, s, tile, value="0"):
+        """Set every element of ``s`` (its tile slots when ``tile``) to ``value``."""
+        if not s.shape:
+            return [f"{s.name}_[:] = {value}" if tile else f"{s.name} = _F({value})"]
+        return [f"{s.name}[:, :] = {value}" if tile else f"{s.name}[:] = {value}"]
+
     def _tensor(self, s, tile):
         tile = tile and s.batched
-        return getattr(self, "_loop_" + s.op)(s, tile)
-
-    def _target(self, s, flat, tile):
-        return f"{s.name}[{flat}, s]" if tile else f"{s.name}[{flat}]"
+        if s.op == "loadblock":
+            return self._loop_loadblock(s, tile)
+        form = STRUCTURAL.get(s.op)
+        if form is None or not hasattr(form, "loops"):
+            raise PrinterError(f"{type(self).__name__} cannot print the tensor op {s.op!r} (no loop form in "
+                               "codegen.structural)")
+        return form.loops(self, s, tile)
 
     def _loop_loadblock(self, s, tile):
         k, i0 = s.args
         n = _size(s.shape)
-        return [f"for s in range({self.T}):", "    b = min(b0 + s, last)",
+        return [f"for s in range({self.tile}):", "    b = min(b0 + s, last)",
                 f"    for j in range({n}):", f"        {s.name}[j, s] = x{k}[b, {i0} + j]"]
-
-    def _loop_reshape(self, s, tile):
-        return [] if tile else [f"{s.name} = {s.args[0]}"]  # tiled: aliased once, before the loop
-
-    def _loop_bcast(self, s, tile):
-        shape, dims = s.attr
-        (a,) = s.args
-        vars_ = [f"i{d}" for d in range(len(shape))]
-        head, depth = self._nest(list(zip(vars_, shape)))
-        src = self._el(a, _flat([vars_[d] for d in dims], [shape[d] for d in dims]), tile)
-        return head + self._inner(tile, [f"{self._target(s, _flat(vars_, shape), tile)} = {src}"], depth)
-
-    def _loop_transpose(self, s, tile):
-        (a,) = s.args
-        in_shape = self.info[a].shape
-        vars_ = [f"i{d}" for d in range(len(s.shape))]
-        in_vars = [None] * len(in_shape)
-        for out_axis, in_axis in enumerate(s.attr):
-            in_vars[in_axis] = vars_[out_axis]
-        head, depth = self._nest(list(zip(vars_, s.shape)))
-        src = self._el(a, _flat(in_vars, in_shape), tile)
-        return head + self._inner(tile, [f"{self._target(s, _flat(vars_, s.shape), tile)} = {src}"], depth)
-
-    def _fill(self, s, tile, value="0"):
-        """Set every element of ``s`` (its tile slots when ``tile``) to ``value``."""
-        if not s.shape:
-            return [f"{s.name}_[:] = {value}" if tile else f"{s.name} = _T({value})"]
-        return [f"{s.name}[:, :] = {value}" if tile else f"{s.name}[:] = {value}"]
-
-    def _loop_tsum(self, s, tile, fill="0", combine=None):
-        """A reduction over ``s.attr``: a sum, or with ``combine`` a max or min."""
-        (a,) = s.args
-        in_shape = self.info[a].shape
-        vars_ = [f"i{d}" for d in range(len(in_shape))]
-        kept = [d for d in range(len(in_shape)) if d not in s.attr]
-        head, depth = self._nest(list(zip(vars_, in_shape)))
-        out_flat = _flat([vars_[d] for d in kept], [in_shape[d] for d in kept])
-        target = self._target(s, out_flat, tile) if s.shape else (f"{s.name}_[s]" if tile else s.name)
-        value = self._el(a, _flat(vars_, in_shape), tile)
-        body = [f"{target} += {value}" if combine is None else
-                f"{target} = {self.print_op(combine, (target, value))}"]
-        return self._fill(s, tile, fill) + head + self._inner(tile, body, depth)
-
-    def _loop_tmax(self, s, tile):
-        return self._loop_tsum(s, tile, "-np.inf", "max")
-
-    def _loop_tmin(self, s, tile):
-        return self._loop_tsum(s, tile, "np.inf", "min")
-
-    def _loop_einsum(self, s, tile):
-        (sa, sb), out = s.attr.split("->")[0].split(","), s.attr.split("->")[1]
-        a, b = s.args
-        sizes = dict(zip(sa, self.info[a].shape)) | dict(zip(sb, self.info[b].shape))
-        summed = [ch for ch in dict.fromkeys(sa + sb) if ch not in out]
-        head, depth = self._nest([(f"i_{ch}", sizes[ch]) for ch in out + "".join(summed)])
-        fa = _flat([f"i_{ch}" for ch in sa], [sizes[ch] for ch in sa])
-        fb = _flat([f"i_{ch}" for ch in sb], [sizes[ch] for ch in sb])
-        fo = _flat([f"i_{ch}" for ch in out], [sizes[ch] for ch in out])
-        target = self._target(s, fo, tile) if s.shape else (f"{s.name}_[s]" if tile else s.name)
-        ea, eb = self._el(a, fa, tile), self._el(b, fb, tile)
-        pre = []
-        # a shared operand's element is loaded once, outside the loop over the tile
-        if tile and not self.info[a].batched and self.info[a].shape:
-            pre, ea = [f"wa = {ea}"], "wa"
-        elif tile and not self.info[b].batched and self.info[b].shape:
-            pre, eb = [f"wb = {eb}"], "wb"
-        body = self._inner(tile, [f"{target} += {ea} * {eb}"], depth)
-        return self._fill(s, tile) + head + ["    " * depth + ln for ln in pre] + body
-
-    def _conv_loops(self, s, tile, x, w, o, xshape, wshape, oshape, stride, pads, role):
-        """One loop nest for conv2d and its two transposes: every (output pixel,
-        tap, c_in, c_out) product once; ``role`` picks which array accumulates."""
-        H, W, ci = xshape
-        kh, kw, _, co = wshape
-        ho, wo, _ = oshape
-        (pt, _), (pl, _) = pads
-        lines = [f"for oy in range({ho}):",
-                 f"    for dy in range({kh}):",
-                 f"        y = oy * {stride} + dy - {pt}",
-                 f"        if y < 0 or y >= {H}:",
-                 "            continue",
-                 f"        for ox in range({wo}):",
-                 f"            for dx in range({kw}):",
-                 f"                xx = ox * {stride} + dx - {pl}",
-                 f"                if xx < 0 or xx >= {W}:",
-                 "                    continue",
-                 f"                for c in range({ci}):",
-                 f"                    xi = (y * {W} + xx) * {ci} + c",
-                 f"                    wi = ((dy * {kw} + dx) * {ci} + c) * {co}",
-                 f"                    oi = (oy * {wo} + ox) * {co}",
-                 f"                    for k in range({co}):"]
-        ex, ew, eo = (self._el(x, "xi", tile), self._el(w, "wi + k", tile), self._el(o, "oi + k", tile))
-        target = {"conv2d": eo, "conv2d_bx": ex, "conv2d_bw": ew}[role]
-        prod = {"conv2d": f"{ex} * {ew}", "conv2d_bx": f"{eo} * {ew}", "conv2d_bw": f"{ex} * {eo}"}[role]
-        return self._fill(s, tile) + lines + self._inner(tile, [f"{target} += {prod}"], 6)
-
-    def _loop_conv2d(self, s, tile):
-        x, w = s.args
-        stride, pads = s.attr
-        return self._conv_loops(s, tile, x, w, s.name, self.info[x].shape, self.info[w].shape, s.shape,
-                                stride, pads, "conv2d")
-
-    def _loop_conv2d_bx(self, s, tile):
-        g, w = s.args
-        stride, pads, _ = s.attr
-        return self._conv_loops(s, tile, s.name, w, g, s.shape, self.info[w].shape, self.info[g].shape,
-                                stride, pads, "conv2d_bx")
-
-    def _loop_conv2d_bw(self, s, tile):
-        x, g = s.args
-        stride, pads, _ = s.attr
-        return self._conv_loops(s, tile, x, s.name, g, self.info[x].shape, s.shape, self.info[g].shape,
-                                stride, pads, "conv2d_bw")
 
     # -- outputs ------------------------------------------------------------------------------------
     def _stores(self):

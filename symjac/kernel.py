@@ -1,11 +1,8 @@
-"""`Kernel`: a per-sample function traced once, lowered to a `codegen.Program`,
-compiled per dtype, and run over batches.
+"""`Kernel`: a per-sample function traced once, lowered to a `codegen.Program`
+(`symjac.lower`), compiled per dtype, and run over batches.
 
-Lowering numbers the graph's reachable nodes in topological order (dead code
-is never visited), hoists constants, and writes each output entry once;
-outputs with many structural zeros are zero-filled per sample instead of
-storing each zero.  Arguments are checked before any work: count, numeric
-dtype, per-sample shape, batch sizes, the slice and the ``out=`` buffers.
+Arguments are checked before any work: count, numeric dtype, per-sample
+shape, batch sizes, the slice and the ``out=`` buffers.
 """
 
 from __future__ import annotations
@@ -17,16 +14,16 @@ import threading
 
 import numpy as np
 
-from codegen import Param, Program, Stmt, compile_program, numba_available
-from symjac.graph import BUILDING, Graph, toposort, tree_size
-from symjac.ops import OPS
-from symjac.tensor import TENSOR_OPS, constant_value, tensor_cost
-from symjac.tracer import TracedArray, call_traced, make_inputs, outputs_of, unflatten
+from codegen import compile_program, numba_available
+from symjac.frontend.graph import Graph, outputs_of, unflatten
+from symjac.frontend.trace import call_traced, make_inputs
+from symjac.frontend.traced import TracedArray
+from symjac.ir import BUILDING, lookup, toposort, tree_size
+from symjac.lower import lower
 
-__all__ = ["Kernel", "lower", "resolve_backend", "normalize_in_axes"]
+__all__ = ["Kernel", "resolve_backend", "normalize_in_axes", "check_arguments", "graph_stats"]
 
 BACKEND_NAMES = ("auto", "numba", "numba-parallel", "numpy")
-ZERO_FILL_MIN = 4  # an output with at least this many structural zeros is zero-filled
 
 
 def resolve_backend(backend):
@@ -39,114 +36,6 @@ def resolve_backend(backend):
     return "numba-parallel" if (os.cpu_count() or 1) > 1 else "numba"
 
 
-def _is_plus_zero(node):
-    return node.op == "const" and node.attr == 0.0 and math.copysign(1.0, node.attr) > 0
-
-
-BLOCK_MIN = 4  # a run of at least this many tensor entries is stored by one loop
-
-
-def _input_block(node, where):
-    """(k, offset) when ``node`` packs a consecutive run of input k's leaves."""
-    if node.op != "pack" or node.args[0].id not in where:
-        return None
-    k, i0 = where[node.args[0].id]
-    for j, a in enumerate(node.args):
-        if where.get(a.id) != (k, i0 + j):
-            return None
-    return k, i0
-
-
-def _runs(flat):
-    """Split an output's entries into block stores (runs of consecutive
-    elements of one tensor) and single entries."""
-    blocks, singles, i = [], [], 0
-    while i < len(flat):
-        n = flat[i]
-        if n.op == "elem":
-            t, j0, j = n.args[0], n.attr, i + 1
-            while j < len(flat) and flat[j].op == "elem" and flat[j].args[0] is t \
-                    and flat[j].attr == j0 + (j - i):
-                j += 1
-            if j - i >= BLOCK_MIN:
-                blocks.append((i, t, j0, j - i))
-                i = j
-                continue
-        singles.append((i, n))
-        i += 1
-    return blocks, singles
-
-
-def lower(graph: Graph, batched, title="kernel", reduced=()):
-    """The `codegen.Program` of ``graph``; ``batched[k]`` says if input k has a
-    batch axis; outputs in ``reduced`` are sums over the batch."""
-    where = {}
-    for k, leaf in enumerate(graph.inputs):
-        for i, node in enumerate(leaf.ravel()):
-            where[node.id] = (k, i)
-    stores, block_stores, zero_fill, roots = [], [], set(), []
-    plan = []
-    for k, out in enumerate(graph.outputs):
-        flat = list(out.ravel())
-        zeros = sum(1 for n in flat if _is_plus_zero(n))
-        fill = k not in reduced and zeros >= ZERO_FILL_MIN
-        if fill:
-            zero_fill.add(k)
-        blocks, singles = _runs(flat)
-        # accumulators start at zero, as do zero-filled rows: a structural zero needs no store
-        singles = [(i, n) for i, n in singles if not ((k in reduced or fill) and _is_plus_zero(n))]
-        plan.append((k, blocks, singles))
-        roots += [t for _, t, _, _ in blocks] + [n for _, n in singles]
-    input_blocks = {}
-
-    def is_input_block(node):  # a consecutive run of one input's leaves: loaded as a block, not one by one
-        blk = _input_block(node, where)
-        if blk is not None:
-            input_blocks[node.id] = blk
-        return blk is not None
-
-    names, body, is_batched, hidden = {}, [], {}, []
-    nv = nc = nt = 0
-    for node in toposort(roots, opaque=is_input_block):
-        if node.op == "input":
-            if node.id not in where:
-                raise ValueError("the function's result depends on a traced value that is not one of "
-                                 "its arguments (a value captured from another trace?); pass it as an argument")
-            k, i = where[node.id]
-            stmt = Stmt(f"v{nv}", "load", (k, i), batched=bool(batched[k]))
-            nv += 1
-        elif node.op == "const":
-            stmt = Stmt(f"c{nc}", "const", (node.attr,), batched=False)
-            nc += 1
-        elif node.op == "tconst":
-            hidden.append(constant_value(node))
-            stmt = Stmt(f"t{nt}", "loadblock", (len(graph.inputs) + len(hidden) - 1, 0), shape=node.shape,
-                        batched=False)
-            nt += 1
-        elif node.id in input_blocks:
-            k, i0 = input_blocks[node.id]
-            stmt = Stmt(f"t{nt}", "loadblock", (k, i0), shape=node.shape, batched=bool(batched[k]))
-            nt += 1
-        else:
-            tensor = bool(node.shape)
-            name = f"t{nt}" if tensor else f"v{nv}"
-            nt, nv = (nt + 1, nv) if tensor else (nt, nv + 1)
-            b = any(is_batched[a.id] for a in node.args)
-            attr = node.attr if node.op in TENSOR_OPS else None
-            stmt = Stmt(name, node.op, tuple(names[a.id] for a in node.args), attr, node.shape, b)
-        names[node.id] = stmt.name
-        is_batched[node.id] = stmt.batched
-        body.append(stmt)
-    for k, blocks, singles in plan:
-        for i, t, j0, n in blocks:
-            block_stores.append((k, i, names[t.id], j0, n))
-        stores += [(k, i, names[n.id]) for i, n in singles]
-    inputs = [Param(int(leaf.size), bool(b)) for leaf, b in zip(graph.inputs, batched)]
-    inputs += [Param(int(c.size), False) for c in hidden]
-    outputs = [Param(int(out.size), k not in reduced, k in reduced) for k, out in enumerate(graph.outputs)]
-    return Program(inputs, outputs, body, stores, frozenset(zero_fill), title, block_stores, hidden)
-
-
 def graph_stats(graph: Graph):
     """Node counts before and after sharing, and estimated flops per sample."""
     roots = graph.output_nodes()
@@ -154,15 +43,16 @@ def graph_stats(graph: Graph):
     ops = [n for n in nodes if n.args]
     flops = 0
     for n in ops:
-        if n.op in TENSOR_OPS:
-            flops += tensor_cost(n)
+        info = lookup(n.op)
+        if info.kind == "structural":
+            flops += info.cost(n)
         elif n.shape:
-            flops += OPS[n.op].cost * math.prod(n.shape)
+            flops += info.cost * math.prod(n.shape)
         elif n.op == "pow" and n.args[1].op == "const" and float(n.args[1].attr).is_integer() \
                 and 1 <= abs(n.args[1].attr) <= 4:
-            flops += int(abs(n.args[1].attr)) - 1 + (n.args[1].attr < 0) * OPS["div"].cost
+            flops += int(abs(n.args[1].attr)) - 1 + (n.args[1].attr < 0) * lookup("div").cost
         else:
-            flops += OPS[n.op].cost
+            flops += info.cost
     entries = sum(o.size for o in graph.outputs)
     zeros = sum(1 for o in graph.outputs for n in o.ravel() if n.op == "const" and n.attr == 0.0)
     return {

@@ -1,4 +1,5 @@
-"""The public transforms: `jacobian` and `compile`.
+"""The public transforms: `jacobian`, `gradient`, `hessian`, `divergence`,
+`laplacian` and `compile`.
 
 A transform is built from two parts: a *traced* function (per-sample, on
 traced arrays, returning traced values) and a kernel cache keyed by
@@ -16,13 +17,13 @@ import threading
 
 import numpy as np
 
-from symjac.differentiate import jacobian_nodes
+from symjac.ad import jacobian_nodes, laplacian_nodes
+from symjac.frontend.graph import outputs_of, unflatten
+from symjac.frontend.trace import call_traced, make_inputs
+from symjac.frontend.traced import TracedArray, as_nodes, is_traced, scalar_array
+from symjac.ir import ZERO, make, rebuild, substitute
 from symjac.kernel import Kernel, check_arguments, refuse_container, resolve_backend
-from symjac.graph import substitute
-from symjac.laplacian import laplacian_nodes
-from symjac.simplify import ZERO, make, rebuild
 from symjac.sparse import SparseJacobian
-from symjac.tracer import TracedArray, as_nodes, call_traced, is_traced, make_inputs, outputs_of, unflatten, _scalar_array
 
 __all__ = ["jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "traced_jacobian"]
 
@@ -115,7 +116,7 @@ def traced_divergence(f, argnum, mode):
         total = ZERO
         for i in range(J.shape[0]):
             total = make("add", total, J[i, i])
-        return TracedArray(v.substitute(_scalar_array(total)))
+        return TracedArray(v.substitute(scalar_array(total)))
 
     return div
 

@@ -22,7 +22,14 @@ def small_program():
               Stmt("v5", "gt", ("v4", "v0")), Stmt("v6", "where", ("v5", "v4", "c0"))],
         stores=[(0, 0, "v6"), (0, 1, "c0")],
         title="demo",
+        functions=FUNCTIONS,
     )
+
+
+# the templates lowering takes from the op registry, written out by hand
+FUNCTIONS = {"pow": {"numpy": "{0} ** {1}"}, "mul": {"numpy": "{0} * {1}"}, "sin": {"numpy": "np.sin({0})"},
+             "gt": {"numpy": "{0} > {1}"},
+             "where": {"numpy": "np.where({0}, {1}, {2})", "numba": "{1} if {0} else {2}"}}
 
 
 def test_numba_printer_exact_text():
@@ -33,11 +40,11 @@ import math
 import numba
 import numpy as np
 
-_T = np.float64
+_F = np.float64
 
 @numba.njit(nogil=True, cache=True, error_model='numpy', boundscheck=False)
 def kernel_demo(start, stop, x0, x1, out0):
-    c0 = _T(2.0)
+    c0 = _F(2.0)
     for b in range(start, stop):
         r0 = x0[b]
         o0 = out0[b]
@@ -61,7 +68,7 @@ def test_numpy_printer_exact_text():
     body = src[src.index("def kernel_demo"):]
     assert body == '''\
 def kernel_demo(start, stop, x0, x1, out0):
-    c0 = _T(2.0)
+    c0 = _F(2.0)
     with np.errstate(all='ignore'):
         v0 = x0[start:stop, 0]
         v1 = x1[0]
@@ -76,7 +83,7 @@ def kernel_demo(start, stop, x0, x1, out0):
 
 kernel = kernel_demo
 '''
-    assert "_T = np.float32" in src
+    assert "_F = np.float32" in src
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -91,7 +98,7 @@ def test_hand_built_program_runs(backend):
 
 
 def test_program_validation_and_unknown_ops():
-    bad = Program([Param(1)], [Param(1)], [Stmt("v0", "sin", ("v9",))], [(0, 0, "v0")])
+    bad = Program([Param(1)], [Param(1)], [Stmt("v0", "sin", ("v9",))], [(0, 0, "v0")], functions=FUNCTIONS)
     with pytest.raises(ValueError, match="undefined"):
         bad.validate()
     weird = Program([Param(1)], [Param(1)], [Stmt("v0", "load", (0, 0)), Stmt("v1", "gamma", ("v0",))],

@@ -155,7 +155,7 @@ def test_second_derivatives_of_tensor_graphs():
 def test_conv2d_against_numpy_reference(shape, k, stride, padding):
     x, w = rng.normal(size=(3,) + shape), rng.normal(size=k)
     b = rng.normal(size=k[3])
-    pads = symjac.tensor.conv_padding(padding, shape[0], shape[1], k[0], k[1], stride)
+    pads = symjac.ops.conv_padding(padding, shape[0], shape[1], k[0], k[1], stride)
     ref = np.stack([conv_reference(xi, w, stride, pads) + b for xi in x])
     f = lambda x, w, b: symjac.nn.conv2d(x, w, b, stride=stride, padding=padding)  # noqa: E731
     got = symjac.compile(f, in_axes=(0, None, None), backend="numpy")(x, w, b)

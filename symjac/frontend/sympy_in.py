@@ -1,13 +1,13 @@
-"""The SymPy front end and the way back: SymPy expressions <-> graph nodes.
+"""The SymPy front end: SymPy expressions -> graph nodes (`from_sympy`).
 
-`from_sympy` turns SymPy expressions into a `Graph` (so `symjac.jacobian`
-and the kernels apply to them); `graph_to_sympy` and `to_latex` turn a graph
-back into SymPy, for display of small Jacobians and for checking.  Nodes are
-built through `symjac.simplify.make`, so a SymPy expression and the NumPy
-code that computes the same thing give the same nodes.
+`from_sympy` turns SymPy expressions into a `Graph`, so `symjac.jacobian`
+and the kernels apply to them (the way back is `symjac.frontend.sympy_out`).
+Each op's SymPy heads come from its registry entry; SymPy's canonical forms
+of sums, products, powers and Piecewise are converted here.  Nodes are built
+with `symjac.ir.make`, so a SymPy expression and the NumPy code that
+computes the same thing give the same nodes.
 
-Both directions walk with an explicit stack or in topological order: neither
-recurses, so a chain of 10^4 nested functions converts.  (SymPy itself
+The walk keeps an explicit stack: a chain of 10^4 nested functions converts.  (SymPy itself
 recurses while it *evaluates* a deep expression: build one with
 ``evaluate=False``; `graph_to_sympy` falls back to unevaluated expressions.)
 
@@ -29,12 +29,10 @@ from sympy.logic.boolalg import BooleanFalse, BooleanTrue
 from sympy.tensor.array import NDimArray
 
 from symjac.errors import UnsupportedOperationError
-from symjac.graph import BUILDING, Graph, toposort
-from symjac.ops import OPS
-from symjac.simplify import const, make
-from symjac.tracer import make_inputs
+from symjac.frontend.graph import Graph
+from symjac.ir import BUILDING, REGISTRY, const, make, make_inputs, ufunc_builder
 
-__all__ = ["from_sympy", "graph_to_sympy", "to_latex", "nodes_from_sympy", "sympy_from_nodes"]
+__all__ = ["from_sympy", "nodes_from_sympy"]
 
 _INF = math.inf
 _NAN = math.nan
@@ -57,7 +55,7 @@ def _number(e):
 
 
 def _unary(op):
-    return lambda e, a: make(op, a[0])
+    return lambda e, a: make(op, *a)
 
 
 def _fold(op):
@@ -161,14 +159,6 @@ def _piecewise(e, a):
     return acc
 
 
-def _heaviside(e, a):
-    x, h0 = a
-    step = make("mul", 0.5, make("add", make("sign", x), 1.0))  # 0, 1/2, 1 (NaN stays NaN)
-    if h0.op == "const" and h0.attr == 0.5:
-        return step
-    return make("where", make("eq", x, 0.0), h0, step)
-
-
 def _equivalent(e, a):
     acc = make("eq", a[0], a[1])
     for x in a[2:]:
@@ -176,32 +166,17 @@ def _equivalent(e, a):
     return acc
 
 
-_RULES = {
+# SymPy's own forms that are not one op: sums, products and powers in SymPy's
+# canonical shape, Piecewise, reciprocal functions, real-valued re/im.
+_FORMS = {
     sp.Add: _add,
     sp.Mul: _mul,
     sp.Pow: _pow,
-    sp.exp: _unary("exp"),
     sp.log: _log,
-    sp.Abs: _unary("abs"),
-    sp.sign: _unary("sign"),
-    sp.erf: _unary("erf"),
-    sp.erfc: _unary("erfc"),
-    sp.atan2: lambda e, a: make("atan2", a[0], a[1]),
-    sp.Max: _fold("max"),
-    sp.Min: _fold("min"),
     sp.Piecewise: _piecewise,
-    sp.Heaviside: _heaviside,
-    sp.StrictLessThan: lambda e, a: make("lt", a[0], a[1]),
-    sp.LessThan: lambda e, a: make("le", a[0], a[1]),
-    sp.StrictGreaterThan: lambda e, a: make("gt", a[0], a[1]),
-    sp.GreaterThan: lambda e, a: make("ge", a[0], a[1]),
-    sp.Equality: lambda e, a: make("eq", a[0], a[1]),
-    sp.Unequality: lambda e, a: make("ne", a[0], a[1]),
-    sp.And: _fold("and"),
-    sp.Or: _fold("or"),
+    sp.Heaviside: lambda e, a: ufunc_builder("heaviside")(a[0], a[1]),
     sp.Xor: _fold("ne"),
     sp.Equivalent: _equivalent,
-    sp.Not: _unary("not"),
     sp.sec: _reciprocal_of("cos"),
     sp.csc: _reciprocal_of("sin"),
     sp.cot: _reciprocal_of("tan"),
@@ -212,20 +187,21 @@ _RULES = {
     sp.re: lambda e, a: a[0],
     sp.conjugate: lambda e, a: a[0],
     sp.im: lambda e, a: const(0.0),
-    # sympy.codegen.cfunctions: the accurate C99 forms
-    cf.expm1: _unary("expm1"),
-    cf.log1p: _unary("log1p"),
-    cf.exp2: _unary("exp2"),
-    cf.log2: _unary("log2"),
-    cf.log10: _unary("log10"),
-    cf.Sqrt: _unary("sqrt"),
-    cf.Cbrt: _unary("cbrt"),
-    cf.hypot: lambda e, a: make("hypot", a[0], a[1]),
 }
-for _name in ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh",
-              "acosh", "atanh"):
-    _RULES[getattr(sp, _name)] = _unary(_name)
-del _name
+
+
+def _rules():
+    """SymPy head -> rule(expr, argument nodes): each op's heads from the
+    registry (n-ary heads such as Max and And fold the binary op), then the
+    forms above."""
+    rules = {}
+    for op in list(REGISTRY.values()):
+        if op.sympy is None or op.kind != "elementwise":
+            continue
+        for head in op.sympy[1](sp):
+            rules[head] = _fold(op.name) if op.nargs == 2 else _unary(op.name)
+    rules.update(_FORMS)
+    return rules
 
 
 def _children(e):
@@ -245,7 +221,7 @@ def _unsupported(e):
     if e is sp.I:
         return UnsupportedOperationError("from_sympy: the imaginary unit I appears in the expressions; "
                                          "symjac kernels are real-valued")
-    supported = sorted({c.__name__ for c in _RULES} | {"Symbol", "numbers", "pi", "E", "true", "false"})
+    supported = sorted({c.__name__ for c in _rules()} | {"Symbol", "numbers", "pi", "E", "true", "false"})
     return UnsupportedOperationError(
         f"from_sympy: the SymPy {'function' if isinstance(e, sp.Function) else 'object'} "
         f"{_head_name(e)!r} has no symjac counterpart. Supported: {', '.join(supported)}. "
@@ -279,13 +255,14 @@ def nodes_from_sympy(exprs, symbols):
     `UnsupportedOperationError` and a symbol not in ``symbols`` a ValueError.
 
     >>> import sympy as sp
-    >>> from symjac.simplify import const
+    >>> from symjac.ir import const
     >>> x = sp.Symbol("x")
     >>> [n] = nodes_from_sympy([x**2 - 1], {x: const(3.0)})
     >>> n.attr
     8.0
     """
     exprs = [sp.sympify(e, strict=True) for e in exprs]
+    rules = _rules()
     memo = {}  # id(expr) -> node; every expr stays alive through its root
     missing = {}
     for root in exprs:
@@ -296,13 +273,13 @@ def nodes_from_sympy(exprs, symbols):
                 continue
             if expanded:
                 kids = _children(e)
-                memo[id(e)] = _RULES[e.func](e, [memo[id(k)] for k in kids])
+                memo[id(e)] = rules[e.func](e, [memo[id(k)] for k in kids])
                 continue
             node = _leaf(e, symbols, missing)
             if node is not None:
                 memo[id(e)] = node
                 continue
-            if getattr(e, "func", None) not in _RULES:
+            if getattr(e, "func", None) not in rules:
                 memo[id(e)] = _constant_or_raise(e)
                 continue
             stack.append((e, True))
@@ -394,14 +371,16 @@ def from_sympy(exprs, inputs, params=()):
 
     Supported: ``+ - * / **`` (``sqrt``, ``cbrt`` and reciprocals are
     recognised), exp, log, trigonometric and hyperbolic functions and their
-    inverses, atan2, Abs, sign, erf, erfc, Max, Min, Piecewise, Heaviside,
-    relationals, And/Or/Not/Xor, the ``sympy.codegen.cfunctions`` (expm1,
-    log1p, exp2, log2, log10, hypot), numbers (``oo``, ``zoo`` -> inf, ``nan``).
+    inverses, atan2, Abs, sign, erf, erfc, Max, Min, Mod, floor, ceiling,
+    Piecewise, Heaviside, relationals, And/Or/Not/Xor, the
+    ``sympy.codegen.cfunctions`` (expm1, log1p, exp2, log2, log10, hypot, Sqrt,
+    Cbrt): every op whose registry entry names SymPy heads; numbers (``oo``,
+    ``zoo`` -> inf, ``nan``).
     Another function raises `UnsupportedOperationError`; a symbol in neither
     ``inputs`` nor ``params`` raises ValueError naming it.
 
     >>> import numpy as np, sympy as sp, symjac
-    >>> from symjac.sympy_bridge import from_sympy
+    >>> from symjac.frontend.sympy_in import from_sympy
     >>> x, y, k = sp.symbols("x y k")
     >>> g = from_sympy([k * x * y, sp.sin(x)], [x, y], [k])
     >>> g(np.array([1.0, 2.0]), np.array([3.0])).round(4).tolist()
@@ -432,225 +411,3 @@ def from_sympy(exprs, inputs, params=()):
     return Graph(leaves, [out], treedef="*")
 
 
-# -- nodes -> SymPy -----------------------------------------------------------
-
-def _const_to_sympy(v):
-    """A readable exact SymPy number for a float: 2.0 -> 2, 0.25 -> 1/4, pi -> pi."""
-    if math.isnan(v):
-        return sp.nan
-    if math.isinf(v):
-        return sp.oo if v > 0 else -sp.oo
-    if v == int(v) and abs(v) < 2.0 ** 53:
-        return sp.Integer(int(v))
-    for exact, value in ((sp.pi, math.pi), (sp.E, math.e)):
-        if abs(v) == value:
-            return exact if v > 0 else -exact
-    f = Fraction(v)  # exact: a dyadic with a small denominator prints as a fraction
-    if f.denominator <= 1024:
-        return sp.Rational(f.numerator, f.denominator)
-    return sp.Float(v)
-
-
-def _is_bool(node):
-    return OPS[node.op].dtype == "bool"
-
-
-def _num(e, node):
-    """The value of ``node`` as a SymPy number (a boolean is 1 or 0)."""
-    if _is_bool(node):
-        return sp.Piecewise((sp.Integer(1), e), (sp.Integer(0), True))
-    return e
-
-
-def _cond(e, node):
-    """The value of ``node`` as a SymPy boolean (a number is true when nonzero)."""
-    if _is_bool(node):
-        return e
-    if e.is_Number:
-        return sp.false if e == 0 else sp.true
-    return sp.Ne(e, 0)
-
-
-def _compare(cls, bool_cls):
-    def build(a, nodes):
-        if bool_cls is not None and all(_is_bool(n) for n in nodes):
-            return bool_cls(a[0], a[1])
-        return cls(_num(a[0], nodes[0]), _num(a[1], nodes[1]))
-
-    return build
-
-
-def _numeric(fn):
-    return lambda a, nodes: fn(*[_num(e, n) for e, n in zip(a, nodes)])
-
-
-def _logical(fn):
-    return lambda a, nodes: fn(*[_cond(e, n) for e, n in zip(a, nodes)])
-
-
-def _where(a, nodes):
-    c, x, y = a
-    if nodes[2].op == "const" and math.isnan(nodes[2].attr):
-        # the form from_sympy gives a Piecewise without a final True clause
-        return sp.Piecewise((_num(x, nodes[1]), _cond(c, nodes[0])))
-    return sp.Piecewise((_num(x, nodes[1]), _cond(c, nodes[0])), (_num(y, nodes[2]), True))
-
-
-_TO_SYMPY = {
-    "neg": _numeric(lambda a: -a),
-    "abs": _numeric(sp.Abs),
-    "sign": _numeric(sp.sign),
-    "sqrt": _numeric(sp.sqrt),
-    "cbrt": _numeric(sp.cbrt),
-    "exp": _numeric(sp.exp),
-    "exp2": _numeric(lambda a: sp.Pow(2, a)),
-    "expm1": _numeric(lambda a: sp.exp(a) - 1),
-    "log": _numeric(sp.log),
-    "log2": _numeric(lambda a: sp.log(a) / sp.log(2)),
-    "log10": _numeric(lambda a: sp.log(a) / sp.log(10)),
-    "log1p": _numeric(lambda a: sp.log(1 + a)),
-    "erf": _numeric(sp.erf),
-    "erfc": _numeric(sp.erfc),
-    "add": _numeric(lambda a, b: a + b),
-    "sub": _numeric(lambda a, b: a - b),
-    "mul": _numeric(lambda a, b: a * b),
-    "div": _numeric(lambda a, b: a / b),
-    "pow": _numeric(lambda a, b: a ** b),
-    "atan2": _numeric(sp.atan2),
-    "hypot": _numeric(lambda a, b: sp.sqrt(a ** 2 + b ** 2)),
-    "max": _numeric(sp.Max),
-    "min": _numeric(sp.Min),
-    "lt": _compare(sp.StrictLessThan, None),
-    "le": _compare(sp.LessThan, None),
-    "gt": _compare(sp.StrictGreaterThan, None),
-    "ge": _compare(sp.GreaterThan, None),
-    "eq": _compare(sp.Eq, sp.Equivalent),
-    "ne": _compare(sp.Ne, sp.Xor),
-    "and": _logical(sp.And),
-    "or": _logical(sp.Or),
-    "not": _logical(sp.Not),
-    "where": _where,
-    "stop": _numeric(lambda a: a),
-    "expit": _numeric(lambda a: 1 / (1 + sp.exp(-a))),  # a constant for differentiation; the same value
-}
-for _name in ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh",
-              "acosh", "atanh"):
-    _TO_SYMPY[_name] = _numeric(getattr(sp, _name))
-del _name
-
-
-def sympy_from_nodes(roots, symbols, *, evaluate=True):
-    """SymPy expressions for the nodes ``roots`` (a list).
-
-    ``symbols`` maps the id of each input node to the SymPy expression that
-    stands for it.  Built bottom-up in topological order, without recursion.
-
-    >>> import sympy as sp
-    >>> from symjac.simplify import make
-    >>> from symjac.tracer import make_inputs
-    >>> [leaf] = make_inputs([()])
-    >>> x = leaf[()]
-    >>> sympy_from_nodes([make("where", make("gt", x, 0.0), x, 0.0)], {x.id: sp.Symbol("x")})
-    [Piecewise((x, x > 0), (0, True))]
-    """
-    env = {}
-    with _sympy_evaluate(evaluate):
-        for node in toposort(roots):
-            if node.op == "input":
-                if node.id not in symbols:
-                    raise ValueError(f"graph_to_sympy: the input leaf {node.attr} is not one of the "
-                                     "graph's inputs, so it has no symbol")
-                env[node.id] = symbols[node.id]
-            elif node.op == "const":
-                env[node.id] = _const_to_sympy(node.attr)
-            else:
-                build = _TO_SYMPY.get(node.op)
-                if build is None:
-                    hint = ("; it is a tensor op: trace inside `with symjac.tensor_policy(min_work=None):` "
-                            "to get scalar expressions") if node.shape or node.op in ("elem", "pack") else ""
-                    raise UnsupportedOperationError(f"graph_to_sympy: no SymPy form for the op {node.op!r}{hint}")
-                env[node.id] = build([env[a.id] for a in node.args], node.args)
-    return [env[r.id] for r in roots]
-
-
-def _names_for(graph, names):
-    symbols = {}
-    if names is not None and len(names) != len(graph.inputs):
-        raise ValueError(f"graph_to_sympy: names has {len(names)} entries but the graph has "
-                         f"{len(graph.inputs)} input arguments; give one sequence of names per argument")
-    for k, leaf in enumerate(graph.inputs):
-        flat = leaf.reshape(-1)
-        given = None if names is None else names[k]
-        if given is None:
-            syms = [sp.Symbol(f"x{k}_{i}") for i in range(flat.size)]
-        else:
-            if isinstance(given, (str, sp.Basic)) and not isinstance(given, (sp.MatrixBase, NDimArray)):
-                given = [given]
-            syms = [sp.Symbol(s) if isinstance(s, str) else s for s in sp.flatten(given)]
-            if len(syms) != flat.size:
-                raise ValueError(f"graph_to_sympy: names[{k}] has {len(syms)} names but input argument "
-                                 f"{k} has {flat.size} elements (shape {leaf.shape})")
-            for s in syms:
-                if not isinstance(s, sp.Symbol):
-                    raise TypeError(f"graph_to_sympy: names[{k}] must hold Symbols or strings, got "
-                                    f"{s!r} ({type(s).__name__})")
-        for node, s in zip(flat, syms):
-            symbols[node.id] = s
-    return symbols
-
-
-def graph_to_sympy(graph, names=None, *, evaluate=None):
-    """The outputs of ``graph`` as SymPy: a list with one entry per output.
-
-    An output of shape ``()`` gives a SymPy expression, any other shape a
-    ``sympy.Array`` of that shape.  Element ``i`` of input argument ``k`` is
-    ``Symbol(f"x{k}_{i}")``, or ``names[k][i]`` when ``names`` (one sequence
-    of Symbols or strings per argument) is given.  ``where`` becomes
-    ``Piecewise``, comparisons relationals, ``max``/``min`` ``Max``/``Min``,
-    ``expm1(x)`` ``exp(x) - 1`` and so on.  SymPy evaluates (simplifies)
-    each expression as it is built, except with ``evaluate=False``; the
-    default, ``None``, evaluates unless SymPy's evaluation (which recurses)
-    fails on a deep graph, and then builds the expressions unevaluated.
-
-    >>> import numpy as np, symjac
-    >>> from symjac.sympy_bridge import graph_to_sympy
-    >>> g = symjac.trace(lambda v: np.array([v[0] * v[1], np.maximum(v[0], 0.0)]), (2,))
-    >>> graph_to_sympy(g, names=[["a", "b"]])
-    [[a*b, Max(0, a)]]
-    >>> graph_to_sympy(symjac.trace(lambda s: np.exp(s) / 2, ()))
-    [exp(x0_0)/2]
-    """
-    symbols = _names_for(graph, names)
-    roots = graph.output_nodes()
-    if evaluate is None:
-        try:
-            exprs = sympy_from_nodes(roots, symbols, evaluate=True)
-        except RecursionError:
-            exprs = sympy_from_nodes(roots, symbols, evaluate=False)
-    else:
-        exprs = sympy_from_nodes(roots, symbols, evaluate=evaluate)
-    result, i = [], 0
-    for out in graph.outputs:
-        part = exprs[i: i + out.size]
-        i += out.size
-        result.append(part[0] if out.shape == () else sp.Array(part, out.shape))
-    return result
-
-
-def to_latex(graph, names=None):
-    r"""LaTeX of the outputs of ``graph`` (a tuple of them when there are several).
-
-    Meant for small graphs, such as the Jacobian of a few equations (trace
-    ``symjac.jacobian(f)`` to get its graph).
-
-    >>> import sympy as sp, symjac
-    >>> from symjac.sympy_bridge import from_sympy, to_latex
-    >>> x, y = sp.symbols("x y")
-    >>> g = from_sympy([x * y, sp.sin(x)], [x, y])
-    >>> print(to_latex(g, names=[[x, y]]))
-    \left[\begin{matrix}x y & \sin{\left(x \right)}\end{matrix}\right]
-    >>> print(to_latex(symjac.trace(symjac.jacobian(g), (2,)), names=[[x, y]]))
-    \left[\begin{matrix}y & x\\\cos{\left(x \right)} & 0\end{matrix}\right]
-    """
-    outs = graph_to_sympy(graph, names)
-    return sp.latex(outs[0] if len(outs) == 1 else tuple(outs))

@@ -11,19 +11,20 @@ respect to every variable):
 with ``p_m`` the op's partials and ``q_ml`` its second partials (Li et al.,
 "Forward Laplacian", 2023).  No Hessian entry is ever built: the cost is the
 gradient sweep plus one scalar per node and one dot product per pair of
-arguments.  Second partials come from differentiating the op's own partial
-rules on placeholder arguments, so every op with a first-derivative rule has
-them, and ``where`` selects rather than multiplies.
+arguments.  The step of each op follows from its registry entry: second
+partials come from differentiating the op's own partial rules on placeholder
+arguments (every elementwise op with a first-derivative rule has them); an
+op linear in its differentiable arguments (``where``, reshapes, sums) maps
+the Laplacians with its JVP; a bilinear op (contractions, convolutions) adds
+twice the sum of B(d_i a, d_i b).  No op is special-cased here.
 """
 
 from __future__ import annotations
 
-from symjac.differentiate import _depends, jacobian_nodes
-from symjac.graph import substitute, toposort
-from symjac.rules import NONDIFFERENTIABLE, _tensor_jvp, partials
-from symjac.simplify import ONE, ZERO, make, rebuild
-from symjac.tensor import BILINEAR, TENSOR_OPS, fit, linear_apply
-from symjac.tracer import make_inputs
+from symjac.ad.rules import differentiable, jvp, partials, uses_partials
+from symjac.ad.sweeps import depends, jacobian_nodes
+from symjac.errors import MissingRuleError
+from symjac.ir import ONE, ZERO, broadcast_scalar, lookup, make, make_inputs, rebuild, substitute, toposort
 
 __all__ = ["laplacian_nodes", "second_partials"]
 
@@ -71,32 +72,65 @@ def _add(acc, term):
     return term if acc is None else make("add", acc, term)
 
 
-def _tensor_step(node, gs, ls):
-    """Gradient and Laplacian of a linear or bilinear tensor op.
-
-    Linear: the op on the gradient and on the Laplacian.  Bilinear B(a, b):
-    lap = B(lap a, b) + B(a, lap b) + 2 sum_i B(d_i a, d_i b); no second
-    partials are needed.
-    """
-    g = _tensor_jvp(node, gs)
-    if node.op not in BILINEAR:
-        return g, linear_apply(node, ls)
+def _bilinear_step(node, info, gs, ls):
+    """Laplacian of a bilinear op B(a, b): B(lap a, b) + B(a, lap b) + 2 sum_i
+    B(d_i a, d_i b); no second partials are needed."""
     a, b = node.args
     (ga, gb), (la, lb) = gs, ls
     L = None
     if la is not None:
-        L = _add(L, linear_apply(node, [la, b]))
+        L = _add(L, info.build((la, b), node.attr))
     if lb is not None:
-        L = _add(L, linear_apply(node, [a, lb]))
+        L = _add(L, info.build((a, lb), node.attr))
     if ga and gb:
         cross = None
         for i, x in ga.items():
             y = gb.get(i)
             if y is not None:
-                cross = _add(cross, linear_apply(node, [x, y]))
+                cross = _add(cross, info.build((x, y), node.attr))
         if cross is not None:
             L = _add(L, make("mul", 2.0, cross))
-    return g, L
+    return L
+
+
+def _partials_step(node, gs, ls):
+    """Gradient and Laplacian from first and second partials (elementwise ops)."""
+    p, q = second_partials(node)
+    g, L = {}, None
+    for m, (pm, gm) in enumerate(zip(p, gs)):
+        if not gm or pm is ZERO:
+            continue
+        for i, t in gm.items():
+            g[i] = _add(g.get(i), make("mul", pm, t))
+        if ls[m] is not None:
+            L = _add(L, make("mul", pm, ls[m]))
+    for m in range(len(node.args)):
+        if not gs[m]:
+            continue
+        for l in range(m, len(node.args)):
+            if not gs[l] or q[m][l] is ZERO:
+                continue
+            d = _dot(gs[m], gs[l])
+            if d is None:
+                continue
+            factor = q[m][l] if l == m else make("mul", 2.0, q[m][l])
+            L = _add(L, make("mul", factor, d))
+    return g or None, L
+
+
+def _step(node, gs, ls):
+    """(gradient dict, Laplacian) of one node from its arguments'."""
+    info = lookup(node.op)
+    if info.laplacian is not None:
+        return info.laplacian(node, gs, ls)
+    if info.linearity == "linear":  # linear in its differentiable arguments: lap = the JVP of the laps
+        return jvp(node, gs), info.jvp(node, ls)
+    if info.linearity == "bilinear":
+        return jvp(node, gs), _bilinear_step(node, info, gs, ls)
+    if uses_partials(node):
+        return _partials_step(node, gs, ls)
+    raise MissingRuleError(f"op {node.op!r} has no forward-Laplacian rule: declare its linearity, partials, or "
+                           "a laplacian rule")
 
 
 def laplacian_nodes(outputs, variables):
@@ -107,55 +141,20 @@ def laplacian_nodes(outputs, variables):
     """
     outputs, variables = list(outputs), list(variables)
     order = toposort(outputs)
-    inbits = _depends(order, variables)
+    inbits = depends(order, variables)
     pos = {v.id: j for j, v in enumerate(variables)}
     grad, lap = {}, {}
     for node in order:
         if node.id in pos:
             grad[node.id] = {pos[node.id]: ONE}
             continue
-        if node.id not in inbits or not node.args or node.op in NONDIFFERENTIABLE:
+        if node.id not in inbits or not node.args or not differentiable(node):
             continue
         gs = [grad.get(a.id) for a in node.args]
         ls = [lap.get(a.id) for a in node.args]
-        if node.op in TENSOR_OPS:
-            g, L = _tensor_step(node, gs, ls)
-            if g:
-                grad[node.id] = g
-            if L is not None:
-                lap[node.id] = L
-            continue
-        if node.op == "where":
-            c = node.args[0]
-            ga, gb = gs[1] or {}, gs[2] or {}
-            grad[node.id] = {i: fit(make("where", c, ga.get(i, ZERO), gb.get(i, ZERO)), node.shape)
-                             for i in {**ga, **gb}}
-            if ls[1] is not None or ls[2] is not None:
-                lap[node.id] = fit(make("where", c, ZERO if ls[1] is None else ls[1],
-                                        ZERO if ls[2] is None else ls[2]), node.shape)
-            continue
-        p, q = second_partials(node)
-        g, L = {}, None
-        for m, (pm, gm) in enumerate(zip(p, gs)):
-            if not gm or pm is ZERO:
-                continue
-            for i, t in gm.items():
-                g[i] = _add(g.get(i), make("mul", pm, t))
-            if ls[m] is not None:
-                L = _add(L, make("mul", pm, ls[m]))
-        for m in range(len(node.args)):
-            if not gs[m]:
-                continue
-            for l in range(m, len(node.args)):
-                if not gs[l] or q[m][l] is ZERO:
-                    continue
-                d = _dot(gs[m], gs[l])
-                if d is None:
-                    continue
-                factor = q[m][l] if l == m else make("mul", 2.0, q[m][l])
-                L = _add(L, make("mul", factor, d))
+        g, L = _step(node, gs, ls)
         if g:
-            grad[node.id] = {i: fit(t, node.shape) for i, t in g.items()}
+            grad[node.id] = {i: broadcast_scalar(t, node.shape) for i, t in g.items()}
         if L is not None:
-            lap[node.id] = fit(L, node.shape)
+            lap[node.id] = broadcast_scalar(L, node.shape)
     return [lap.get(o.id, ZERO) for o in outputs], [grad.get(o.id, {}) for o in outputs]

@@ -15,12 +15,11 @@ import math
 
 import numpy as np
 
-from symjac.graph import toposort
-from symjac.rules import _accumulate, jvp, partials, vjp, VJP, NONDIFFERENTIABLE
-from symjac.simplify import ONE, ZERO
-from symjac.tensor import TENSOR_OPS, pack
+from symjac.ad.rules import accumulate, differentiable, jvp, partials, uses_partials, vjp
+from symjac.ir import ONE, ZERO, toposort
+from symjac.ops.tensor import pack
 
-__all__ = ["jacobian_nodes", "estimate_costs"]
+__all__ = ["jacobian_nodes", "estimate_costs", "depends"]
 
 
 def _reach(order, outputs, variables):
@@ -29,7 +28,7 @@ def _reach(order, outputs, variables):
     inbits = {}
     for node in order:
         bits = 1 << pos[node.id] if node.id in pos else 0
-        if node.id not in pos and node.op not in NONDIFFERENTIABLE:
+        if node.id not in pos and differentiable(node):
             for a in node.args:
                 bits |= inbits.get(a.id, 0)
         if bits:
@@ -47,14 +46,14 @@ def _reach(order, outputs, variables):
     return inbits, outbits
 
 
-def _depends(order, variables):
+def depends(order, variables):
     """Nodes that depend on any variable (as a dict id -> 1, like the bitsets
     of `_reach` without their width: a gradient of a million weights needs no
     million-bit set per node)."""
     pos = {v.id for v in variables}
     dep = {}
     for node in order:
-        if node.id in pos or (node.op not in NONDIFFERENTIABLE and any(a.id in dep for a in node.args)):
+        if node.id in pos or (differentiable(node) and any(a.id in dep for a in node.args)):
             dep[node.id] = 1
     return dep
 
@@ -95,28 +94,28 @@ def _reverse(order, outputs, variables, inbits):
     adj = {}
     for k, o in enumerate(outputs):
         if o.id in inbits:
-            _accumulate(adj.setdefault(o.id, {}), k, ONE)
+            accumulate(adj.setdefault(o.id, {}), k, ONE)
     picked = {}  # tensor id -> seed -> {flat index: cotangent of elem(tensor, index)}
     for node in reversed(order):
         if node.id in picked:  # every elem of this tensor has been visited: one pack per seed
             for k, entries in picked.pop(node.id).items():
                 items = [entries.get(i, ZERO) for i in range(math.prod(node.shape))]
-                _accumulate(adj.setdefault(node.id, {}), k, pack(items, node.shape))
+                accumulate(adj.setdefault(node.id, {}), k, pack(items, node.shape))
         g = adj.get(node.id)
-        if not g or node.id in pos or node.op in NONDIFFERENTIABLE:
+        if not g or node.id in pos or not differentiable(node):
             continue
-        if node.op == "elem":
+        if node.op == "elem":  # elem's transpose, for all elements of a tensor at once
             t = node.args[0]
             if t.id in inbits:
                 slots = picked.setdefault(t.id, {})
                 for k, gk in g.items():
-                    _accumulate(slots.setdefault(k, {}), node.attr, gk)
+                    accumulate(slots.setdefault(k, {}), node.attr, gk)
             continue
-        parts = None if node.op in VJP or node.op in TENSOR_OPS else partials(node)
+        parts = partials(node) if uses_partials(node) else None
         for k, gk in g.items():
             for a, ct in zip(node.args, vjp(node, gk, parts)):
                 if ct is not None and a.id in inbits:
-                    _accumulate(adj.setdefault(a.id, {}), k, ct)
+                    accumulate(adj.setdefault(a.id, {}), k, ct)
     return adj
 
 
@@ -133,7 +132,7 @@ def jacobian_nodes(outputs, variables, mode="auto"):
     if mode == "auto" and len(outputs) == 1 and len(variables) > 1:
         mode = "rev"  # one output: each node's reverse cost is at most its forward cost
     if mode == "rev":
-        inbits = _depends(order, variables)
+        inbits = depends(order, variables)
     else:
         inbits, outbits = _reach(order, outputs, variables)
     if mode == "auto":

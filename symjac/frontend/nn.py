@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from symjac import tensor as T
-from symjac.dl import BatchedArray, Reduced
-from symjac.simplify import make
-from symjac.tracer import TracedArray, _from_tensor, _is_tensor, _nodes, _tensor_of
+from symjac.frontend.batched import BatchedArray, Reduced
+from symjac.frontend.traced import TracedArray, _nodes, from_tensor, is_tensor, tensor_of
+from symjac.ir import make
+from symjac.ops import contract, tensor as tops
 
 __all__ = ["conv2d", "dense", "relu", "tanh", "softmax", "logsumexp", "stop_gradient"]
 
@@ -48,10 +48,10 @@ def _conv2d_numeric(x, w, b, stride, padding):
     if x.ndim != 3 or w.ndim != 4 or x.shape[2] != w.shape[2]:
         raise ValueError(f"conv2d: x of shape (H, W, C_in) and w of shape (kh, kw, C_in, C_out) needed, "
                          f"got {x.shape} and {w.shape}")
-    pads = T.conv_padding(padding, x.shape[0], x.shape[1], w.shape[0], w.shape[1], stride)
+    pads = contract.conv_padding(padding, x.shape[0], x.shape[1], w.shape[0], w.shape[1], stride)
     if b is not None and np.shape(b) != (w.shape[3],):
         raise ValueError(f"conv2d: b must have shape ({w.shape[3]},), got {np.shape(b)}")
-    out = T.conv_reference(x, w, stride, pads)
+    out = contract.conv_reference(x, w, stride, pads)
     return out if b is None else out + np.asarray(b)
 
 
@@ -102,14 +102,14 @@ def conv2d(x, w, b=None, stride=1, padding="valid"):
         raise ValueError(f"conv2d: w must have shape (kh, kw, C_in={px.shape[2]}, C_out), got {pw.shape}")
     H, W, _ = px.shape
     kh, kw = pw.shape[:2]
-    pads = T.conv_padding(padding, H, W, kh, kw, int(stride))
-    t = T.conv2d(_tensor_of(px), _tensor_of(pw), int(stride), pads)
+    pads = contract.conv_padding(padding, H, W, kh, kw, int(stride))
+    t = contract.conv2d(tensor_of(px), tensor_of(pw), int(stride), pads)
     if b is not None:
         pb = _shared(b, what, "b")
         if pb.shape != (pw.shape[3],):
             raise ValueError(f"conv2d: b must have shape ({pw.shape[3]},), got {pb.shape}")
-        t = make("add", t, T.bcast(_tensor_of(pb), t.shape, (2,)))
-    return _rebatch(_from_tensor(t), bpos, batch, 3)
+        t = make("add", t, tops.bcast(tensor_of(pb), t.shape, (2,)))
+    return _rebatch(from_tensor(t), bpos, batch, 3)
 
 
 def dense(x, w, b=None):
@@ -174,8 +174,8 @@ def stop_gradient(x):
         return x
     if isinstance(x, BatchedArray):
         return BatchedArray(stop_gradient(x.per), x.bpos, x.batch)
-    if _is_tensor(x):
-        return TracedArray(tensor=T.fit(make("stop", x.tensor), x.shape))
+    if is_tensor(x):
+        return TracedArray(tensor=tops.fit(make("stop", x.tensor), x.shape))
     arr = _nodes(x)
     out = np.frompyfunc(lambda n: make("stop", n), 1, 1)(arr)
     return TracedArray(out if isinstance(out, np.ndarray) else np.asarray(out, dtype=object))

@@ -1,0 +1,349 @@
+"""How each structural tensor op prints, for every printer, in one place.
+
+A structural op (a tensor op with an attribute: ``einsum``, ``conv2d``,
+``tsum``...) is one class here with two forms side by side:
+
+- ``numpy(p, s)``: an expression vectorized over the batch slice, for
+  `codegen.printers.NumPyPrinter` (a batched value has the slice as its
+  leading axis);
+- ``loops(p, s, tile)``: loop nests for the Numba printers, with the samples
+  of a tile on the innermost axis when ``tile`` (a value shared by every
+  sample has no sample axis).  ``p`` is the printer, which supplies element
+  access (``p.el``, ``p.target``) and loop headers (``p.nest``, ``p.inner``).
+
+A printer asked for an op that has no entry here raises `PrinterError`
+naming it; `tests/test_layers.py` checks that every structural op of the
+registry has both forms.
+"""
+
+from __future__ import annotations
+
+__all__ = ["STRUCTURAL", "NUMPY_HELPERS", "flat_index", "size"]
+
+STRUCTURAL: dict = {}
+
+
+def structural(cls):
+    """Register a structural op's printing (the class's ``op``)."""
+    STRUCTURAL[cls.op] = cls()
+    return cls
+
+
+def size(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def strides(shape):
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def flat_index(vars_, shape):
+    """Flat C-order index expression of loop variables over ``shape``."""
+    terms = [f"{v} * {st}" if st != 1 else v for v, st, d in zip(vars_, strides(shape), shape) if d != 1]
+    return " + ".join(terms) if terms else "0"
+
+
+# NumPy-printer helpers that the NumPy forms below call (printed when a program has tensors).
+NUMPY_HELPERS = '''
+def _pack(lead, shape, items):
+    # items: {flat index: value}; entries not given are zero
+    n = 1
+    for d in shape:
+        n *= d
+    out = np.zeros(lead + (n,), dtype=_F)
+    for j, v in items.items():
+        out[..., j] = v
+    return out.reshape(lead + shape)
+
+
+def _windows(x, kh, kw, stride, pads, ho, wo):
+    # x: (..., H, W, C) zero-padded; yields (dy, dx, view (..., ho, wo, C))
+    pad = [(0, 0)] * (x.ndim - 3) + [tuple(pads[0]), tuple(pads[1]), (0, 0)]
+    xp = np.pad(x, pad)
+    for dy in range(kh):
+        for dx in range(kw):
+            yield dy, dx, xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :]
+
+
+def _conv2d(x, w, bx, bw, attr):
+    stride, pads = attr
+    kh, kw = w.shape[-4], w.shape[-3]
+    H, W = x.shape[-3], x.shape[-2]
+    ho = (H + pads[0][0] + pads[0][1] - kh) // stride + 1
+    wo = (W + pads[1][0] + pads[1][1] - kw) // stride + 1
+    out = 0
+    for dy, dx, v in _windows(x, kh, kw, stride, pads, ho, wo):
+        out = out + np.einsum("...hwi,...io->...hwo", v, w[..., dy, dx, :, :], optimize=True)
+    return out
+
+
+def _conv2d_bx(g, w, bg, bw, attr):
+    stride, pads, (H, W) = attr
+    kh, kw = w.shape[-4], w.shape[-3]
+    ho, wo = g.shape[-3], g.shape[-2]
+    lead = np.broadcast_shapes(g.shape[:-3], w.shape[:-4])
+    xp = np.zeros(lead + (H + pads[0][0] + pads[0][1], W + pads[1][0] + pads[1][1], w.shape[-2]), dtype=_F)
+    for dy in range(kh):
+        for dx in range(kw):
+            xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :] += \\
+                np.einsum("...hwo,...io->...hwi", g, w[..., dy, dx, :, :], optimize=True)
+    return xp[..., pads[0][0]: pads[0][0] + H, pads[1][0]: pads[1][0] + W, :]
+
+
+def _conv2d_bw(x, g, bx, bg, attr):
+    stride, pads, (kh, kw) = attr
+    ho, wo = g.shape[-3], g.shape[-2]
+    parts = []
+    for dy, dx, v in _windows(x, kh, kw, stride, pads, ho, wo):
+        parts.append(np.einsum("...hwi,...hwo->...io", v, g, optimize=True))
+    out = np.stack(parts, axis=-3)
+    return out.reshape(out.shape[:-3] + (kh, kw) + out.shape[-2:])
+'''
+
+
+# -- the bridge between scalars and tensors ---------------------------------------------
+# (The Numba printers write pack and elem inside their scalar blocks.)
+
+@structural
+class Pack:
+    op = "pack"
+
+    def numpy(self, p, s):
+        lead = "(stop - start,)" if s.batched else "()"
+        items = ", ".join(f"{j}: {a}" for j, a in enumerate(s.args) if not p.is_plus_zero(a))
+        return f"_pack({lead}, {s.shape!r}, {{{items}}})"
+
+
+@structural
+class Elem:
+    op = "elem"
+
+    def numpy(self, p, s):
+        (t,) = s.args
+        if p.info[t].batched:
+            return f"{t}.reshape({t}.shape[0], -1)[:, {s.attr}]"
+        return f"np.reshape({t}, -1)[{s.attr}]"
+
+
+# -- linear maps of one tensor ------------------------------------------------------------
+
+@structural
+class Bcast:
+    op = "bcast"
+
+    def numpy(self, p, s):
+        shape, dims = s.attr
+        expanded = tuple(shape[i] if i in dims else 1 for i in range(len(shape)))
+        (a,) = s.args
+        if s.batched:
+            return f"np.broadcast_to(np.reshape({a}, (stop - start,) + {expanded!r}), (stop - start,) + {shape!r})"
+        return f"np.broadcast_to(np.reshape({a}, {expanded!r}), {shape!r})"
+
+    def loops(self, p, s, tile):
+        shape, dims = s.attr
+        (a,) = s.args
+        vars_ = [f"i{d}" for d in range(len(shape))]
+        head, depth = p.nest(list(zip(vars_, shape)))
+        src = p.el(a, flat_index([vars_[d] for d in dims], [shape[d] for d in dims]), tile)
+        return head + p.inner(tile, [f"{p.out_el(s, flat_index(vars_, shape), tile)} = {src}"], depth)
+
+
+@structural
+class Reshape:
+    op = "reshape"
+
+    def numpy(self, p, s):
+        lead = "(stop - start,) + " if s.batched else ""
+        return f"np.reshape({s.args[0]}, {lead}{s.shape!r})"
+
+    def loops(self, p, s, tile):
+        return [] if tile else [f"{s.name} = {s.args[0]}"]  # tiled: aliased once, before the loop
+
+
+@structural
+class Transpose:
+    op = "transpose"
+
+    def numpy(self, p, s):
+        perm = (0,) + tuple(q + 1 for q in s.attr) if s.batched else s.attr
+        return f"np.transpose({s.args[0]}, {perm!r})"
+
+    def loops(self, p, s, tile):
+        (a,) = s.args
+        in_shape = p.info[a].shape
+        vars_ = [f"i{d}" for d in range(len(s.shape))]
+        in_vars = [None] * len(in_shape)
+        for out_axis, in_axis in enumerate(s.attr):
+            in_vars[in_axis] = vars_[out_axis]
+        head, depth = p.nest(list(zip(vars_, s.shape)))
+        src = p.el(a, flat_index(in_vars, in_shape), tile)
+        return head + p.inner(tile, [f"{p.out_el(s, flat_index(vars_, s.shape), tile)} = {src}"], depth)
+
+
+# -- reductions -----------------------------------------------------------------------------
+
+def _reduce_loops(p, s, tile, fill="0", combine=None):
+    """A reduction over ``s.attr``: a sum, or with ``combine`` (np.maximum,
+    np.minimum) an extreme."""
+    (a,) = s.args
+    in_shape = p.info[a].shape
+    vars_ = [f"i{d}" for d in range(len(in_shape))]
+    kept = [d for d in range(len(in_shape)) if d not in s.attr]
+    head, depth = p.nest(list(zip(vars_, in_shape)))
+    out_flat = flat_index([vars_[d] for d in kept], [in_shape[d] for d in kept])
+    target = p.out_el(s, out_flat, tile) if s.shape else (f"{s.name}_[s]" if tile else s.name)
+    value = p.el(a, flat_index(vars_, in_shape), tile)
+    body = [f"{target} += {value}" if combine is None else f"{target} = {combine}({target}, {value})"]
+    return p.fill(s, tile, fill) + head + p.inner(tile, body, depth)
+
+
+def _reduce_numpy(s, fn):
+    return f"{fn}({s.args[0]}, axis={tuple(a + s.batched for a in s.attr)!r})"
+
+
+@structural
+class Tsum:
+    op = "tsum"
+
+    def numpy(self, p, s):
+        return _reduce_numpy(s, "np.sum")
+
+    def loops(self, p, s, tile):
+        return _reduce_loops(p, s, tile)
+
+
+@structural
+class Tmax:
+    op = "tmax"
+
+    def numpy(self, p, s):
+        return _reduce_numpy(s, "np.max")
+
+    def loops(self, p, s, tile):
+        return _reduce_loops(p, s, tile, "-np.inf", "np.maximum")
+
+
+@structural
+class Tmin:
+    op = "tmin"
+
+    def numpy(self, p, s):
+        return _reduce_numpy(s, "np.min")
+
+    def loops(self, p, s, tile):
+        return _reduce_loops(p, s, tile, "np.inf", "np.minimum")
+
+
+# -- contractions and convolutions ------------------------------------------------------------
+
+@structural
+class Einsum:
+    op = "einsum"
+
+    def numpy(self, p, s):
+        (sa, sb), out = s.attr.split("->")[0].split(","), s.attr.split("->")[1]
+        ba, bb = (p.info[a].batched for a in s.args)
+        spec = f"{'Z' * ba}{sa},{'Z' * bb}{sb}->{'Z' * s.batched}{out}"
+        return f"np.einsum({spec!r}, {s.args[0]}, {s.args[1]}, optimize=True)"
+
+    def loops(self, p, s, tile):
+        (sa, sb), out = s.attr.split("->")[0].split(","), s.attr.split("->")[1]
+        a, b = s.args
+        sizes = dict(zip(sa, p.info[a].shape)) | dict(zip(sb, p.info[b].shape))
+        summed = [ch for ch in dict.fromkeys(sa + sb) if ch not in out]
+        head, depth = p.nest([(f"i_{ch}", sizes[ch]) for ch in out + "".join(summed)])
+        fa = flat_index([f"i_{ch}" for ch in sa], [sizes[ch] for ch in sa])
+        fb = flat_index([f"i_{ch}" for ch in sb], [sizes[ch] for ch in sb])
+        fo = flat_index([f"i_{ch}" for ch in out], [sizes[ch] for ch in out])
+        target = p.out_el(s, fo, tile) if s.shape else (f"{s.name}_[s]" if tile else s.name)
+        ea, eb = p.el(a, fa, tile), p.el(b, fb, tile)
+        pre = []
+        # a shared operand's element is loaded once, outside the loop over the tile
+        if tile and not p.info[a].batched and p.info[a].shape:
+            pre, ea = [f"wa = {ea}"], "wa"
+        elif tile and not p.info[b].batched and p.info[b].shape:
+            pre, eb = [f"wb = {eb}"], "wb"
+        body = p.inner(tile, [f"{target} += {ea} * {eb}"], depth)
+        return p.fill(s, tile) + head + ["    " * depth + ln for ln in pre] + body
+
+
+def _conv_numpy(p, fn, s):
+    a, b = s.args
+    return f"{fn}({a}, {b}, {p.info[a].batched}, {p.info[b].batched}, {s.attr!r})"
+
+
+def _conv_loops(p, s, tile, x, w, o, xshape, wshape, oshape, stride, pads, role):
+    """One loop nest for conv2d and its two transposes: every (output pixel,
+    tap, c_in, c_out) product once; ``role`` picks which array accumulates."""
+    H, W, ci = xshape
+    kh, kw, _, co = wshape
+    ho, wo, _ = oshape
+    (pt, _), (pl, _) = pads
+    lines = [f"for oy in range({ho}):",
+             f"    for dy in range({kh}):",
+             f"        y = oy * {stride} + dy - {pt}",
+             f"        if y < 0 or y >= {H}:",
+             "            continue",
+             f"        for ox in range({wo}):",
+             f"            for dx in range({kw}):",
+             f"                xx = ox * {stride} + dx - {pl}",
+             f"                if xx < 0 or xx >= {W}:",
+             "                    continue",
+             f"                for c in range({ci}):",
+             f"                    xi = (y * {W} + xx) * {ci} + c",
+             f"                    wi = ((dy * {kw} + dx) * {ci} + c) * {co}",
+             f"                    oi = (oy * {wo} + ox) * {co}",
+             f"                    for k in range({co}):"]
+    ex, ew, eo = (p.el(x, "xi", tile), p.el(w, "wi + k", tile), p.el(o, "oi + k", tile))
+    target = {"conv2d": eo, "conv2d_bx": ex, "conv2d_bw": ew}[role]
+    prod = {"conv2d": f"{ex} * {ew}", "conv2d_bx": f"{eo} * {ew}", "conv2d_bw": f"{ex} * {eo}"}[role]
+    return p.fill(s, tile) + lines + p.inner(tile, [f"{target} += {prod}"], 6)
+
+
+@structural
+class Conv2d:
+    op = "conv2d"
+
+    def numpy(self, p, s):
+        return _conv_numpy(p, "_conv2d", s)
+
+    def loops(self, p, s, tile):
+        x, w = s.args
+        stride, pads = s.attr
+        return _conv_loops(p, s, tile, x, w, s.name, p.info[x].shape, p.info[w].shape, s.shape, stride, pads,
+                           "conv2d")
+
+
+@structural
+class Conv2dBx:
+    op = "conv2d_bx"
+
+    def numpy(self, p, s):
+        return _conv_numpy(p, "_conv2d_bx", s)
+
+    def loops(self, p, s, tile):
+        g, w = s.args
+        stride, pads, _ = s.attr
+        return _conv_loops(p, s, tile, s.name, w, g, s.shape, p.info[w].shape, p.info[g].shape, stride, pads,
+                           "conv2d_bx")
+
+
+@structural
+class Conv2dBw:
+    op = "conv2d_bw"
+
+    def numpy(self, p, s):
+        return _conv_numpy(p, "_conv2d_bw", s)
+
+    def loops(self, p, s, tile):
+        x, g = s.args
+        stride, pads, _ = s.attr
+        return _conv_loops(p, s, tile, x, s.name, g, p.info[x].shape, s.shape, p.info[g].shape, stride, pads,
+                           "conv2d_bw")

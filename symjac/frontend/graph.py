@@ -1,0 +1,125 @@
+"""`Graph`: a traced computation (input leaf arrays, output node arrays and the
+output structure), callable like the function it came from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symjac.frontend.traced import TracedArray, _nodes, is_traced
+from symjac.ir import BUILDING, evaluate_nodes, rebuild, substitute, toposort
+
+__all__ = ["Graph", "call_graph", "outputs_of", "unflatten"]
+
+
+class Graph:
+    """A traced computation: input leaf arrays and output node arrays.
+
+    ``inputs`` is a list of object arrays of ``input`` nodes (one per argument,
+    in per-sample shape), ``outputs`` a list of object arrays of nodes (each
+    node a scalar or a tensor).  A
+    graph is callable like the function it came from: on traced arguments it
+    returns traced results (so transforms compose), on numbers it evaluates
+    one sample in float64.
+
+    >>> import numpy as np, symjac
+    >>> g = symjac.trace(lambda x: np.sin(x) * x, (3,))
+    >>> len(g), g(np.array([0.0, 1.0, 2.0])).round(3).tolist()
+    (6, [0.0, 0.841, 1.819])
+    """
+
+    def __init__(self, inputs, outputs, *, treedef="*"):
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.treedef = treedef  # "*" for one output, nested tuples of "*" otherwise
+
+    # -- structure -------------------------------------------------------
+    def output_nodes(self):
+        return [n for out in self.outputs for n in out.ravel()]
+
+    def nodes(self):
+        """Reachable nodes in topological order (dead code is never visited)."""
+        return toposort(self.output_nodes())
+
+    def __len__(self):
+        return sum(1 for n in self.nodes() if n.args)
+
+    def __repr__(self):
+        ins = ", ".join(str(a.shape) for a in self.inputs)
+        outs = ", ".join(str(o.shape) for o in self.outputs)
+        return f"<symjac.Graph ({ins}) -> ({outs}), {len(self)} operations>"
+
+    # -- use as a function -----------------------------------------------
+    def __call__(self, *args):
+        if len(args) != len(self.inputs):
+            raise TypeError(f"this graph takes {len(self.inputs)} arguments, got {len(args)}")
+        return call_graph(self, args)
+
+    def to_sympy(self):
+        """The outputs as SymPy expressions (a list of ``sympy.Array``)."""
+        from symjac.frontend.sympy_out import graph_to_sympy  # SymPy loads only when used
+
+        return graph_to_sympy(self)
+
+
+def outputs_of(result):
+    """(list of node arrays, treedef) for whatever a model returned.
+
+    Tuples (nested or not) are several outputs; anything else, lists
+    included, is one array (as ``np.array`` would make it).
+    """
+    leaves = []
+
+    def flat(r):
+        if isinstance(r, tuple):
+            return tuple(flat(e) for e in r)
+        leaves.append(_nodes(r))
+        return "*"
+
+    treedef = flat(result)
+    return leaves, treedef
+
+
+def unflatten(treedef, leaves):
+    """Inverse of `outputs_of`: rebuild the nested tuples around ``leaves``."""
+    it = iter(leaves)
+
+    def build(d):
+        return next(it) if d == "*" else tuple(build(e) for e in d)
+
+    return build(treedef)
+
+
+def call_graph(graph, args):
+    """Apply a graph to traced arguments (substitution) or numbers (evaluation)."""
+    if any(is_traced(a) for a in args):
+        return _substitute_graph(graph, args)
+    values = {}
+    for leaf, arg in zip(graph.inputs, args):
+        arr = np.broadcast_to(np.asarray(arg, dtype=float), leaf.shape)
+        for l, v in zip(leaf.ravel(), arr.ravel()):
+            values[l.id] = v
+    vals = evaluate_nodes(graph.output_nodes(), values)
+    outs, i = [], 0
+    for o in graph.outputs:
+        outs.append(np.array(vals[i: i + o.size], dtype=float).reshape(o.shape))
+        i += o.size
+    return unflatten(graph.treedef, outs)
+
+
+def _substitute_graph(graph, args):
+    with BUILDING:
+        mapping = {}
+        for leaf, arg in zip(graph.inputs, args):
+            arr = np.broadcast_to(_nodes(arg), leaf.shape)
+            for l, n in zip(leaf.ravel(), arr.ravel()):
+                mapping[l.id] = n
+        roots = graph.output_nodes()
+        new = substitute(roots, mapping, rebuild)
+        outs, i = [], 0
+        for o in graph.outputs:
+            arr = np.empty(o.shape, dtype=object)
+            arr.reshape(-1)[:] = new[i: i + o.size] if o.size else []
+            i += o.size
+            outs.append(TracedArray(arr))
+    return unflatten(graph.treedef, outs)

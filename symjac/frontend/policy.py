@@ -1,0 +1,57 @@
+"""When array work stays whole (a tensor op, printed as a loop) and when it is
+unrolled into scalars that simplify symbolically.
+
+The policy is a context variable, not module state: a trace in another
+thread keeps its own.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import numbers
+
+__all__ = ["tensor_policy", "policy"]
+
+_DEFAULT = {"min_work": 64, "min_operand": 32, "unroll_size": 8}
+_POLICY = contextvars.ContextVar("symjac_tensor_policy", default=_DEFAULT)
+
+
+def policy():
+    """The current policy: a dict with ``min_work``, ``min_operand``, ``unroll_size``."""
+    return _POLICY.get()
+
+
+class tensor_policy:
+    """When contractions become tensor ops (loops) instead of unrolled scalars.
+
+    A contraction (``@``, ``np.dot``, ``np.einsum``, ``np.tensordot``) becomes
+    one tensor op when an operand already is one, or when it costs at least
+    ``min_work`` multiply-adds and an operand holds at least ``min_operand``
+    non-constant entries (runtime weights, not a rotation matrix whose zeros
+    and ones simplify away).  Results of at most ``unroll_size`` entries are
+    unrolled into scalars.  ``tensor_policy(min_work=None)`` unrolls everything.
+    The setting belongs to the current thread (and asyncio task).
+
+    >>> import numpy as np, symjac
+    >>> with symjac.tensor_policy(min_work=None):
+    ...     g = symjac.trace(lambda x, W: np.tanh(W @ x), (40,), (40, 40))
+    >>> len(g) > 1600
+    True
+    """
+
+    def __init__(self, min_work=64, min_operand=32, unroll_size=8):
+        for name, v in (("min_work", min_work), ("min_operand", min_operand), ("unroll_size", unroll_size)):
+            if (v is None and name == "min_work") or (isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                                     and v >= 0):
+                continue
+            raise ValueError(f"tensor_policy: {name} must be a non-negative int"
+                             f"{' or None' if name == 'min_work' else ''}, got {v!r}")
+        self.new = {"min_work": min_work, "min_operand": min_operand, "unroll_size": unroll_size}
+        self._tokens = []
+
+    def __enter__(self):
+        self._tokens.append(_POLICY.set(dict(self.new)))
+        return self
+
+    def __exit__(self, *exc):
+        _POLICY.reset(self._tokens.pop())

@@ -1,0 +1,65 @@
+"""Tracing entry points: make leaves, call a function on traced arrays, and
+collect its outputs into a `Graph`."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from symjac.errors import NumericArrayError
+from symjac.frontend.graph import Graph, outputs_of, unflatten
+from symjac.frontend.traced import TracedArray
+from symjac.ir import BUILDING, make_inputs
+
+__all__ = ["trace", "call_traced", "make_inputs", "outputs_of", "unflatten"]
+
+
+def call_traced(f, arrays, note=None):
+    """Call ``f`` on traced copies of the leaf ``arrays``.  An error raised
+    while tracing gets ``note()`` (what the arguments looked like) as a note."""
+    try:
+        try:
+            return f(*[TracedArray(a.copy()) for a in arrays])
+        except ValueError as e:
+            # NumPy storing a traced value (a sequence to it) into an array of numbers
+            if "setting an array element with a sequence" in str(e):
+                raise NumericArrayError() from e
+            raise
+    except Exception as e:
+        if note is not None:
+            e.add_note(note())
+        raise
+
+
+def _shape_of(example):
+    if isinstance(example, tuple) and all(isinstance(s, numbers.Integral) for s in example):
+        return tuple(int(s) for s in example)
+    if isinstance(example, TracedArray):
+        return example.shape
+    arr = np.asarray(example)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"example argument of dtype {arr.dtype}: give a shape tuple or a real array")
+    return arr.shape
+
+
+def trace(f, *examples):
+    """Trace the per-sample function ``f`` into a `Graph`.
+
+    Each example is a shape tuple or an array whose shape is used (its values
+    are not).
+
+    >>> import numpy as np, symjac
+    >>> g = symjac.trace(lambda x, y: x * y + np.sin(x), (2,), (2,))
+    >>> len(g)
+    6
+    """
+    if not callable(f):
+        raise TypeError(f"trace: f must be callable, got {type(f).__name__}")
+    shapes = [_shape_of(e) for e in examples]
+    with BUILDING:
+        inputs = make_inputs(shapes)
+        outputs, treedef = outputs_of(call_traced(f, inputs))
+    return Graph(inputs, outputs, treedef=treedef)
+
+

@@ -1,0 +1,313 @@
+"""Nodes and the simplifying constructor.
+
+Every value symjac reasons about is a `Node` (op, args, attr, shape, kind),
+built only through `intern`, which returns the existing node when one with
+the same op, arguments and attribute exists: a repeated subexpression is one
+object from birth (CSE by construction).  Elementwise nodes are built with
+`make`, which folds constants, applies the op's own simplifications (from
+its registry entry), puts the arguments of commutative ops in a canonical
+order and interns the result; ops with an attribute are built by their own
+builders (`symjac.ops`), which intern too.
+
+IEEE exactness.  Ops declare only rewrites that give the same IEEE result
+for every input (up to the sign of a zero); the ones that can turn NaN or
+infinity into a number (``x*0 -> 0``, ``x-x -> 0``, ``x/x -> 1``) apply only
+inside ``with symjac.non_ieee_rewrites():`` (`non_ieee`).  Derivatives never
+need them: a structural zero is a symbolic zero and is skipped, never
+multiplied.
+
+Nodes have NumPy's arithmetic (``+``, ``*``, ``sin`` as a method...), so
+NumPy's object-dtype routines (``np.dot``, ``np.sum`` on object arrays) build
+graph nodes.  Equality stays identity (hash-consing makes that structural
+equality); ``==`` reaching a node from NumPy's object loops raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import itertools
+import numbers
+import threading
+import weakref
+
+import numpy as np
+
+from symjac.errors import TracerBoolError, conversion_error
+from symjac.ir.registry import REGISTRY, UFUNCS, lookup
+
+__all__ = ["Node", "intern", "make", "rebuild", "const", "to_node", "ZERO", "ONE", "is_zero", "is_one",
+           "non_ieee_rewrites", "non_ieee", "make_inputs", "ufunc_builder", "BUILDING", "broadcast_scalar"]
+
+_ids = itertools.count()
+_trace_ids = itertools.count()
+_TABLE: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+
+# Held while a graph is built (trace, differentiate, lower).  The intern table
+# is one per process, and node ids order commutative arguments: two threads
+# building at once could make two nodes for one key and interleave ids (a
+# retrace would print different source).  Tracing is pure Python, so holding
+# the GIL-bound work to one thread at a time costs no parallelism.
+BUILDING = threading.RLock()
+
+
+class Node:
+    """One value of a computation: a scalar, or a tensor of static ``shape``
+    (per sample).
+
+    ``op`` names the op (see `symjac.ir.registry`), ``args`` are the operand
+    nodes, ``attr`` a hashable attribute (the value of a constant, the
+    position of an input, a tensor op's axes), ``kind`` the result dtype class
+    (``"float"`` or ``"bool"``).  Two nodes are equal exactly when they are
+    the same node, which hash-consing makes the same as structurally equal.
+    """
+
+    __slots__ = ("op", "args", "attr", "shape", "kind", "id", "__weakref__")
+
+    def __init__(self, op, args, attr, kind, shape=()):
+        self.op = op
+        self.args = args
+        self.attr = attr
+        self.shape = shape
+        self.kind = kind
+        self.id = next(_ids)
+
+    def __repr__(self):
+        if self.op == "const":
+            return f"Node(const {self.attr!r})"
+        if self.op == "input":
+            return f"Node(input {self.attr[1:]})"
+        return f"Node({self.op} #{self.id} of {[a.id for a in self.args]})"
+
+    def __reduce__(self):
+        raise TypeError("symjac graph nodes cannot be pickled; keep the generated kernel file (Kernel.path) instead")
+
+    # -- Python protocol: no control flow, equality is identity ------------------
+    def __bool__(self):
+        raise TracerBoolError()
+
+    def __float__(self):
+        raise conversion_error("float()")
+
+    __int__ = __float__
+    __index__ = __float__
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        raise TracerBoolError("== between traced values of a plain object array (from np.asarray or np.array)")
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = object.__hash__
+
+    # -- arithmetic, for NumPy's object-dtype loops -------------------------------
+    def _binary(op, swap=False):  # noqa: N805  (a method factory used in the class body)
+        def method(self, other):
+            try:
+                other = to_node(other)
+            except TypeError:
+                return NotImplemented
+            return make(op, other, self) if swap else make(op, self, other)
+
+        return method
+
+    __add__, __radd__ = _binary("add"), _binary("add", True)
+    __sub__, __rsub__ = _binary("sub"), _binary("sub", True)
+    __mul__, __rmul__ = _binary("mul"), _binary("mul", True)
+    __truediv__, __rtruediv__ = _binary("div"), _binary("div", True)
+    __pow__, __rpow__ = _binary("pow"), _binary("pow", True)
+    __lt__, __le__, __gt__, __ge__ = _binary("lt"), _binary("le"), _binary("gt"), _binary("ge")
+    del _binary
+
+    def __neg__(self):
+        return make("neg", self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return make("abs", self)
+
+    def conjugate(self):
+        return self
+
+    def __getattr__(self, name):
+        # NumPy's object loops apply a ufunc by calling the element's method of that name
+        if name.startswith("__"):
+            raise AttributeError(name)
+        builder = ufunc_builder(name)
+        if builder is None:
+            raise AttributeError(f"'Node' object has no attribute {name!r}")
+        return lambda *others: builder(self, *others)
+
+
+def _const_key(value):
+    # float.hex tells 0.0 from -0.0 and keeps NaN as one key.
+    return value.hex() if isinstance(value, float) else value
+
+
+def intern(op, args, attr=None, kind="float", shape=()):
+    """The unique node for ``(op, args, attr)``, created if needed.
+
+    ``shape`` is a function of the op, its arguments and its attribute, so it
+    is not part of the key.
+    """
+    key = (op, tuple(a.id for a in args), _const_key(attr) if op == "const" else attr)
+    node = _TABLE.get(key)
+    if node is None:
+        node = Node(op, tuple(args), attr, kind, shape)
+        _TABLE[key] = node
+    return node
+
+
+def make_inputs(shapes, trace_id=None):
+    """Fresh input leaves, one object array of scalar ``input`` nodes per shape."""
+    tid = next(_trace_ids) if trace_id is None else trace_id
+    arrays = []
+    for k, shape in enumerate(shapes):
+        arr = np.empty(shape, dtype=object)
+        flat = arr.reshape(-1)
+        for i in range(flat.size):
+            flat[i] = intern("input", (), (tid, k, i))
+        arrays.append(arr)
+    return arrays
+
+
+# -- constants ----------------------------------------------------------------------
+
+def const(value):
+    """The constant node holding ``value`` (a float; booleans become 0.0/1.0)."""
+    return intern("const", (), float(value))
+
+
+ZERO = const(0.0)
+ONE = const(1.0)
+
+
+def is_zero(n):
+    return n.op == "const" and n.attr == 0.0
+
+
+def is_one(n):
+    return n.op == "const" and n.attr == 1.0
+
+
+def to_node(x):
+    """A node from a node, a Python or NumPy real number, or a 0-d array."""
+    if isinstance(x, Node):
+        return x
+    if isinstance(x, (bool, np.bool_)):
+        return const(1.0 if x else 0.0)
+    if isinstance(x, numbers.Real):
+        return const(float(x))
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        return to_node(x[()])
+    if isinstance(x, numbers.Complex):
+        raise TypeError(f"complex constant {x!r} in a traced model: symjac kernels are real-valued")
+    raise TypeError(f"cannot use {type(x).__name__} value {x!r} as a number in a traced model")
+
+
+# -- IEEE exactness ---------------------------------------------------------------------
+# A context variable, not module state: a trace in another thread keeps its own setting.
+_NON_IEEE = contextvars.ContextVar("symjac_non_ieee_rewrites", default=False)
+
+
+@contextlib.contextmanager
+def non_ieee_rewrites(enabled=True):
+    """Allow ``x*0 -> 0``, ``x-x -> 0`` and ``x/x -> 1`` while tracing.
+
+    These drop NaN and infinity (``inf*0`` is NaN in IEEE arithmetic), so they
+    are off unless asked for.  The setting belongs to the current thread (and
+    asyncio task): traces running elsewhere keep IEEE semantics.
+
+    >>> import numpy as np, symjac
+    >>> with symjac.non_ieee_rewrites():
+    ...     g = symjac.trace(lambda x: x[0] * 0.0 + x[1], (2,))
+    >>> len(g)
+    0
+    """
+    token = _NON_IEEE.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _NON_IEEE.reset(token)
+
+
+def non_ieee():
+    """True inside `non_ieee_rewrites` (for ops' simplification rules)."""
+    return _NON_IEEE.get()
+
+
+# -- the constructor ----------------------------------------------------------------------
+
+def make(op, *args):
+    """Build (or find) the simplified elementwise node ``op(*args)``."""
+    args = tuple(to_node(a) for a in args)
+    info = REGISTRY.get(op) or lookup(op)
+    if info.kind != "elementwise":
+        raise TypeError(f"op {op!r} is {info.kind}: build it with its own constructor (symjac.ops), not make()")
+    if info.nargs != len(args):
+        raise TypeError(f"op {op!r} takes {info.nargs} arguments, got {len(args)}")
+    if all(a.op == "const" for a in args):
+        with np.errstate(all="ignore"):
+            return const(float(info.evaluate([np.float64(a.attr) for a in args], None)))
+    shape = _map_shape(op, args)
+    if shape and any(a.op == "bcast" and not a.args[0].shape for a in args):
+        # a broadcast scalar is just the scalar to an elementwise op (so x * 1 still folds)
+        args = tuple(a.args[0] if a.op == "bcast" and not a.args[0].shape else a for a in args)
+        if not _map_shape(op, args):
+            return broadcast_scalar(make(op, *args), shape)
+    simpler = info.simplify(*args) if info.simplify is not None else None
+    if simpler is not None:
+        return simpler if simpler.shape == shape else broadcast_scalar(simpler, shape)
+    if info.commutative and _order_key(args[0]) > _order_key(args[1]):
+        args = (args[1], args[0])
+    return intern(op, args, None, info.dtype, shape)
+
+
+def _map_shape(op, args):
+    """Elementwise ops take scalars and tensors of one shape (scalars broadcast)."""
+    shape = ()
+    for a in args:
+        if a.shape:
+            if shape and a.shape != shape:
+                raise ValueError(f"elementwise {op!r} on tensors of shapes {shape} and {a.shape}; "
+                                 "broadcast them first (symjac.ops.tensor.broadcast_to)")
+            shape = a.shape
+    return shape
+
+
+def broadcast_scalar(node, shape):
+    """A scalar node as a tensor of ``shape`` (the ``bcast`` op)."""
+    if node.shape == tuple(shape):
+        return node
+    if node.shape:
+        raise ValueError(f"cannot broadcast a tensor of shape {node.shape} as a scalar to {shape}")
+    return lookup("bcast").build((node,), (tuple(shape), ()))
+
+
+def _order_key(node):
+    # Constants first, then creation order: constants outlive traces while every
+    # other node of a retrace is rebuilt in the same order, so a retraced model
+    # prints the same kernel source (and hits the kernel cache).
+    return (node.op != "const", node.id)
+
+
+def rebuild(node, args):
+    """``node``'s op (same attribute) applied to new ``args`` (for `substitute`)."""
+    info = lookup(node.op)
+    if info.build is not None:
+        return info.build(tuple(args), node.attr)
+    return make(node.op, *args)
+
+
+def ufunc_builder(name):
+    """``builder(*nodes)`` for the NumPy ufunc ``name``, or None if untraceable."""
+    entry = UFUNCS.get(name)
+    if entry is None:
+        return None
+    if isinstance(entry, str):
+        return lambda *args: make(entry, *args)
+    return entry

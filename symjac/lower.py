@@ -1,0 +1,131 @@
+"""Lowering: a traced `Graph` to a `codegen.Program` (plain data for the printers).
+
+The graph's reachable nodes are numbered in topological order (dead code is
+never visited); constants are hoisted; a consecutive run of one input's
+leaves is loaded as a block; each output entry is written once, runs of one
+tensor's elements by one block store; outputs with many structural zeros are
+zero-filled per sample instead of storing each zero.  Every elementwise op
+in the program brings its printing templates from the registry.
+"""
+
+from __future__ import annotations
+
+import math
+
+from codegen import Param, Program, Stmt
+from symjac.frontend.graph import Graph
+from symjac.ir import lookup, toposort
+from symjac.ops.tensor import constant_value
+
+__all__ = ["lower"]
+
+ZERO_FILL_MIN = 4  # an output with at least this many structural zeros is zero-filled
+BLOCK_MIN = 4  # a run of at least this many tensor entries is stored by one loop
+
+
+def _is_plus_zero(node):
+    return node.op == "const" and node.attr == 0.0 and math.copysign(1.0, node.attr) > 0
+
+
+def _input_block(node, where):
+    """(k, offset) when ``node`` packs a consecutive run of input k's leaves."""
+    if node.op != "pack" or node.args[0].id not in where:
+        return None
+    k, i0 = where[node.args[0].id]
+    for j, a in enumerate(node.args):
+        if where.get(a.id) != (k, i0 + j):
+            return None
+    return k, i0
+
+
+def _runs(flat):
+    """Split an output's entries into block stores (runs of consecutive
+    elements of one tensor) and single entries."""
+    blocks, singles, i = [], [], 0
+    while i < len(flat):
+        n = flat[i]
+        if n.op == "elem":
+            t, j0, j = n.args[0], n.attr, i + 1
+            while j < len(flat) and flat[j].op == "elem" and flat[j].args[0] is t \
+                    and flat[j].attr == j0 + (j - i):
+                j += 1
+            if j - i >= BLOCK_MIN:
+                blocks.append((i, t, j0, j - i))
+                i = j
+                continue
+        singles.append((i, n))
+        i += 1
+    return blocks, singles
+
+
+def lower(graph: Graph, batched, title="kernel", reduced=()):
+    """The `codegen.Program` of ``graph``; ``batched[k]`` says if input k has a
+    batch axis; outputs in ``reduced`` are sums over the batch."""
+    where = {}
+    for k, leaf in enumerate(graph.inputs):
+        for i, node in enumerate(leaf.ravel()):
+            where[node.id] = (k, i)
+    stores, block_stores, zero_fill, roots = [], [], set(), []
+    plan = []
+    for k, out in enumerate(graph.outputs):
+        flat = list(out.ravel())
+        zeros = sum(1 for n in flat if _is_plus_zero(n))
+        fill = k not in reduced and zeros >= ZERO_FILL_MIN
+        if fill:
+            zero_fill.add(k)
+        blocks, singles = _runs(flat)
+        # accumulators start at zero, as do zero-filled rows: a structural zero needs no store
+        singles = [(i, n) for i, n in singles if not ((k in reduced or fill) and _is_plus_zero(n))]
+        plan.append((k, blocks, singles))
+        roots += [t for _, t, _, _ in blocks] + [n for _, n in singles]
+    input_blocks = {}
+
+    def is_input_block(node):  # a consecutive run of one input's leaves: loaded as a block, not one by one
+        blk = _input_block(node, where)
+        if blk is not None:
+            input_blocks[node.id] = blk
+        return blk is not None
+
+    names, body, is_batched, hidden, functions = {}, [], {}, [], {}
+    nv = nc = nt = 0
+    for node in toposort(roots, opaque=is_input_block):
+        if node.op == "input":
+            if node.id not in where:
+                raise ValueError("the function's result depends on a traced value that is not one of "
+                                 "its arguments (a value captured from another trace?); pass it as an argument")
+            k, i = where[node.id]
+            stmt = Stmt(f"v{nv}", "load", (k, i), batched=bool(batched[k]))
+            nv += 1
+        elif node.op == "const":
+            stmt = Stmt(f"c{nc}", "const", (node.attr,), batched=False)
+            nc += 1
+        elif node.op == "tconst":
+            hidden.append(constant_value(node))
+            stmt = Stmt(f"t{nt}", "loadblock", (len(graph.inputs) + len(hidden) - 1, 0), shape=node.shape,
+                        batched=False)
+            nt += 1
+        elif node.id in input_blocks:
+            k, i0 = input_blocks[node.id]
+            stmt = Stmt(f"t{nt}", "loadblock", (k, i0), shape=node.shape, batched=bool(batched[k]))
+            nt += 1
+        else:
+            tensor = bool(node.shape)
+            name = f"t{nt}" if tensor else f"v{nv}"
+            nt, nv = (nt + 1, nv) if tensor else (nt, nv + 1)
+            b = any(is_batched[a.id] for a in node.args)
+            info = lookup(node.op)
+            attr = node.attr if info.kind == "structural" else None
+            if info.kind == "elementwise":
+                functions[node.op] = dict(info.printing)
+            stmt = Stmt(name, node.op, tuple(names[a.id] for a in node.args), attr, node.shape, b, info.dtype)
+        names[node.id] = stmt.name
+        is_batched[node.id] = stmt.batched
+        body.append(stmt)
+    for k, blocks, singles in plan:
+        for i, t, j0, n in blocks:
+            block_stores.append((k, i, names[t.id], j0, n))
+        stores += [(k, i, names[n.id]) for i, n in singles]
+    inputs = [Param(int(leaf.size), bool(b)) for leaf, b in zip(graph.inputs, batched)]
+    inputs += [Param(int(c.size), False) for c in hidden]
+    outputs = [Param(int(out.size), k not in reduced, k in reduced) for k, out in enumerate(graph.outputs)]
+    return Program(inputs, outputs, body, stores, frozenset(zero_fill), title, block_stores, hidden, functions)

@@ -1,0 +1,176 @@
+"""Arithmetic: + - * / **, negation, and the binary functions of two numbers
+(``arctan2``, ``hypot``, ``maximum``, ``minimum``, ``mod``, ``fmod``,
+``copysign``, ``logaddexp``, ``logaddexp2``).
+
+Each op's simplifications are IEEE-exact (``x+0 -> x`` since ``-0.0 + 0.0`` is
+``+0.0``, ``0-x -> -x``, ``x*1``, ``x/1``, ``x-0``, ``--x``, ``x**1``, ``x**0 ->
+1``, ``a + (-b) -> a - b``) except those guarded by `non_ieee`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symjac.ir import ONE, ZERO, defufunc, is_one, is_zero, make, non_ieee
+from symjac.ops.define import call, defelementwise, sympy_function
+
+m = make
+
+
+def _numeric(build):
+    """A SymPy 'to' rule on the arguments as numbers."""
+    return lambda sp, c: build(sp, *c.nums)
+
+
+# -- + - * / ---------------------------------------------------------------------
+
+def _add_simplify(a, b):
+    if is_zero(a):
+        return b
+    if is_zero(b):
+        return a
+    if b.op == "neg":
+        return m("sub", a, b.args[0])
+    if a.op == "neg":
+        return m("sub", b, a.args[0])
+    return None
+
+
+def _sub_simplify(a, b):
+    if is_zero(b):
+        return a
+    if is_zero(a):
+        return m("neg", b)
+    if b.op == "neg":
+        return m("add", a, b.args[0])
+    if a is b and non_ieee():
+        return ZERO
+    return None
+
+
+def _mul_simplify(a, b):
+    if is_one(a):
+        return b
+    if is_one(b):
+        return a
+    if a.op == "const" and a.attr == -1.0:
+        return m("neg", b)
+    if b.op == "const" and b.attr == -1.0:
+        return m("neg", a)
+    if a.op == "neg" and b.op == "neg":
+        return m("mul", a.args[0], b.args[0])
+    if non_ieee() and (is_zero(a) or is_zero(b)):
+        return ZERO
+    return None
+
+
+def _div_simplify(a, b):
+    if is_one(b):
+        return a
+    if b.op == "const" and b.attr == -1.0:
+        return m("neg", a)
+    if a is b and non_ieee():
+        return ONE
+    return None
+
+
+def _pow_simplify(a, b):
+    if b.op == "const":
+        if b.attr == 1.0:
+            return a
+        if b.attr == 0.0:
+            return ONE
+    return None
+
+
+def _pow_partials(n, a, b):
+    if b.op == "const":
+        # d/da a**c = c * a**(c-1); the exponent's partial is never needed.
+        return m("mul", b, m("pow", a, b.attr - 1.0)), ZERO
+    return m("mul", b, m("pow", a, m("sub", b, 1.0))), m("mul", n, m("log", a))
+
+
+defelementwise("neg", 1, np.negative, ufuncs=("negative",), partials=lambda n, a: (m("neg", ONE),),
+               simplify=lambda a: a.args[0] if a.op == "neg" else None,
+               sympy=(_numeric(lambda sp, a: -a), lambda sp: ()), printing={"numpy": "-{0}"})
+defelementwise("add", 2, np.add, commutative=True, ufuncs=("add",), partials=lambda n, a, b: (ONE, ONE),
+               simplify=_add_simplify, sympy=(_numeric(lambda sp, a, b: a + b), lambda sp: ()),
+               printing={"numpy": "{0} + {1}"})
+defelementwise("sub", 2, np.subtract, ufuncs=("subtract",), partials=lambda n, a, b: (ONE, m("neg", ONE)),
+               simplify=_sub_simplify, sympy=(_numeric(lambda sp, a, b: a - b), lambda sp: ()),
+               printing={"numpy": "{0} - {1}"})
+defelementwise("mul", 2, np.multiply, commutative=True, ufuncs=("multiply",), partials=lambda n, a, b: (b, a),
+               simplify=_mul_simplify, sympy=(_numeric(lambda sp, a, b: a * b), lambda sp: ()),
+               printing={"numpy": "{0} * {1}"})
+defelementwise("div", 2, np.divide, cost=4, ufuncs=("true_divide", "divide"),
+               partials=lambda n, a, b: (m("div", 1.0, b), m("neg", m("div", n, b))),
+               simplify=_div_simplify, sympy=(_numeric(lambda sp, a, b: a / b), lambda sp: ()),
+               printing={"numpy": "{0} / {1}"})
+defelementwise("pow", 2, np.power, cost=20, ufuncs=("power", "float_power"), partials=_pow_partials,
+               simplify=_pow_simplify, sympy=(_numeric(lambda sp, a, b: a ** b), lambda sp: ()),
+               printing={"numpy": "{0} ** {1}"})
+
+defufunc("positive", lambda x: x)
+defufunc("conjugate", lambda x: x)
+defufunc("square", lambda x: m("mul", x, x))
+defufunc("reciprocal", lambda x: m("div", 1.0, x))
+
+
+# -- binary functions ---------------------------------------------------------------
+
+def _atan2_partials(n, y, x):
+    r2 = m("add", m("mul", x, x), m("mul", y, y))
+    return m("div", x, r2), m("neg", m("div", y, r2))
+
+
+def _select_partials(first, tie):
+    # Ties split the derivative evenly, as JAX does for maximum/minimum.
+    half_or_zero = m("where", tie, 0.5, 0.0)
+    return m("where", first, 1.0, half_or_zero), m("where", first, 0.0, m("where", tie, 0.5, 1.0))
+
+
+def _cfunction(name):
+    def heads(sp):
+        from sympy.codegen import cfunctions
+
+        return (getattr(cfunctions, name),)
+
+    return heads
+
+
+defelementwise("atan2", 2, np.arctan2, cost=20, ufuncs=("arctan2",), partials=_atan2_partials,
+               sympy=sympy_function("atan2"), printing=call("np.arctan2"))
+defelementwise("hypot", 2, np.hypot, cost=6, commutative=True, ufuncs=("hypot",),
+               partials=lambda n, a, b: (m("div", a, n), m("div", b, n)),
+               sympy=(_numeric(lambda sp, a, b: sp.sqrt(a ** 2 + b ** 2)), _cfunction("hypot")),
+               printing=call("np.hypot"))
+defelementwise("max", 2, np.maximum, commutative=True, ufuncs=("maximum",),
+               partials=lambda n, a, b: _select_partials(m("gt", a, b), m("eq", a, b)),
+               sympy=sympy_function("Max"), printing=call("np.maximum"))
+defelementwise("min", 2, np.minimum, commutative=True, ufuncs=("minimum",),
+               partials=lambda n, a, b: _select_partials(m("lt", a, b), m("eq", a, b)),
+               sympy=sympy_function("Min"), printing=call("np.minimum"))
+
+# a - floor(a/b) b (the sign of b, as Python's %): d/da = 1, d/db = -floor(a/b)
+defelementwise("mod", 2, np.mod, cost=8, ufuncs=("remainder",),
+               partials=lambda n, a, b: (ONE, m("neg", m("floor", m("div", a, b)))),
+               sympy=sympy_function("Mod"), printing=call("np.mod"))
+# a - trunc(a/b) b (the sign of a, as C's fmod): d/da = 1, d/db = -trunc(a/b)
+defelementwise("fmod", 2, np.fmod, cost=8, ufuncs=("fmod",),
+               partials=lambda n, a, b: (ONE, m("neg", m("trunc", m("div", a, b)))),
+               sympy=(_numeric(lambda sp, a, b: a - b * sp.sign(a / b) * sp.floor(sp.Abs(a / b))), lambda sp: ()),
+               printing=call("np.fmod"))
+# |a| with the sign of b: d/da = sign(a) copysign(1, b) (0 at a = 0, as abs), d/db = 0
+defelementwise("copysign", 2, np.copysign, ufuncs=("copysign",),
+               partials=lambda n, a, b: (m("mul", m("sign", a), m("copysign", 1.0, b)), ZERO),
+               sympy=(_numeric(lambda sp, a, b: sp.Abs(a) * sp.Piecewise((-1, b < 0), (1, True))), lambda sp: ()),
+               printing=call("np.copysign"))
+# log(e^a + e^b): d/da = e^(a - n), finite for every a and b
+defelementwise("logaddexp", 2, np.logaddexp, cost=40, commutative=True, ufuncs=("logaddexp",),
+               partials=lambda n, a, b: (m("exp", m("sub", a, n)), m("exp", m("sub", b, n))),
+               sympy=(_numeric(lambda sp, a, b: sp.log(sp.exp(a) + sp.exp(b))), lambda sp: ()),
+               printing=call("np.logaddexp"))
+defelementwise("logaddexp2", 2, np.logaddexp2, cost=40, commutative=True, ufuncs=("logaddexp2",),
+               partials=lambda n, a, b: (m("exp2", m("sub", a, n)), m("exp2", m("sub", b, n))),
+               sympy=(_numeric(lambda sp, a, b: sp.log(2 ** a + 2 ** b) / sp.log(2)), lambda sp: ()),
+               printing=call("np.logaddexp2"))
