@@ -160,6 +160,8 @@ def compile_program(program: Program, backend: str, dtype: str = "float64") -> C
         module = _MODULES.get(key)
         if module is None:
             module = _MODULES[key] = _load(source, key, backend)
+        if backend.startswith("numba"):
+            _check_numba_cache(module)
         kernel = module.kernel if not backend.startswith("numba") else _CacheGuard(module, source, key, backend)
         reduce_args = [len(program.inputs) + k for k, p in enumerate(program.outputs) if p.reduce]
         func = (ParallelRunner(kernel, reduce_args, getattr(module, "MIN_CHUNK", None))
@@ -189,19 +191,52 @@ def _configured_root():
     return Path(os.environ.get("SYMJAC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "symjac"))
 
 
+def _private_group(gid):
+    """True for the user's own group with no other member (a user-private group,
+    as Debian and Ubuntu give every user; their umask 002 makes directories
+    group-writable)."""
+    try:
+        import grp
+        import pwd
+
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        return gid == os.getegid() and set(grp.getgrgid(gid).gr_mem) <= {user}
+    except (ImportError, KeyError, OSError):
+        return False
+
+
+def _untrusted(st, leaf):
+    """Why other users could write into a directory with status ``st``, or None.
+    A sticky parent (/tmp) is fine: nobody else can rename what is ours in it."""
+    if hasattr(os, "geteuid") and st.st_uid not in (os.geteuid(), 0):
+        return f"owned by another user (uid {st.st_uid})"
+    sticky = not leaf and st.st_mode & stat.S_ISVTX
+    if st.st_mode & stat.S_IWOTH and not sticky:
+        return "writable by other users"
+    if st.st_mode & stat.S_IWGRP and not sticky and not _private_group(st.st_gid):
+        return "writable by its group"
+    return None
+
+
 def check_cache_dir(path):
-    """Refuse ``path`` when other users could plant code in it (as ssh does for keys)."""
-    st = os.stat(path)
+    """Refuse ``path`` when other users could plant code in it (as ssh does for
+    keys): the directory, and every directory above it, must be writable by
+    no one but its owner (the user or root); a parent may be sticky (/tmp)."""
+    real = Path(os.path.realpath(path))
+    st = os.stat(real)
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(f"symjac kernel cache {str(path)!r} is not a directory")
-    owner_ok = not hasattr(os, "geteuid") or st.st_uid in (os.geteuid(), 0)
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or not owner_ok:
-        who = "writable by other users" if owner_ok else f"owned by another user (uid {st.st_uid})"
-        raise CacheDirectoryError(
-            f"symjac refuses the kernel cache directory {str(path)!r}: it is {who} (mode "
-            f"{stat.filemode(st.st_mode)}), and symjac runs the kernels and loads Numba's pickled "
-            "cache found there. Make it yours and user-only (chmod 700; delete its contents if you "
-            "did not write them), or point SYMJAC_CACHE_DIR at a private directory.")
+    for d in (real, *real.parents):
+        st = os.stat(d)
+        why = _untrusted(st, d == real)
+        if why is not None:
+            where = "it" if d == real else f"its parent {str(d)!r}"
+            raise CacheDirectoryError(
+                f"symjac refuses the kernel cache directory {str(path)!r}: {where} is {why} (mode "
+                f"{stat.filemode(st.st_mode)}), and symjac runs the kernels and loads Numba's pickled "
+                "cache found there. Make it yours and user-only (chmod 700; delete its contents if you "
+                "did not write them), or point SYMJAC_CACHE_DIR (and NUMBA_CACHE_DIR, if set) at a "
+                "private directory.")
     return path
 
 
@@ -222,7 +257,7 @@ def _fallback(root, backend, error):
         warnings.warn(f"symjac cannot use the kernel cache directory {str(root)!r} ({error}); kernels are "
                       "kept in a private temporary directory (Numba) or in memory (NumPy) for this process "
                       "and compiled again in the next one. Set SYMJAC_CACHE_DIR to a writable directory "
-                      "to keep them.", RuntimeWarning, stacklevel=4)
+                      "to keep them.", RuntimeWarning, stacklevel=_caller_level())
     if not backend.startswith("numba"):
         return None
     tmp = _FALLBACK[root].get("dir")
@@ -230,6 +265,16 @@ def _fallback(root, backend, error):
         tmp = _FALLBACK[root]["dir"] = Path(tempfile.mkdtemp(prefix="symjac-"))  # mode 0700
         atexit.register(shutil.rmtree, tmp, True)
     return tmp
+
+
+def _caller_level():
+    """``stacklevel`` for a warning that points at the first frame outside symjac."""
+    ours = (os.path.dirname(os.path.abspath(__file__)),
+            os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "symjac"))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(ours):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _write(directory, name, source):
@@ -326,11 +371,27 @@ class _CacheGuard:
 
     def _purge(self):
         path = Path(self.module.__file__)
-        files = list((path.parent / "__pycache__").glob(f"{path.stem}.*"))
+        files = list(_numba_cache_path(self.module).glob(f"{path.stem}.*"))
         for f in files:
             with contextlib.suppress(OSError):
                 f.unlink()
         return bool(files)
+
+
+def _numba_cache_path(module):
+    """Where Numba keeps ``module``'s machine code: beside the file, or under
+    ``NUMBA_CACHE_DIR``, or its user-wide directory when that is not writable."""
+    cache = getattr(module.kernel, "_cache", None)
+    path = getattr(cache, "cache_path", None)
+    return Path(path) if path else Path(module.__file__).parent / "__pycache__"
+
+
+def _check_numba_cache(module):
+    """Numba loads pickles from its cache directory: hold it to the same rule as ours."""
+    path = _numba_cache_path(module)
+    while not path.exists() and path != path.parent:
+        path = path.parent  # not made yet: the directory that will hold it
+    check_cache_dir(path)
 
 
 def _from_numba_cache(error):

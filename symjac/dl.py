@@ -172,7 +172,15 @@ def dllaplacian(u, x, dim, *, enable_higher_derivatives=True):
 # evicted entry only costs a retrace (compiled code stays cached by its source).
 _CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 _CACHE_SIZE = 64
-_CACHE_LOCK = threading.RLock()
+_CACHE_LOCK = threading.Lock()  # guards the dict only; traces hold BUILDING
+
+
+def _cached(key):
+    with _CACHE_LOCK:
+        entry = _CACHE.get(key)
+        if entry is not None:
+            _CACHE.move_to_end(key)
+        return entry
 
 
 def _normalize_batch_axes(batch_axis, args):
@@ -230,13 +238,16 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
     (B,) = batch
     per_shapes = [a.shape[:ax] + a.shape[ax + 1:] if ax is not None else a.shape for a, ax in zip(arrays, axes)]
     key = (fn, tuple(per_shapes), tuple(axes), B, tuple(a.dtype.name for a in arrays), resolve_backend(backend))
-    with _CACHE_LOCK:  # first calls from several threads: one traces, the others wait
-        entry = _CACHE.get(key)
-        if entry is None:
-            entry = _CACHE[key] = _trace_dlfeval(fn, per_shapes, axes, B, backend)
-            if len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
-        _CACHE.move_to_end(key)
+    entry = _cached(key)
+    if entry is None:
+        with BUILDING:  # first calls from several threads: one traces, the others wait
+            entry = _cached(key)
+            if entry is None:
+                entry = _trace_dlfeval(fn, per_shapes, axes, B, backend)
+                with _CACHE_LOCK:
+                    _CACHE[key] = entry
+                    if len(_CACHE) > _CACHE_SIZE:
+                        _CACHE.popitem(last=False)
     kernel, plan, treedef = entry
     dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
     results = kernel(*arrays) if kernel.graph.outputs else ()
@@ -278,7 +289,11 @@ def _rebuild(treedef, leaves):
     it = iter(leaves)
 
     def build(d):
-        return next(it) if d is None else d[0](build(e) for e in d[1])
+        if d is None:
+            return next(it)
+        kind, parts = d
+        items = [build(e) for e in parts]
+        return kind(*items) if hasattr(kind, "_fields") else kind(items)  # a namedtuple takes fields
 
     return build(treedef)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from codegen import compile_program, numba_available
 from symjac.frontend.graph import Graph, outputs_of, unflatten
-from symjac.frontend.trace import call_traced, make_inputs
+from symjac.frontend.trace import NOTE_PREFIX, call_traced, make_inputs
 from symjac.frontend.traced import TracedArray
 from symjac.ir import BUILDING, lookup, toposort, tree_size
 from symjac.lower import lower
@@ -97,11 +97,12 @@ def refuse_container(a, label):
                         "what you mean")
 
 
-def trace_note(checked):
+def trace_note(checked, fn):
     """What each argument looked like to the traced function, for an error
     raised while tracing; with a hint when in_axes probably does not fit."""
     arrays, axes, batch, _, labels = checked
-    lines = ["symjac traced the function for one sample, with these arguments:"]
+    name = (getattr(inspect.unwrap(fn), "__qualname__", None) or type(fn).__name__).replace("<locals>.", "")
+    lines = [f"{NOTE_PREFIX}{name} for one sample, with these arguments:"]
     hints = []
     for i, (arr, ax) in enumerate(zip(arrays, axes)):
         if ax is None:
@@ -114,9 +115,11 @@ def trace_note(checked):
             lines.append(f"  {labels[i]}: batched along in_axes {ax} (batch size {batch}), one sample of "
                          f"shape {arr.shape[1:]}")
             if arr.ndim == 1:
-                hints.append(f"{labels[i]}'s per-sample shape came out as (): its first axis (size {batch}) is "
-                             f"the batch, so each sample is a scalar; to evaluate one sample of shape "
-                             f"({batch},), pass x[None] (shape (1, {batch}))")
+                where = "its first axis" if ax == 0 else f"its axis {ax}"
+                hints.append(f"{labels[i]}'s per-sample shape came out as (): {where} (size {batch}) is the "
+                             f"batch (in_axes {ax}) and was its only axis, so each sample is a scalar; to "
+                             f"evaluate one sample of shape ({batch},), give it a batch axis of size 1 "
+                             f"(np.expand_dims(x, {ax}))")
     return "\n".join(lines + [f"hint: {h}" for h in hints])
 
 
@@ -146,7 +149,8 @@ def check_arguments(fn, args, in_axes):
     for i, (a, ax) in enumerate(zip(args, axes)):
         if isinstance(a, TracedArray):
             raise TypeError(f"{labels[i]} is a traced value; internal error: use the traced path")
-        refuse_container(a, labels[i])
+        if isinstance(a, (tuple, list, dict)):  # (labels are made only for an error: they cost)
+            refuse_container(a, labels[i])
         arr = a if isinstance(a, np.ndarray) else np.asarray(a)
         if arr.dtype.kind == "c":
             raise TypeError(f"{labels[i]} is complex ({arr.dtype}); symjac kernels are real-valued")
@@ -205,7 +209,7 @@ class Kernel:
         self._program = None
         self._hidden_cache = {}
         self.reduced = frozenset()
-        self._lock = threading.RLock()  # first calls from several threads: one traces, the others wait
+        self._lock = threading.RLock()  # first compiles from several threads: one compiles, the others wait
 
     # -- tracing ---------------------------------------------------------
     def specialize(self, shapes, axes, checked=None):
@@ -216,7 +220,7 @@ class Kernel:
         """
         with BUILDING:
             inputs = make_inputs(shapes)
-            note = (lambda: trace_note(checked)) if checked is not None else None
+            note = (lambda: trace_note(checked, self.fn)) if checked is not None else None
             outputs, treedef = outputs_of(call_traced(self.fn, inputs, note))
             return self.adopt(Graph(inputs, outputs, treedef=treedef), axes)
 
@@ -291,7 +295,9 @@ class Kernel:
         shapes = [arr.shape[1:] if ax is not None else arr.shape for arr, ax in zip(arrays, axes)]
         start, stop = self._check_slice(start, stop, batch)  # before any tracing work
         if self.graph is None:
-            with self._lock:
+            # one thread traces, the others wait; BUILDING (held by every trace) is the
+            # only lock taken around a trace, so traces that call kernels cannot deadlock
+            with BUILDING:
                 if self.graph is None:
                     self.specialize(shapes, axes, checked)
         self._check_signature(shapes, axes, labels)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from symjac.ad import jacobian_nodes, laplacian_nodes
 from symjac.frontend.graph import outputs_of, unflatten
 from symjac.frontend.trace import call_traced, make_inputs
 from symjac.frontend.traced import TracedArray, as_nodes, is_traced, scalar_array
-from symjac.ir import ZERO, make, rebuild, substitute
+from symjac.ir import BUILDING, ZERO, make, rebuild, substitute
 from symjac.kernel import Kernel, check_arguments, refuse_container, resolve_backend
 from symjac.sparse import SparseJacobian
 
@@ -152,7 +151,6 @@ class Transformed:
         self.backend = resolve_backend(backend)
         self.name = name
         self._kernels = {}
-        self._lock = threading.Lock()
         if doc:
             self.__doc__ = doc
 
@@ -166,7 +164,7 @@ class Transformed:
         key = (shapes, tuple(ax is None for ax in axes))
         k = self._kernels.get(key)
         if k is None:
-            with self._lock:
+            with BUILDING:  # one thread traces, the others wait (the one lock around traces)
                 k = self._kernels.get(key)
                 if k is None:
                     k = self._kernels[key] = self._specialize(shapes, axes, checked)
@@ -297,6 +295,7 @@ def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=Fal
 def _transform(traced, f, kind, in_axes, backend):
     name = f"{kind}_{getattr(f, '__name__', 'f')}"
     traced.__name__ = name
+    traced.__wrapped__ = f  # argument names for error messages
     return Transformed(traced, in_axes=in_axes, backend=backend, name=name)
 
 

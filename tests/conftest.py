@@ -1,8 +1,14 @@
-"""Shared test set-up: a kernel cache inside the checkout, small batches."""
+"""Shared test set-up: a private kernel cache kept between runs, small batches.
+
+The cache sits in the system's temporary directory (sticky, owned by root),
+not in the checkout, whose parent directories may belong to someone else:
+symjac refuses a cache that another user could write into.
+"""
 
 import os
-from pathlib import Path
+import tempfile
 
-os.environ.setdefault("SYMJAC_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".symjac-cache"))
+_uid = os.geteuid() if hasattr(os, "geteuid") else "user"
+os.environ.setdefault("SYMJAC_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"symjac-test-cache-{_uid}"))
 
 BACKENDS = ("numpy", "numba", "numba-parallel")

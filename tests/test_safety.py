@@ -188,6 +188,51 @@ def test_sparse_pattern_travels_with_its_kernel(monkeypatch):
         np.testing.assert_array_equal(J(x).todense(), dense(x))
 
 
+def test_nested_first_calls_in_two_threads_do_not_deadlock():
+    inner = symjac.compile(lambda z: np.sin(z) * 2.0, backend="numpy")
+    started = threading.Event()
+
+    def outer_fn(x):
+        started.set()
+        threading.Event().wait(0.3)  # a slow trace, which calls another kernel numerically
+        return x * inner(np.ones((1, 3)))[0]
+
+    outer = symjac.compile(outer_fn, backend="numpy")
+    X = np.ones((2, 3))
+    threads, results, errors = _in_threads(lambda: outer(X), lambda: inner(X))
+    started.wait(10)
+    threads[1].start()
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    np.testing.assert_allclose(results[0], X * np.sin(1.0) * 2.0)
+    np.testing.assert_allclose(results[1], np.sin(X) * 2.0)
+
+
+def test_one_tensor_policy_object_entered_by_two_threads():
+    pol = symjac.tensor_policy(min_work=None)
+    inside = threading.Barrier(2)
+    errors = []
+
+    def use():
+        try:
+            with pol:
+                inside.wait(5)
+                g = symjac.trace(lambda x, W: W @ x, (40,), (40, 40))
+                assert len(g) > 1600  # unrolled in this thread
+                inside.wait(5)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=use) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert len(symjac.trace(lambda x, W: W @ x, (40,), (40, 40))) < 100  # and reset here
+
+
 def test_rewrite_settings_belong_to_their_thread():
     """non_ieee_rewrites and tensor_policy in one thread do not reach another's trace."""
     inside, done = threading.Event(), threading.Event()
@@ -261,6 +306,21 @@ def test_dlfeval_outputs_nested_in_tuples_and_lists():
     np.testing.assert_allclose(out[1][1][1][0], gw2, rtol=1e-12)
 
 
+def test_dlfeval_namedtuple_outputs():
+    from collections import namedtuple
+
+    Out = namedtuple("Out", "loss grad")
+
+    def model(X, W):
+        loss = np.mean((W @ X) ** 2)
+        return Out(loss, symjac.dlgradient(loss, W))
+
+    X, W = np.ones((2, 3)), np.eye(2)
+    out = symjac.dlfeval(model, X, W, batch_axis=(-1, None), backend="numpy")
+    assert isinstance(out, Out) and out.loss == pytest.approx(1.0)
+    np.testing.assert_allclose(out.grad, np.ones((2, 2)))
+
+
 # -- containers as arguments ------------------------------------------------------------
 
 @pytest.mark.parametrize("arg", [lambda x: (x, x), lambda x: [x, x], lambda x: {"a": x}],
@@ -275,6 +335,26 @@ def test_containers_are_refused_as_arguments(arg):
         symjac.dlfeval(lambda t: t, arg(x), backend="numpy")
     with pytest.raises(TypeError, match=r"argument 0( \('t'\))? is a"):  # an inner transform inside a trace
         symjac.compile(lambda y: symjac.jacobian(lambda t: t[0] * t[1])(arg(y)), backend="numpy")(x)
+
+
+# -- writes through views of a tensor ----------------------------------------------------
+
+def test_writes_reach_every_view_of_a_tensor():
+    W = np.random.default_rng(0).standard_normal((40, 40))
+
+    def f(x):
+        h = W @ x  # a tensor (a loop in the kernel)
+        v = h.reshape(5, 8)
+        v2 = h.reshape(8, 5)
+        h += 1.0  # reaches v and v2
+        v2[0, 0] = 3.0  # reaches h and v
+        return np.concatenate([np.tanh(v).ravel(), v2.T.ravel() * 2.0, h[:3]])
+
+    x = np.random.default_rng(1).standard_normal(40) * 0.1
+    np.testing.assert_allclose(symjac.compile(f, backend="numpy")(x[None])[0], f(x), rtol=1e-14)
+    J = symjac.jacobian(f, backend="numpy")(x[None])[0]
+    ref = np.stack([complex_step_jvp(f, [x], 0, e) for e in np.eye(40)], axis=1)
+    np.testing.assert_allclose(J, ref, rtol=1e-12, atol=1e-14)
 
 
 # -- ODE-style assignment -------------------------------------------------------------------
@@ -374,6 +454,27 @@ def test_shared_argument_that_is_batched_is_named():
     assert "in_axes 0 instead of None" in notes
 
 
+def test_a_note_is_added_once():
+    inner = symjac.compile(lambda z: z[0] * z[1], backend="numpy")
+
+    def outer(x):
+        return x * inner(np.ones(2))[0]  # the inner kernel misses its batch axis
+
+    with pytest.raises(IndexError) as e:
+        symjac.jacobian(outer, backend="numpy")(np.ones((1, 3)))
+    assert sum(n.startswith("symjac traced ") for n in e.value.__notes__) == 1
+    stored = ValueError("from the model")
+
+    def raises(x):
+        raise stored
+
+    k = symjac.compile(raises, backend="numpy")
+    for _ in range(3):
+        with pytest.raises(ValueError):
+            k(np.ones((1, 2)))
+    assert len(stored.__notes__) == 1
+
+
 def test_missing_batch_axis_is_explained():
     def g(x):
         a, b = x
@@ -384,6 +485,7 @@ def test_missing_batch_axis_is_explained():
     notes = "\n".join(getattr(e.value, "__notes__", []))
     assert "argument 0 ('x')'s per-sample shape came out as ()" in notes
     assert "its first axis (size 2) is the batch" in notes
+    assert notes.count("symjac traced ") == 1 and "explained.g for one sample" in notes
 
 
 # -- the kernel cache ---------------------------------------------------------------------------
@@ -433,12 +535,44 @@ def test_planted_bytecode_is_never_run(fresh_cache, monkeypatch, tmp_path):
     assert "np.cos" in k2.source
 
 
-@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+@pytest.mark.parametrize("mode", [0o777, 0o702])
 def test_cache_writable_by_others_is_refused(fresh_cache, mode):
     fresh_cache.mkdir()
     os.chmod(fresh_cache, mode)
     with pytest.raises(backends.CacheDirectoryError, match=r"writable by other users.*SYMJAC_CACHE_DIR"):
         symjac.compile(lambda x: x * 2.0, backend="numpy")(np.ones((1, 2)))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chgrp to a shared group needs root")
+def test_cache_writable_by_a_shared_group_is_refused(fresh_cache):
+    fresh_cache.mkdir()
+    os.chown(fresh_cache, -1, 65534)  # a group that is not the user's own
+    os.chmod(fresh_cache, 0o770)
+    with pytest.raises(backends.CacheDirectoryError, match="writable by its group"):
+        symjac.compile(lambda x: x * 2.0, backend="numpy")(np.ones((1, 2)))
+
+
+def test_cache_under_a_parent_others_can_write_is_refused(tmp_path, monkeypatch, fresh_cache):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # not sticky: anyone could rename the cache away and plant another
+    monkeypatch.setenv("SYMJAC_CACHE_DIR", str(shared / "cache"))
+    with pytest.raises(backends.CacheDirectoryError, match="its parent .* is writable by other users"):
+        symjac.compile(lambda x: x * 2.0, backend="numpy")(np.ones((1, 2)))
+    os.chmod(shared, 0o1777)  # sticky, as /tmp: fine
+    np.testing.assert_array_equal(symjac.compile(lambda x: x * 3.0, backend="numpy")(np.ones((1, 2))), 3.0)
+
+
+def test_numba_cache_dir_is_held_to_the_same_rule(fresh_cache, monkeypatch, tmp_path):
+    nbc = tmp_path / "nbc"
+    nbc.mkdir()
+    os.chmod(nbc, 0o777)
+    import numba.core.config
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(nbc))
+    monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(nbc))  # read when numba was imported
+    with pytest.raises(backends.CacheDirectoryError, match="NUMBA_CACHE_DIR"):
+        symjac.compile(lambda x: np.sin(x) * 5.0, backend="numba")(np.ones((1, 2)))
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown needs root")
@@ -462,12 +596,19 @@ def test_damaged_kernel_file_is_rebuilt(fresh_cache, monkeypatch):
     assert k2.path.read_text() == k2.source
 
 
-def test_damaged_numba_cache_is_rebuilt(fresh_cache, monkeypatch):
-    f = lambda x: np.sin(x) * x[0]  # noqa: E731
+@pytest.mark.parametrize("numba_cache_dir", [False, True])
+def test_damaged_numba_cache_is_rebuilt(fresh_cache, monkeypatch, tmp_path, numba_cache_dir):
+    import numba.core.config
+
+    where = fresh_cache / "__pycache__"
+    if numba_cache_dir:  # Numba's cache elsewhere: found there too
+        where = tmp_path / "nbc"
+        monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(where))
+    f = lambda x: np.sin(x) * x[0] + float(numba_cache_dir)  # noqa: E731
     X = np.linspace(0.1, 0.9, 6).reshape(3, 2)
     k = symjac.compile(f, backend="numba")
     expected = k(X)
-    index = list((k.path.parent / "__pycache__").glob(f"{k.path.stem}.*.nbi"))
+    index = list(where.rglob(f"{k.path.stem}.*.nbi"))
     assert index, "numba wrote no cache index"
     for p in index:
         p.write_bytes(p.read_bytes()[:20])  # truncated pickle
@@ -493,6 +634,7 @@ def test_unusable_cache_directory_falls_back_with_one_warning(tmp_path, monkeypa
         k2 = symjac.compile(lambda x: np.tan(x) + 1.0, backend=backend)
         np.testing.assert_allclose(k2(X), np.tan(X) + 1.0)
     assert sum("SYMJAC_CACHE_DIR" in str(w.message) for w in record) == 1
+    assert [w.filename for w in record if "SYMJAC_CACHE_DIR" in str(w.message)] == [__file__]  # the user's line
     if backend == "numpy":
         assert k.path is None  # in memory
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import numbers
+import threading
 
 __all__ = ["tensor_policy", "policy"]
 
@@ -47,11 +48,12 @@ class tensor_policy:
             raise ValueError(f"tensor_policy: {name} must be a non-negative int"
                              f"{' or None' if name == 'min_work' else ''}, got {v!r}")
         self.new = {"min_work": min_work, "min_operand": min_operand, "unroll_size": unroll_size}
-        self._tokens = []
+        self._local = threading.local()  # one object may be entered by several threads at once
 
     def __enter__(self):
-        self._tokens.append(_POLICY.set(dict(self.new)))
+        stack = self._local.__dict__.setdefault("tokens", [])
+        stack.append(_POLICY.set(dict(self.new)))
         return self
 
     def __exit__(self, *exc):
-        _POLICY.reset(self._tokens.pop())
+        _POLICY.reset(self._local.tokens.pop())

@@ -12,7 +12,9 @@ from symjac.frontend.graph import Graph, outputs_of, unflatten
 from symjac.frontend.traced import TracedArray
 from symjac.ir import BUILDING, make_inputs
 
-__all__ = ["trace", "call_traced", "make_inputs", "outputs_of", "unflatten"]
+__all__ = ["trace", "call_traced", "make_inputs", "outputs_of", "unflatten", "NOTE_PREFIX"]
+
+NOTE_PREFIX = "symjac traced "  # the innermost trace's note is the one kept
 
 
 def call_traced(f, arrays, note=None):
@@ -27,7 +29,7 @@ def call_traced(f, arrays, note=None):
                 raise NumericArrayError() from e
             raise
     except Exception as e:
-        if note is not None:
+        if note is not None and not any(n.startswith(NOTE_PREFIX) for n in getattr(e, "__notes__", ())):
             e.add_note(note())
         raise
 

@@ -420,10 +420,18 @@ def _is_traced_value(a):
 # stay whole (symjac.ops.tensor); anything else sees the elements (``nodes``).
 
 def is_tensor(x):
+    """True while ``x`` stands for its tensor node.  A write into the elements
+    (directly, or through any view sharing them) makes the elements the truth,
+    for the array written and for every view of it."""
     if not isinstance(x, TracedArray) or x.tensor is None:
         return False
+    if x._view is not None:  # a view's elements are its base's: its tensor holds while the base's does
+        if not is_tensor(x._view[0]):
+            x.tensor = None
+            return False
+        return True
     if x._nodes is not None and not _still_elements(x._nodes, x.tensor):
-        x.tensor = None  # written through a view of its elements: the elements are the truth
+        x.tensor = None  # written through a view of its elements
         return False
     return True
 
