@@ -20,7 +20,7 @@ import math
 import re
 
 from codegen.program import Program
-from codegen.structural import NUMPY_HELPERS, STRUCTURAL, size as _size
+from codegen.structural import STRUCTURAL, numpy_helpers, size as _size
 
 __all__ = ["Printer", "NumPyPrinter", "NumbaPrinter", "PrinterError", "PRINTERS", "safe_identifier"]
 
@@ -180,7 +180,7 @@ class NumPyPrinter(Printer):
             "    _erfc = np.vectorize(math.erfc, otypes=[_F])",
             "",
         ]
-        return lines + (NUMPY_HELPERS.splitlines() if self.tensors else [])
+        return lines + numpy_helpers(self.program).splitlines()
 
     def print_load(self, k, i, batched):
         return f"x{k}[start:stop, {i}]" if batched else f"x{k}[{i}]"

@@ -18,7 +18,7 @@ registry has both forms.
 
 from __future__ import annotations
 
-__all__ = ["STRUCTURAL", "NUMPY_HELPERS", "flat_index", "size"]
+__all__ = ["STRUCTURAL", "NUMPY_HELPERS", "numpy_helpers", "flat_index", "size"]
 
 STRUCTURAL: dict = {}
 
@@ -50,8 +50,10 @@ def flat_index(vars_, shape):
     return " + ".join(terms) if terms else "0"
 
 
-# NumPy-printer helpers that the NumPy forms below call (printed when a program has tensors).
-NUMPY_HELPERS = '''
+# NumPy-printer helpers that the NumPy forms below call; a program's module
+# carries only those its statements need (with what they call).
+NUMPY_HELPERS = {
+    '_pack': '''
 def _pack(lead, shape, items):
     # items: {flat index: value}; entries not given are zero
     n = 1
@@ -61,8 +63,8 @@ def _pack(lead, shape, items):
     for j, v in items.items():
         out[..., j] = v
     return out.reshape(lead + shape)
-
-
+''',
+    '_windows': '''
 def _windows(x, kh, kw, stride, pads, ho, wo):
     # x: (..., H, W, C) zero-padded; yields (dy, dx, view (..., ho, wo, C))
     pad = [(0, 0)] * (x.ndim - 3) + [tuple(pads[0]), tuple(pads[1]), (0, 0)]
@@ -70,8 +72,8 @@ def _windows(x, kh, kw, stride, pads, ho, wo):
     for dy in range(kh):
         for dx in range(kw):
             yield dy, dx, xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :]
-
-
+''',
+    '_conv2d': '''
 def _conv2d(x, w, bx, bw, attr):
     stride, pads = attr
     kh, kw = w.shape[-4], w.shape[-3]
@@ -82,8 +84,8 @@ def _conv2d(x, w, bx, bw, attr):
     for dy, dx, v in _windows(x, kh, kw, stride, pads, ho, wo):
         out = out + np.einsum("...hwi,...io->...hwo", v, w[..., dy, dx, :, :], optimize=True)
     return out
-
-
+''',
+    '_conv2d_bx': '''
 def _conv2d_bx(g, w, bg, bw, attr):
     stride, pads, (H, W) = attr
     kh, kw = w.shape[-4], w.shape[-3]
@@ -95,8 +97,30 @@ def _conv2d_bx(g, w, bg, bw, attr):
             xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :] += \\
                 np.einsum("...hwo,...io->...hwi", g, w[..., dy, dx, :, :], optimize=True)
     return xp[..., pads[0][0]: pads[0][0] + H, pads[1][0]: pads[1][0] + W, :]
-
-
+''',
+    '_positions': '''
+def _positions(offset, strides, shape):
+    # the flat positions offset + sum_k i_k strides_k, as an array of shape
+    idx = np.full(shape, offset, dtype=np.int64)
+    for k, (st, n) in enumerate(zip(strides, shape)):
+        idx += (np.arange(n, dtype=np.int64) * st).reshape((1,) * k + (n,) + (1,) * (len(shape) - k - 1))
+    return idx
+''',
+    '_view': '''
+def _view(x, lead, offset, strides, shape):
+    return np.reshape(x, lead + (-1,))[(slice(None),) * len(lead) + (_positions(offset, strides, shape),)]
+''',
+    '_embed': '''
+def _embed(g, lead, shape, offset, strides):
+    n = 1
+    for d in shape:
+        n *= d
+    idx = _positions(offset, strides, np.shape(g)[len(lead):]).reshape(-1)
+    out = np.zeros(lead + (n,), dtype=_F)
+    np.add.at(out, (slice(None),) * len(lead) + (idx,), np.reshape(g, lead + (-1,)))
+    return out.reshape(lead + shape)
+''',
+    '_conv2d_bw': '''
 def _conv2d_bw(x, g, bx, bg, attr):
     stride, pads, (kh, kw) = attr
     ho, wo = g.shape[-3], g.shape[-2]
@@ -105,7 +129,21 @@ def _conv2d_bw(x, g, bx, bg, attr):
         parts.append(np.einsum("...hwi,...hwo->...io", v, g, optimize=True))
     out = np.stack(parts, axis=-3)
     return out.reshape(out.shape[:-3] + (kh, kw) + out.shape[-2:])
-'''
+''',
+}
+HELPER_CALLS = {"_conv2d": ("_windows",), "_conv2d_bw": ("_windows",), "_view": ("_positions",),
+                "_embed": ("_positions",)}
+
+
+def numpy_helpers(program):
+    """The helper source the NumPy forms of ``program``'s structural ops call."""
+    need = set()
+    for s in program.body:
+        form = STRUCTURAL.get(s.op)
+        for h in getattr(form, "helpers", ()) if program.is_structural(s) else ():
+            need.add(h)
+            need.update(HELPER_CALLS.get(h, ()))
+    return "".join("\n" + text for name, text in NUMPY_HELPERS.items() if name in need)
 
 
 # -- the bridge between scalars and tensors ---------------------------------------------
@@ -114,6 +152,7 @@ def _conv2d_bw(x, g, bx, bg, attr):
 @structural
 class Pack:
     op = "pack"
+    helpers = ("_pack",)
 
     def numpy(self, p, s):
         lead = "(stop - start,)" if s.batched else "()"
@@ -185,6 +224,81 @@ class Transpose:
         head, depth = p.nest(list(zip(vars_, s.shape)))
         src = p.el(a, flat_index(in_vars, in_shape), tile)
         return head + p.inner(tile, [f"{p.out_el(s, flat_index(vars_, s.shape), tile)} = {src}"], depth)
+
+
+def _position(vars_, offset, strides):
+    """The flat position ``offset + sum_k i_k strides_k`` as an expression."""
+    terms = [str(offset)] if offset else []
+    for v, st in zip(vars_, strides):
+        if st:
+            terms.append(v if st == 1 else f"{v} * {st}" if st > 0 else f"{v} * ({st})")
+    return " + ".join(terms) if terms else "0"
+
+
+def _lead(s):
+    return "(stop - start,)" if s.batched else "()"
+
+
+@structural
+class View:
+    op = "view"
+    helpers = ("_view",)
+
+    def numpy(self, p, s):
+        offset, strides, shape = s.attr
+        return f"_view({s.args[0]}, {_lead(s)}, {offset}, {strides!r}, {shape!r})"
+
+    def loops(self, p, s, tile):
+        offset, strides, shape = s.attr
+        vars_ = [f"i{d}" for d in range(len(shape))]
+        head, depth = p.nest(list(zip(vars_, shape)))
+        src = p.el(s.args[0], _position(vars_, offset, strides), tile)
+        return head + p.inner(tile, [f"{p.out_el(s, flat_index(vars_, shape), tile)} = {src}"], depth)
+
+
+@structural
+class Embed:
+    op = "embed"
+    helpers = ("_embed",)
+
+    def numpy(self, p, s):
+        shape, offset, strides = s.attr
+        return f"_embed({s.args[0]}, {_lead(s)}, {shape!r}, {offset}, {strides!r})"
+
+    def loops(self, p, s, tile):
+        shape, offset, strides = s.attr
+        (g,) = s.args
+        g_shape = p.info[g].shape
+        vars_ = [f"i{d}" for d in range(len(g_shape))]
+        head, depth = p.nest(list(zip(vars_, g_shape)))
+        src = p.el(g, flat_index(vars_, g_shape), tile)
+        return p.fill(s, tile) + head + p.inner(tile, [f"{p.out_el(s, _position(vars_, offset, strides), tile)} += {src}"],
+                                                  depth)
+
+
+@structural
+class Cumsum:
+    op = "cumsum"
+
+    def numpy(self, p, s):
+        axis, reverse = s.attr
+        ax = axis + s.batched
+        (a,) = s.args
+        if reverse:
+            return f"np.flip(np.cumsum(np.flip({a}, {ax}), axis={ax}), {ax})"
+        return f"np.cumsum({a}, axis={ax})"
+
+    def loops(self, p, s, tile):
+        axis, reverse = s.attr
+        (a,) = s.args
+        vars_ = [f"i{d}" for d in range(len(s.shape))]
+        n = s.shape[axis]
+        vars_[axis] = "j"
+        head, depth = p.nest([(v, d) for k, (v, d) in enumerate(zip(vars_, s.shape)) if k != axis])
+        at = flat_index(vars_, s.shape)
+        scan = [f"run = _F(0.0)", f"for jj in range({n}):", f"    j = {n - 1} - jj" if reverse else "    j = jj",
+                f"    run += {p.el(a, at, tile)}", f"    {p.out_el(s, at, tile)} = run"]
+        return head + p.inner(tile, scan, depth)
 
 
 # -- reductions -----------------------------------------------------------------------------
@@ -309,6 +423,7 @@ def _conv_loops(p, s, tile, x, w, o, xshape, wshape, oshape, stride, pads, role)
 
 @structural
 class Conv2d:
+    helpers = ("_conv2d",)
     op = "conv2d"
 
     def numpy(self, p, s):
@@ -323,6 +438,7 @@ class Conv2d:
 
 @structural
 class Conv2dBx:
+    helpers = ("_conv2d_bx",)
     op = "conv2d_bx"
 
     def numpy(self, p, s):
@@ -337,6 +453,7 @@ class Conv2dBx:
 
 @structural
 class Conv2dBw:
+    helpers = ("_conv2d_bw",)
     op = "conv2d_bw"
 
     def numpy(self, p, s):

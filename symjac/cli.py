@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+import symjac
+
 __all__ = ["main", "demo_model"]
 
 N_SPECIES, N_REACTIONS = 12, 20
@@ -55,8 +57,6 @@ def _median_time(fn, repeats=5):
 
 
 def demo(batch=200_000, backend="auto"):
-    import symjac
-
     rng = np.random.default_rng(0)
     x = rng.uniform(0.1, 1.0, size=(batch, N_SPECIES))
     k = rng.uniform(0.5, 2.0, size=N_REACTIONS)

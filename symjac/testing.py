@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from symjac.transforms import jacobian
+
 __all__ = ["check_jacobian", "complex_step_jvp", "central_difference_jvp"]
 
 _TOLERANCES = {  # (complex step, central differences, fwd vs rev), relative to scale
@@ -63,8 +65,6 @@ def check_jacobian(f, *args, argnum=0, backend="numpy", dtype=np.float64, direct
     >>> report["complex_step"] < 1e-12, report["fwd_vs_rev"] < 1e-12
     (True, True)
     """
-    from symjac.transforms import jacobian
-
     dtype = np.dtype(dtype)
     tol_cs, tol_fd, tol_modes = _TOLERANCES[dtype.name]
     args = [np.asarray(a, dtype=float) for a in args]

@@ -4,12 +4,20 @@ Each entry: name, per-sample function of a 1-D input slice, slice length,
 sampling interval, and whether the complex step is a valid oracle (the
 function is complex-analytic in NumPy).  `fused` builds one model holding
 every entry, so each backend and mode compiles one kernel for the whole table.
+The table runs twice: as traced (small arrays unrolled into scalars), and
+under ``tensor_policy(min_array=1)`` (TENSOR), where elementwise math and
+NumPy's array functions stay tensor ops, so each row checks the op's tensor
+rules and printing too.
 """
 
 import numpy as np
 import scipy.special
 
+import symjac
+
 C = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
+TENSOR = {"min_array": 1}  # the tensor_policy of the table's tensor run
+K = np.array([[0.5, -1.0], [0.25, 2.0]]).reshape(2, 2, 1, 1)
 IDX = np.array([2, 0, 1, 1])
 
 
@@ -110,6 +118,37 @@ OPS = [
     ("zeros_like_assign", _zeros_assign, 3, -2, 2, True),
     ("unpack", lambda x: (lambda a, b, c: a * b * c)(*x), 3, -2, 2, True),
     ("cross", lambda x: np.cross(x[:3], x[3:]), 6, -2, 2, True),
+    # rounding, remainders, and the other functions of two numbers
+    ("floor_ceil_trunc", lambda x: np.floor(x) * x + np.ceil(x) + np.trunc(x * 3) + np.rint(x * 2), 2, -2, 2, False),
+    ("round", lambda x: np.round(x * 3.0) + np.round(x, 1) * x + np.around(x ** 2, 2), 2, -2, 2, False),
+    ("heaviside", lambda x: np.heaviside(x[:2], x[2:]) * x[2:] + np.heaviside(x[:2], 0.5), 4, -2, 2, False),
+    ("mod", lambda x: np.mod(x[:2], x[2:]) + np.remainder(x[:2] * 3, 1.5) + x[:2] % 0.7, 4, 0.5, 3, False),
+    ("fmod", lambda x: np.fmod(x[:2], x[2:]) + np.fmod(-x[:2] * 3, 1.5), 4, 0.5, 3, False),
+    ("copysign", lambda x: np.copysign(x[:2], x[2:]) + np.copysign(2.0, x[:2]) * x[2:], 4, -2, 2, False),
+    ("logaddexp", lambda x: np.logaddexp(x[:2], x[2:]) + np.logaddexp2(x[:2], 1.0), 4, -2, 2, False),
+    ("sinc", lambda x: np.sinc(x) + np.sinc(x * 1e-3) * 7.0, 2, -2, 2, True),
+    ("rad2deg", lambda x: np.cos(np.rad2deg(x) / 40.0) + np.radians(x) * np.degrees(x), 2, -2, 2, False),
+    # NumPy's array functions (tensor ops in the tensor run)
+    ("cumsum", lambda x: np.concatenate([np.cumsum(x), np.cumsum(x.reshape(2, 3), axis=0).ravel() * x]),
+     6, -2, 2, True),
+    ("diff", lambda x: np.concatenate([np.diff(x ** 2), np.diff(x, 2), np.diff(x.reshape(2, 3), axis=0).ravel()]),
+     6, -2, 2, True),
+    ("flip", lambda x: np.flip(x) * x + np.flip(x.reshape(2, 3), 1).ravel() ** 2
+     + np.fliplr(x.reshape(2, 3)).ravel() + np.flipud(x.reshape(3, 2)).ravel(), 6, -2, 2, True),
+    ("roll", lambda x: np.roll(x, 2) * x + np.roll(x.reshape(2, 3), -1, axis=1).ravel() + np.roll(x, 1) ** 3,
+     6, -2, 2, True),
+    ("trace", lambda x: np.array([np.trace(x.reshape(3, 3)), np.trace(x.reshape(3, 3), 1) * x[0]])
+     + np.trace(x.reshape(3, 3) ** 2), 9, -2, 2, True),
+    ("diag", lambda x: np.concatenate([np.diag(x[:3]).ravel() * 2.0, np.diag(x[3:].reshape(2, 3), 1) * x[0],
+                                       np.diag(x[:2], -1).ravel()]), 9, -2, 2, True),
+    ("diagonal", lambda x: np.diagonal(x.reshape(2, 3)) * np.diagonal(x.reshape(3, 2), -1), 6, -2, 2, True),
+    ("tril_triu", lambda x: (np.tril(x.reshape(3, 3)) * 2.0 + np.triu(x.reshape(3, 3), 1) ** 2).ravel(),
+     9, -2, 2, True),
+    ("conv2d", lambda x: symjac.nn.conv2d(x[:9].reshape(3, 3, 1), x[9:].reshape(2, 2, 1, 1), padding="same").ravel()
+     + symjac.nn.conv2d(x[:9].reshape(3, 3, 1), K, stride=2).ravel()[0], 13, -2, 2, True),
+    ("outer_kron", lambda x: np.concatenate([np.outer(x[:2], x[2:5]).ravel(), np.kron(x[:2], x[2:4] ** 2),
+                                             np.kron(x[:4].reshape(2, 2), x[4:].reshape(1, 2)).ravel()]),
+     6, -2, 2, True),
 ]
 
 

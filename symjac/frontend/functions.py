@@ -17,7 +17,7 @@ import numpy as np
 
 from symjac.errors import NumericArrayError, TracerBoolError, UnsupportedOperationError
 from symjac.frontend.traced import (TracedArray, _nodes, from_tensor, implements, implements_ufunc, is_tensor,
-                                    map_tensor, passthrough, scalar_array, wrap)
+                                    map_tensor, passthrough, scalar_array, stays_whole, tensor_of, wrap)
 from symjac.ir import const, make
 from symjac.ops import tensor as tops
 
@@ -35,21 +35,27 @@ def _axes_of(axis, ndim):
     return tuple(a % ndim for a in (axis if isinstance(axis, tuple) else (axis,)))
 
 
+def _whole(a):
+    """True when a reduction of ``a`` stays one tensor op (a tensor, or an array
+    the policy keeps whole)."""
+    return is_tensor(a) or stays_whole([a])
+
+
 def _sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=True):
     if dtype is not None or out is not None or where is not True:
         _passthrough_error(np.sum, dtype, out, {"where": where})
-    if not is_tensor(a):
+    if not _whole(a):
         kw = {} if initial is None else {"initial": initial}
         return wrap(np.sum(_nodes(a), axis=axis, keepdims=keepdims, **kw))
     axes = _axes_of(axis, a.ndim)
-    r = from_tensor(_keep(tops.tsum(a.tensor, axes), a.shape, axes, keepdims))
+    r = from_tensor(_keep(tops.tsum(tensor_of(a), axes), a.shape, axes, keepdims))
     return r if initial is None else r + initial
 
 
 def _mean(a, axis=None, dtype=None, out=None, keepdims=False, where=True):
     if dtype is not None or out is not None or where is not True:
         _passthrough_error(np.mean, dtype, out, {"where": where})
-    if not is_tensor(a):
+    if not _whole(a):
         return wrap(np.mean(_nodes(a), axis=axis, keepdims=keepdims))
     count = math.prod(a.shape[i] for i in _axes_of(axis, a.ndim))
     return _sum(a, axis=axis, keepdims=keepdims) / float(count)
@@ -108,9 +114,9 @@ def _reduce_nodes(a, op, axis, keepdims, what):
 def _extreme(op, a, axis, out, keepdims, initial, where):
     if out is not None or where is not True:
         raise UnsupportedOperationError(f"np.{op}(..., out=/where=) on traced arrays; use np.where to mask")
-    if is_tensor(a):
+    if _whole(a):
         axes = _axes_of(axis, a.ndim)
-        r = from_tensor(_keep(tops.textreme("t" + op, a.tensor, axes), a.shape, axes, keepdims))
+        r = from_tensor(_keep(tops.textreme("t" + op, tensor_of(a), axes), a.shape, axes, keepdims))
         return r if initial is None else (np.maximum if op == "max" else np.minimum)(r, initial)
     r = _reduce_nodes(a, op, axis, keepdims, op)
     return r if initial is None else (np.maximum if op == "max" else np.minimum)(r, initial)

@@ -13,7 +13,7 @@ import threading
 
 __all__ = ["tensor_policy", "policy"]
 
-_DEFAULT = {"min_work": 64, "min_operand": 32, "unroll_size": 8}
+_DEFAULT = {"min_work": 64, "min_operand": 32, "unroll_size": 8, "min_array": None}
 _POLICY = contextvars.ContextVar("symjac_tensor_policy", default=_DEFAULT)
 
 
@@ -31,7 +31,11 @@ class tensor_policy:
     non-constant entries (runtime weights, not a rotation matrix whose zeros
     and ones simplify away).  Results of at most ``unroll_size`` entries are
     unrolled into scalars.  ``tensor_policy(min_work=None)`` unrolls everything.
-    The setting belongs to the current thread (and asyncio task).
+    With ``min_array=n``, elementwise math and NumPy's array functions
+    (``np.cumsum``, ``np.flip``, ``np.roll``...) on traced arrays of at least
+    ``n`` entries stay whole too, even when the array is made of scalars;
+    by default (None) only tensors stay tensors.  The setting belongs to the
+    current thread (and asyncio task).
 
     >>> import numpy as np, symjac
     >>> with symjac.tensor_policy(min_work=None):
@@ -40,14 +44,16 @@ class tensor_policy:
     True
     """
 
-    def __init__(self, min_work=64, min_operand=32, unroll_size=8):
-        for name, v in (("min_work", min_work), ("min_operand", min_operand), ("unroll_size", unroll_size)):
-            if (v is None and name == "min_work") or (isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                                                     and v >= 0):
+    def __init__(self, min_work=64, min_operand=32, unroll_size=8, min_array=None):
+        for name, v in (("min_work", min_work), ("min_operand", min_operand), ("unroll_size", unroll_size),
+                        ("min_array", min_array)):
+            optional = name in ("min_work", "min_array")
+            if (v is None and optional) or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0):
                 continue
             raise ValueError(f"tensor_policy: {name} must be a non-negative int"
-                             f"{' or None' if name == 'min_work' else ''}, got {v!r}")
-        self.new = {"min_work": min_work, "min_operand": min_operand, "unroll_size": unroll_size}
+                             f"{' or None' if optional else ''}, got {v!r}")
+        self.new = {"min_work": min_work, "min_operand": min_operand, "unroll_size": unroll_size,
+                    "min_array": min_array}
         self._local = threading.local()  # one object may be entered by several threads at once
 
     def __enter__(self):

@@ -26,7 +26,7 @@ from symjac.ops import tensor as tops
 
 __all__ = ["TracedArray", "as_nodes", "is_traced", "implements", "implements_ufunc", "passthrough",
            "scalar_array", "wrap", "unwrap", "from_tensor", "tensor_of", "is_tensor", "view_of", "map_tensor",
-           "dense_constant", "constant_values"]
+           "dense_constant", "constant_values", "stays_whole"]
 
 _to_node_v = np.frompyfunc(to_node, 1, 1)
 
@@ -371,7 +371,12 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         if builder is None:
             raise UnsupportedOperationError(
                 f"the ufunc {name!r} is not supported by symjac's tracer; supported: {', '.join(sorted(UFUNCS))}")
-        if any(is_tensor(x) for x in inputs):
+        return self._elementwise(builder, inputs)
+
+    @staticmethod
+    def _elementwise(builder, inputs):
+        """``builder`` applied entry by entry (with broadcasting), or to whole tensors."""
+        if any(is_tensor(x) for x in inputs) or stays_whole(inputs):
             return map_tensor(builder, inputs)
         arrays = [_nodes(x) for x in inputs]
         result = np.frompyfunc(builder, len(arrays), 1)(*arrays)
@@ -382,8 +387,11 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         if impl is not None:
             return impl(*args, **kwargs)
         builder = FUNCTIONS.get(func)
-        if builder is not None and any(is_tensor(a) for a in args):  # an array op: the tensor stays whole
-            return from_tensor(builder(*[tensor_of(a) if _is_traced_value(a) else a for a in args], **kwargs))
+        if isinstance(builder, str):  # a NumPy function that is one elementwise op (np.sinc)
+            return self._elementwise(lambda *nodes: make(builder, *nodes), args)
+        if builder is not None and (any(is_tensor(a) for a in args) or stays_whole(args)):  # an array op
+            nodes = [tensor_of(a) if _is_traced_value(a) or isinstance(a, np.ndarray) else a for a in args]
+            return from_tensor(builder(*nodes, **kwargs))
         if func in PASSTHROUGH or builder is not None:
             bad = [k for k in ("out", "dtype", "where") if kwargs.get(k) is not None and kwargs.get(k) is not True]
             if bad:
@@ -412,6 +420,12 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
 def _is_traced_value(a):
     return isinstance(a, TracedArray) or isinstance(a, Node)
+
+
+def stays_whole(args):
+    """True when the policy keeps arrays of this size whole (``min_array``)."""
+    n = policy()["min_array"]
+    return n is not None and any(isinstance(a, TracedArray) and a.ndim and a.size >= n for a in args)
 
 
 # -- tensor mode ----------------------------------------------------------------

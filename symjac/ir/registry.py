@@ -81,7 +81,7 @@ class OpDef:
 
 REGISTRY: dict[str, OpDef] = {}
 UFUNCS: dict[str, object] = {}  # NumPy ufunc name -> op name, or builder(*nodes) of a composite
-FUNCTIONS: dict[object, Callable] = {}  # NumPy array function -> builder on tensor nodes
+FUNCTIONS: dict[object, object] = {}  # NumPy array function -> builder on tensor nodes, or an elementwise op name
 
 
 def register(op: OpDef) -> OpDef:
@@ -108,7 +108,8 @@ def defufunc(name: str, builder: Callable):
     UFUNCS[name] = builder
 
 
-def defunction(function, builder: Callable):
+def defunction(function, builder):
     """Trace the NumPy array function ``function`` (``np.cumsum``) with
-    ``builder(*tensor_nodes, **kwargs)``, used when an argument is a tensor."""
+    ``builder(*tensor_nodes, **kwargs)``, used when an argument is a tensor;
+    ``builder`` may instead name an elementwise op (``np.sinc`` is ``"sinc"``)."""
     FUNCTIONS[function] = builder

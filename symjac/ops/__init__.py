@@ -13,7 +13,7 @@ rules side by side.
   trace, diag, outer, kron, tril/triu).
 """
 
-from symjac.ops import arithmetic, contract, elementary, logic, tensor  # noqa: F401  (declarations)
+from symjac.ops import arithmetic, array, contract, elementary, logic, tensor  # noqa: F401  (declarations)
 from symjac.ops.contract import conv2d, conv2d_bw, conv2d_bx, conv_padding, conv_reference, einsum
 from symjac.ops.tensor import (bcast, broadcast_to, constant_value, elem, extreme_weights, fit, pack, reshape,
                                tconst, textreme, transpose, tsum)

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from symjac.ir import ONE, defufunc, make
+from symjac.ir import ONE, defufunc, defunction, make
 from symjac.ops.define import call, defelementwise, sympy_function
 
 m = make
@@ -33,8 +33,10 @@ def _vectorize(fn):
 
 
 def _unary(name, fn, partial, *, cost=20, ufunc=None, sympy=None, printing=None, **kw):
-    """An elementwise function of one number with derivative ``partial(node, arg)``."""
-    defelementwise(name, 1, fn, cost=cost, ufuncs=(ufunc or name,), partials=lambda n, a: (partial(n, a),),
+    """An elementwise function of one number with derivative ``partial(node, arg)``
+    (the NumPy ufunc of the same name traces to it, unless ``ufunc=""``)."""
+    ufuncs = () if ufunc == "" else (ufunc or name,)
+    defelementwise(name, 1, fn, cost=cost, ufuncs=ufuncs, partials=lambda n, a: (partial(n, a),),
                    sympy=sympy or sympy_function(name), printing=printing or call(f"np.{ufunc or name}"), **kw)
 
 
@@ -46,8 +48,10 @@ def _inverse_sqrt_rule(inner):
     return lambda n, a: m("div", 1.0, m("sqrt", inner(a)))
 
 
-_unary("sqrt", np.sqrt, lambda n, a: m("div", 0.5, n), cost=4)
-_unary("cbrt", np.cbrt, lambda n, a: m("div", 1.0, m("mul", 3.0, m("mul", n, n))), sympy=sympy_function("cbrt"))
+_unary("sqrt", np.sqrt, lambda n, a: m("div", 0.5, n), cost=4,
+       sympy=(_numeric(lambda sp, a: sp.sqrt(a)), lambda sp: _cfunctions("Sqrt")))
+_unary("cbrt", np.cbrt, lambda n, a: m("div", 1.0, m("mul", 3.0, m("mul", n, n))),
+       sympy=(_numeric(lambda sp, a: sp.cbrt(a)), lambda sp: _cfunctions("Cbrt")))
 _unary("exp", np.exp, lambda n, a: n)
 _unary("exp2", np.exp2, lambda n, a: m("mul", n, LN2), sympy=(_numeric(lambda sp, a: sp.Integer(2) ** a),
                                                               lambda sp: _cfunctions("exp2")))
@@ -102,7 +106,9 @@ def _sinc_partial(n, x):
     return m("where", m("lt", m("abs", x), 1e-2), series, direct)
 
 
-_unary("sinc", np.sinc, _sinc_partial, cost=30, sympy=(_numeric(lambda sp, a: sp.sinc(sp.pi * a)), lambda sp: ()))
+_unary("sinc", np.sinc, _sinc_partial, cost=30, ufunc="", printing=call("np.sinc"),
+       sympy=(_numeric(lambda sp, a: sp.sinc(sp.pi * a)), lambda sp: ()))
+defunction(np.sinc, "sinc")  # a NumPy function, not a ufunc
 
 defufunc("deg2rad", lambda x: m("mul", x, math.pi / 180.0))
 defufunc("radians", lambda x: m("mul", x, math.pi / 180.0))

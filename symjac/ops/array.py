@@ -1,0 +1,298 @@
+"""NumPy's array functions as tensor ops.
+
+Two structural primitives carry them:
+
+- ``view``: an affine gather, ``out[i] = a.flat[offset + sum_k i_k strides_k]``
+  (strides may be negative or zero): slices with steps, flips, diagonals;
+  its transpose ``embed`` adds a tensor into zeros of a given shape at such
+  positions (``np.diag`` of a vector, the cotangent of a slice);
+- ``cumsum`` along one axis (forwards or backwards: each is the other's
+  transpose).
+
+``np.flip``, ``np.roll``, ``np.diff``, ``np.trace``, ``np.diag``,
+``np.diagonal``, ``np.cumsum`` are built from these; ``np.outer`` and
+``np.kron`` are contractions (``einsum``); ``np.tril``/``np.triu`` select
+with a constant mask (``where``, so an infinity above the diagonal still
+gives 0).  The builders run when an argument is a tensor; arrays of scalars
+go through NumPy's own code, unrolled.  Index maps are a handful of
+integers: a kernel's size does not grow with the arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from symjac.ir import defunction, intern, make
+from symjac.ops.contract import einsum
+from symjac.ops.define import deflinear
+from symjac.ops.tensor import bcast, reshape, tconst, transpose, tsum
+
+__all__ = ["view", "embed", "cumsum", "flip", "roll", "diff", "diagonal", "trace", "diag", "tril", "triu", "outer",
+           "kron"]
+
+
+def _c_strides(shape):
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return tuple(out[::-1])
+
+
+def indices(offset, strides, shape):
+    """The flat positions an affine map reads, as an int array of ``shape``."""
+    idx = np.full(tuple(shape), offset, dtype=np.int64)
+    for k, (st, n) in enumerate(zip(strides, shape)):
+        idx += (np.arange(n, dtype=np.int64) * st).reshape((1,) * k + (n,) + (1,) * (len(shape) - k - 1))
+    return idx
+
+
+def _check_map(offset, strides, shape, size, what):
+    if len(strides) != len(shape):
+        raise ValueError(f"{what}: {len(strides)} strides for shape {shape}")
+    if math.prod(shape):
+        lo = offset + sum(min(0, st * (n - 1)) for st, n in zip(strides, shape))
+        hi = offset + sum(max(0, st * (n - 1)) for st, n in zip(strides, shape))
+        if lo < 0 or hi >= size:
+            raise IndexError(f"{what}: positions {lo}..{hi} fall outside a tensor of {size} entries")
+
+
+def view(a, offset, strides, shape):
+    """``out[i...] = a.flat[offset + sum_k i_k strides_k]``, of ``shape``."""
+    offset, strides, shape = int(offset), tuple(int(s) for s in strides), tuple(int(d) for d in shape)
+    _check_map(offset, strides, shape, math.prod(a.shape), "view")
+    if shape == a.shape and offset == 0 and strides == _c_strides(shape):
+        return a
+    if a.op == "view" and math.prod(shape):  # a view of a view is one view when the map stays affine
+        off0, st0, sh0 = a.attr
+        flat = indices(offset, strides, shape)  # positions in the inner view's flat order
+        src = np.full(flat.shape, off0, dtype=np.int64)
+        for m, st in zip(np.unravel_index(flat, sh0), st0):
+            src += m * st
+        new = _affine(src)
+        if new is not None:
+            return view(a.args[0], *new, shape)
+    return intern("view", (a,), (offset, strides, shape), a.kind, shape)
+
+
+def _affine(positions):
+    """(offset, strides) when ``positions`` is an affine function of its indices."""
+    offset = int(positions.flat[0])
+    strides = []
+    for k in range(positions.ndim):
+        if positions.shape[k] < 2:
+            strides.append(0)
+            continue
+        idx = [0] * positions.ndim
+        idx[k] = 1
+        strides.append(int(positions[tuple(idx)]) - offset)
+    if np.array_equal(indices(offset, strides, positions.shape), positions):
+        return offset, tuple(strides)
+    return None
+
+
+def embed(g, shape, offset, strides):
+    """A tensor of ``shape``, zero but for ``g`` added at the positions
+    ``offset + sum_k i_k strides_k`` (the transpose of `view`)."""
+    shape, offset, strides = tuple(int(d) for d in shape), int(offset), tuple(int(s) for s in strides)
+    _check_map(offset, strides, g.shape, math.prod(shape), "embed")
+    if g.shape == shape and offset == 0 and strides == _c_strides(shape):
+        return g
+    return intern("embed", (g,), (shape, offset, strides), g.kind, shape)
+
+
+def _view_eval(values, attr):
+    offset, strides, shape = attr
+    return np.asarray(values[0]).reshape(-1)[indices(offset, strides, shape)]
+
+
+def _embed_eval(values, attr):
+    shape, offset, strides = attr
+    g = np.asarray(values[0])
+    out = np.zeros(math.prod(shape), dtype=np.result_type(g, float))
+    np.add.at(out, indices(offset, strides, g.shape).reshape(-1), g.reshape(-1))
+    return out.reshape(shape)
+
+
+deflinear("view", 1, evaluate=_view_eval, build=lambda args, attr: view(args[0], *attr), cost=lambda node: 0,
+          transpose=lambda node, g: [embed(g, node.args[0].shape, node.attr[0], node.attr[1])],
+          doc="affine gather (attr: offset, strides, shape)")
+deflinear("embed", 1, evaluate=_embed_eval, build=lambda args, attr: embed(args[0], *attr),
+          cost=lambda node: math.prod(node.args[0].shape),
+          transpose=lambda node, g: [view(g, node.attr[1], node.attr[2], node.args[0].shape)],
+          doc="affine scatter-add into zeros (attr: shape, offset, strides)")
+
+
+def cumsum(a, axis, reverse=False):
+    """Running sums of ``a`` along ``axis`` (from the end when ``reverse``)."""
+    axis = int(axis) % len(a.shape)
+    if a.shape[axis] == 1:
+        return a
+    return intern("cumsum", (a,), (axis, bool(reverse)), a.kind, a.shape)
+
+
+def _cumsum_eval(values, attr):
+    axis, reverse = attr
+    a = np.asarray(values[0])
+    if not reverse:
+        return np.cumsum(a, axis=axis)
+    return np.flip(np.cumsum(np.flip(a, axis), axis=axis), axis)
+
+
+deflinear("cumsum", 1, evaluate=_cumsum_eval, build=lambda args, attr: cumsum(args[0], *attr),
+          cost=lambda node: math.prod(node.shape),
+          transpose=lambda node, g: [cumsum(g, node.attr[0], not node.attr[1])],
+          doc="running sums along an axis (attr: axis, reverse)")
+
+
+# -- NumPy's array functions on tensors ------------------------------------------------------
+
+def _axis(axis, ndim, what):
+    if not isinstance(axis, numbers.Integral) or isinstance(axis, bool) or not -ndim <= axis < ndim:
+        raise ValueError(f"np.{what}: axis {axis!r} is out of range for {ndim} dimension(s)")
+    return int(axis) % ndim
+
+
+def _slice_along(a, axis, start, stop, step=1):
+    """``a[..., start:stop:step, ...]`` on ``axis`` as a view."""
+    rng = range(*slice(start, stop, step).indices(a.shape[axis]))
+    st = _c_strides(a.shape)
+    strides = tuple(s * step if k == axis else s for k, s in enumerate(st))
+    shape = tuple(len(rng) if k == axis else d for k, d in enumerate(a.shape))
+    offset = (rng.start if len(rng) else 0) * st[axis]
+    return view(a, offset, strides, shape)
+
+
+def flip(a, axis=None):
+    """``np.flip`` on a tensor."""
+    axes = range(len(a.shape)) if axis is None else \
+        [_axis(x, len(a.shape), "flip") for x in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+    st = list(_c_strides(a.shape))
+    offset = 0
+    for k in set(axes):
+        offset += (a.shape[k] - 1) * st[k]
+        st[k] = -st[k]
+    return view(a, offset, st, a.shape)
+
+
+def roll(a, shift, axis=None):
+    """``np.roll`` on a tensor: two slices put back at their new places."""
+    if axis is None:
+        return reshape(roll(reshape(a, (math.prod(a.shape),)), shift, 0), a.shape)
+    if isinstance(axis, (tuple, list)):
+        shifts = shift if isinstance(shift, (tuple, list)) else (shift,) * len(axis)
+        for s, ax in zip(shifts, axis):
+            a = roll(a, s, ax)
+        return a
+    axis = _axis(axis, len(a.shape), "roll")
+    n = a.shape[axis]
+    s = int(shift) % n if n else 0
+    if s == 0:
+        return a
+    st = _c_strides(a.shape)
+    tail, head = _slice_along(a, axis, n - s, n), _slice_along(a, axis, 0, n - s)
+    return make("add", embed(tail, a.shape, 0, st), embed(head, a.shape, s * st[axis], st))
+
+
+def diff(a, n=1, axis=-1, prepend=None, append=None):
+    """``np.diff`` on a tensor."""
+    if prepend is not None or append is not None:
+        raise ValueError("np.diff(..., prepend=/append=) on a tensor: concatenate first")
+    axis = _axis(axis, len(a.shape), "diff")
+    if n < 0:
+        raise ValueError(f"np.diff: order n must be non-negative, got {n}")
+    for _ in range(int(n)):
+        m = a.shape[axis]
+        a = make("sub", _slice_along(a, axis, 1, m), _slice_along(a, axis, 0, m - 1))
+    return a
+
+
+def diagonal(a, offset=0, axis1=0, axis2=1):
+    """``np.diagonal``: the diagonal as the last axis, the other axes kept."""
+    nd = len(a.shape)
+    ax1, ax2 = _axis(axis1, nd, "diagonal"), _axis(axis2, nd, "diagonal")
+    if ax1 == ax2:
+        raise ValueError("np.diagonal: axis1 and axis2 cannot be the same")
+    st = _c_strides(a.shape)
+    n1, n2 = a.shape[ax1], a.shape[ax2]
+    start1, start2 = (0, offset) if offset >= 0 else (-offset, 0)
+    length = max(0, min(n1 - start1, n2 - start2))
+    kept = [k for k in range(nd) if k not in (ax1, ax2)]
+    shape = tuple(a.shape[k] for k in kept) + (length,)
+    strides = tuple(st[k] for k in kept) + (st[ax1] + st[ax2],)
+    return view(a, start1 * st[ax1] + start2 * st[ax2], strides, shape)
+
+
+def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    """``np.trace`` on a tensor."""
+    d = diagonal(a, offset, axis1, axis2)
+    return tsum(d, (len(d.shape) - 1,))
+
+
+def diag(v, k=0):
+    """``np.diag``: the k-th diagonal of a matrix, or a matrix with ``v`` on it."""
+    if len(v.shape) == 2:
+        return diagonal(v, k)
+    if len(v.shape) != 1:
+        raise ValueError("np.diag: input must be 1-D or 2-D")
+    n = v.shape[0] + abs(k)
+    return embed(v, (n, n), k if k >= 0 else -k * n, (n + 1,))
+
+
+def _tri(m, k, lower):
+    rows, cols = m.shape[-2:]
+    mask = (np.tril if lower else np.triu)(np.ones((rows, cols)), k)
+    nd = len(m.shape)
+    return make("where", bcast(tconst(mask), m.shape, (nd - 2, nd - 1)), m, 0.0)
+
+
+def tril(m, k=0):
+    """``np.tril`` on a tensor (entries above the k-th diagonal are exactly 0)."""
+    return _tri(m, k, True)
+
+
+def triu(m, k=0):
+    """``np.triu`` on a tensor."""
+    return _tri(m, k, False)
+
+
+def _flat(x):
+    return reshape(x, (math.prod(x.shape),)) if len(x.shape) != 1 else x
+
+
+def outer(a, b, out=None):
+    """``np.outer``: both arguments flattened."""
+    return einsum("i,j->ij", _flat(a), _flat(b))
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def kron(a, b):
+    """``np.kron``: the block product, as a contraction with interleaved axes."""
+    nd = max(len(a.shape), len(b.shape))
+    a = reshape(a, (1,) * (nd - len(a.shape)) + a.shape)
+    b = reshape(b, (1,) * (nd - len(b.shape)) + b.shape)
+    sa, sb = _LETTERS[:nd], _LETTERS[nd: 2 * nd]
+    out = "".join(x + y for x, y in zip(sa, sb))
+    prod = einsum(f"{sa},{sb}->{out}", a, b)
+    return reshape(prod, tuple(p * q for p, q in zip(a.shape, b.shape)))
+
+
+def _cumsum_function(a, axis=None, dtype=None, out=None):
+    if dtype is not None or out is not None:
+        raise ValueError("np.cumsum(..., dtype=/out=) on traced arrays: drop the argument")
+    if axis is None:
+        return cumsum(reshape(a, (math.prod(a.shape),)), 0)
+    return cumsum(a, _axis(axis, len(a.shape), "cumsum"))
+
+
+for _function, _builder in ((np.flip, flip), (np.roll, roll), (np.diff, diff), (np.trace, trace),
+                            (np.diag, diag), (np.diagonal, diagonal), (np.tril, tril), (np.triu, triu),
+                            (np.outer, outer), (np.kron, kron), (np.cumsum, _cumsum_function),
+                            (np.fliplr, lambda a: flip(a, 1)), (np.flipud, lambda a: flip(a, 0))):
+    defunction(_function, _builder)
+del _function, _builder
