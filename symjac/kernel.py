@@ -15,8 +15,8 @@ import threading
 import numpy as np
 
 from codegen import compile_program, numba_available
-from symjac.frontend.graph import Graph, outputs_of, unflatten
-from symjac.frontend.trace import NOTE_PREFIX, call_traced, make_inputs
+from symjac.frontend.graph import unflatten
+from symjac.frontend.trace import NOTE_PREFIX, trace_shapes
 from symjac.frontend.traced import TracedArray
 from symjac.ir import BUILDING, lookup, toposort, tree_size
 from symjac.lower import lower
@@ -36,7 +36,7 @@ def resolve_backend(backend):
     return "numba-parallel" if (os.cpu_count() or 1) > 1 else "numba"
 
 
-def graph_stats(graph: Graph):
+def graph_stats(graph):
     """Node counts before and after sharing, and estimated flops per sample."""
     roots = graph.output_nodes()
     nodes = toposort(roots)
@@ -218,11 +218,9 @@ class Kernel:
         ``checked`` (from `check_arguments`) lets an error raised while tracing
         say what each argument looked like to the function.
         """
+        note = (lambda: trace_note(checked, self.fn)) if checked is not None else None
         with BUILDING:
-            inputs = make_inputs(shapes)
-            note = (lambda: trace_note(checked, self.fn)) if checked is not None else None
-            outputs, treedef = outputs_of(call_traced(self.fn, inputs, note))
-            return self.adopt(Graph(inputs, outputs, treedef=treedef), axes)
+            return self.adopt(trace_shapes(self.fn, shapes, note), axes)
 
     def adopt(self, graph, axes, reduced=()):
         """Use the traced ``graph`` (one input per argument, ``axes[k] is None``

@@ -12,7 +12,7 @@ from symjac.frontend.graph import Graph, outputs_of, unflatten
 from symjac.frontend.traced import TracedArray
 from symjac.ir import BUILDING, make_inputs
 
-__all__ = ["trace", "call_traced", "make_inputs", "outputs_of", "unflatten", "NOTE_PREFIX"]
+__all__ = ["trace", "trace_shapes", "call_traced", "make_inputs", "outputs_of", "unflatten", "NOTE_PREFIX"]
 
 NOTE_PREFIX = "symjac traced "  # the innermost trace's note is the one kept
 
@@ -58,10 +58,15 @@ def trace(f, *examples):
     """
     if not callable(f):
         raise TypeError(f"trace: f must be callable, got {type(f).__name__}")
-    shapes = [_shape_of(e) for e in examples]
+    return trace_shapes(f, [_shape_of(e) for e in examples])
+
+
+def trace_shapes(f, shapes, note=None):
+    """The `Graph` of ``f`` called on fresh traced arrays of ``shapes`` (holding
+    `BUILDING`); ``note()`` describes the arguments for an error (`call_traced`)."""
     with BUILDING:
         inputs = make_inputs(shapes)
-        outputs, treedef = outputs_of(call_traced(f, inputs))
-    return Graph(inputs, outputs, treedef=treedef)
+        outputs, treedef = outputs_of(call_traced(f, inputs, note))
+        return Graph(inputs, outputs, treedef=treedef)
 
 

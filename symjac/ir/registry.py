@@ -33,8 +33,10 @@ class OpDef:
     - ``evaluate(values, attr)``: float64 NumPy evaluation (elementwise ops
       broadcast over any leading axes).
     - ``cost``: flops per element (elementwise) or ``cost(node)`` (structural).
-    - ``shape(args, attr)``/``build(args, attr)``: structural ops' shape rule
-      and constructor (``build`` also re-makes a node from new arguments).
+    - ``build(args, attr)``: a structural op's constructor, which checks its
+      arguments and holds the op's shape rule (it also re-makes a node from
+      new arguments); elementwise ops take the shape of their tensor
+      arguments (scalars broadcast).
     - ``simplify(*args)``: a simpler node or None (IEEE-exact rewrites only,
       unless guarded by `symjac.non_ieee_rewrites`).
     - ``partials(node, *args)``: local partial derivatives (elementwise); else
@@ -61,7 +63,6 @@ class OpDef:
     dtype: str = "float"
     commutative: bool = False
     cost: object = 1
-    shape: Callable | None = None
     build: Callable | None = None
     simplify: Callable | None = None
     partials: Callable | None = None
