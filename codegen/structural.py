@@ -296,7 +296,7 @@ class Cumsum:
         vars_[axis] = "j"
         head, depth = p.nest([(v, d) for k, (v, d) in enumerate(zip(vars_, s.shape)) if k != axis])
         at = flat_index(vars_, s.shape)
-        scan = [f"run = _F(0.0)", f"for jj in range({n}):", f"    j = {n - 1} - jj" if reverse else "    j = jj",
+        scan = ["run = _F(0.0)", f"for jj in range({n}):", f"    j = {n - 1} - jj" if reverse else "    j = jj",
                 f"    run += {p.el(a, at, tile)}", f"    {p.out_el(s, at, tile)} = run"]
         return head + p.inner(tile, scan, depth)
 

@@ -29,7 +29,7 @@ import re
 
 from codegen.printers import NumbaPrinter, PrinterError, float_literal
 from codegen.program import Program
-from codegen.structural import STRUCTURAL, flat_index, size as _size
+from codegen.structural import STRUCTURAL, size as _size
 
 __all__ = ["TiledNumbaPrinter", "choose_tile"]
 
@@ -43,6 +43,25 @@ MIN_TILE, MAX_TILE = 4, 64
 SPLIT_LINES = 300  # a longer loop body is split into functions ...
 PART_LINES = 120  # ... of about this many lines (each Numba function has a fixed cost too)
 _NAME = re.compile(r"\b(?:t\d+|v\d+_?|c\d+|x\d+|out\d+)\b")
+
+
+def _groups(parts):
+    """``parts`` (lists of lines) in consecutive groups of about ``PART_LINES``
+    lines, or None when all of them fit one function (``SPLIT_LINES``)."""
+    if sum(len(p) for p in parts) <= SPLIT_LINES:
+        return None
+    groups, cur = [], []
+    for p in parts:
+        if cur and sum(len(q) for q in cur) + len(p) > PART_LINES:
+            groups.append(cur)
+            cur = []
+        cur.append(p)
+    groups.append(cur)
+    return groups
+
+
+def _name_order(m):
+    return m.rstrip("_")[0], int(m.rstrip("_")[1:].lstrip("ut"))
 
 
 def choose_tile(largest_tensor):
@@ -96,10 +115,8 @@ class TiledNumbaPrinter(NumbaPrinter):
         self.tile = choose_tile(max((_size(self.info[n].shape) for n in self.buffered), default=1))
         ins = [f"x{k}" for k in range(len(program.inputs))]
         outs = [f"out{k}" for k in range(len(program.outputs))]
+        shared = [self._hoisted(s) for s in hoisted]
         body = ["    # values shared by every sample, computed once"]
-        for s in hoisted:
-            body += self._hoisted(s)
-        body.append(f"    # tile buffers: T = {self.tile} samples on the last axis")
         for n in sorted(self.buffered, key=lambda n: (n[0], int(n[1:]))):
             st = self.info[n]
             dt = "np.bool_" if st.dtype == "bool" else "_F"
@@ -112,7 +129,11 @@ class TiledNumbaPrinter(NumbaPrinter):
         parts = [self._block(kind, size, stmts) for kind, size, stmts in blocks] + [self._stores()]
         defined = {s.name for s in hoisted} | {self._buf(n) for n in self.buffered} | \
             {s.name for s in batched if s.op == "reshape"} | set(ins) | set(outs)
+        shared_helpers, shared_lines = self._split_shared(shared, [ln for p in parts for ln in p] + body,
+                                                          set(ins) | set(outs))
+        body = body[:1] + shared_lines + [f"    # tile buffers: T = {self.tile} samples on the last axis"] + body[1:]
         helpers, calls = self._split(parts, defined)
+        helpers = shared_helpers + helpers
         body += [f"    for b0 in range(start, stop, {self.tile}):",
                  f"        n = min({self.tile}, stop - b0)",
                  "        last = b0 + n - 1"]
@@ -125,25 +146,40 @@ class TiledNumbaPrinter(NumbaPrinter):
         return ["@numba.njit(nogil=True, cache=True, error_model='numpy', boundscheck=False, "
                 "fastmath={'contract'})"]
 
+    def _split_shared(self, parts, later, available):
+        """The shared (hoisted) statements: inline when short, else functions of
+        about ``PART_LINES`` lines that take what they read and return what is
+        read after them."""
+        groups = _groups(parts)
+        if groups is None:
+            return [], [ln for p in parts for ln in p]
+        texts = [[ln for p in g for ln in p] for g in groups]
+        used = [{m for ln in t for m in _NAME.findall(ln)} for t in texts]
+        read_later = {m for ln in later for m in _NAME.findall(ln)}
+        defs = [{m for ln in t for m in re.findall(r"^\s*(\w+)\s*=", ln)} for t in texts]
+        helpers, calls, have = [], [], set(available)
+        for g, text in enumerate(texts):
+            args = sorted(used[g] & have - defs[g], key=_name_order)
+            after = read_later.union(*used[g + 1:])
+            out = sorted(defs[g] & after, key=_name_order)
+            helpers += [*self.decorator(), f"def _shared{g}({', '.join(args)}):",
+                        *text, f"    return ({', '.join(out)}{',' if len(out) == 1 else ''})", ""]
+            call = f"_shared{g}({', '.join(args)})"
+            calls.append(f"    {', '.join(out)}{',' if len(out) == 1 else ''} = {call}" if out else f"    {call}")
+            have |= defs[g]
+        return helpers, calls
+
     def _split(self, parts, defined):
         """The tile loop's body: inline when short, else functions of about
         ``PART_LINES`` lines each, called per tile (Numba's liveness analysis and
         LLVM's passes grow faster than linearly with one function's size)."""
-        total = sum(len(p) for p in parts)
-        if total <= SPLIT_LINES:
+        groups = _groups(parts)
+        if groups is None:
             return [], [ln for p in parts for ln in p]
-        groups, cur = [], []
-        for p in parts:
-            if cur and sum(len(q) for q in cur) + len(p) > PART_LINES:
-                groups.append(cur)
-                cur = []
-            cur.append(p)
-        groups.append(cur)
         helpers, calls = [], []
         for g, group in enumerate(groups):
             lines = [ln for p in group for ln in p]
-            used = sorted({m for ln in lines for m in _NAME.findall(ln)} & defined,
-                          key=lambda m: (m.rstrip("_")[0], int(m.rstrip("_")[1:].lstrip("ut"))))
+            used = sorted({m for ln in lines for m in _NAME.findall(ln)} & defined, key=_name_order)
             args = ", ".join(["b0", "n", "last"] + used)
             helpers += [*self.decorator(), f"def _part{g}({args}):", *["    " + ln for ln in lines],
                         "    return None", ""]

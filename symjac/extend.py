@@ -36,7 +36,7 @@ __all__ = ["defop", "defpartials", "defjvp", "defvjp", "make"]
 
 
 def defop(name, nargs, evaluate, *, partials=None, jvp=None, transpose=None, printing=None, cost=20,
-          ufuncs=(), sympy=None, differentiable=True, linearity=None):
+          ufuncs=(), sympy=None, differentiable=True):
     """Declare the elementwise op ``name`` of ``nargs`` arguments and return a
     function that applies it to traced arrays (and evaluates it on numbers).
 
@@ -51,7 +51,10 @@ def defop(name, nargs, evaluate, *, partials=None, jvp=None, transpose=None, pri
     kernel's float type; the expression must work on NumPy arrays (NumPy
     backend) and on scalars in Numba's nopython mode.  ``ufuncs`` names NumPy
     ufuncs that should trace to this op; ``sympy`` is ``(to, heads)`` as in
-    `symjac.ir.OpDef`.
+    `symjac.ir.OpDef`; ``differentiable=False`` declares a piecewise
+    constant op (derivative 0 wherever it exists); ``cost`` is in flops.
+    A commutative op's rule sees its arguments in canonical order, so
+    rules of ops declared here (not commutative) see them as given.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"defop: name must be an identifier, got {name!r}")
@@ -75,7 +78,7 @@ def defop(name, nargs, evaluate, *, partials=None, jvp=None, transpose=None, pri
                              f"({e})") from None
     forget(name)
     defelementwise(name, nargs, evaluate, partials=partials, jvp=jvp, transpose=transpose, printing=printing,
-                   cost=cost, ufuncs=ufuncs, sympy=sympy, differentiable=differentiable, linearity=linearity)
+                   cost=cost, ufuncs=ufuncs, sympy=sympy, differentiable=differentiable)
     return _applier(name, nargs, evaluate)
 
 

@@ -44,15 +44,7 @@ def graph_stats(graph):
     flops = 0
     for n in ops:
         info = lookup(n.op)
-        if info.kind == "structural":
-            flops += info.cost(n)
-        elif n.shape:
-            flops += info.cost * math.prod(n.shape)
-        elif n.op == "pow" and n.args[1].op == "const" and float(n.args[1].attr).is_integer() \
-                and 1 <= abs(n.args[1].attr) <= 4:
-            flops += int(abs(n.args[1].attr)) - 1 + (n.args[1].attr < 0) * lookup("div").cost
-        else:
-            flops += info.cost
+        flops += info.cost(n) if callable(info.cost) else info.cost * math.prod(n.shape)
     entries = sum(o.size for o in graph.outputs)
     zeros = sum(1 for o in graph.outputs for n in o.ravel() if n.op == "const" and n.attr == 0.0)
     return {

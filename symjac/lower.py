@@ -14,8 +14,7 @@ import math
 
 from codegen import Param, Program, Stmt
 from symjac.frontend.graph import Graph
-from symjac.ir import lookup, toposort
-from symjac.ops.tensor import constant_value
+from symjac.ir import constant_value, lookup, toposort
 
 __all__ = ["lower"]
 

@@ -39,7 +39,9 @@ def imports_of(source, name, is_package):
     """Modules of symjac/codegen that ``source`` imports, anywhere in the file."""
     found = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Call) and _dynamic_import(node):  # importlib.import_module("x"), __import__("x")
+            found.add(node.args[0].value)
+        elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative import
@@ -53,6 +55,13 @@ def imports_of(source, name, is_package):
             for alias in node.names:
                 found.add(f"{module}.{alias.name}")
     return {m for m in found if m and m.split(".")[0] in ("symjac", "codegen")}
+
+
+def _dynamic_import(call):
+    f = call.func
+    name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+    return name in ("import_module", "__import__") and call.args and isinstance(call.args[0], ast.Constant) \
+        and isinstance(call.args[0].value, str)
 
 
 def module_graph(root):
@@ -164,6 +173,10 @@ def _tree(tmp_path, files):
     ({"symjac/ad/rules.py": "from symjac.ad.sweeps import x\n",
       "symjac/ad/sweeps.py": "from symjac.ad.rules import y\n"}, "import cycle"),
     ({"symjac/ops/x.py": "from codegen import Program\n", "codegen/__init__.py": ""}, "only the API modules"),
+    ({"symjac/ir/node.py": "import importlib\ndef f():\n    importlib.import_module('symjac.frontend.traced')\n",
+      "symjac/frontend/traced.py": ""}, "upward import"),
+    ({"symjac/ir/node.py": "def f():\n    return __import__('symjac.ad.rules')\n", "symjac/ad/rules.py": ""},
+     "upward import"),
 ])
 def test_the_checker_fails_on_bad_trees(tmp_path, files, expected):
     found = problems(_tree(tmp_path, files))

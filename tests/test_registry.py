@@ -10,7 +10,7 @@ import pytest
 import symjac
 import symjac.extend as ext
 from codegen import STRUCTURAL
-from optable import OPS, TENSOR, fused, sample
+from optable import TENSOR, fused, sample
 from symjac.ad import forget
 from symjac.ir import REGISTRY, UFUNCS, lookup, make
 from symjac.testing import complex_step_jvp
@@ -143,6 +143,16 @@ def test_defjvp_reaches_the_forward_laplacian(restore_registry):
     np.testing.assert_allclose(symjac.gradient(g, backend="numpy")(x), 2 * x)
     np.testing.assert_allclose(symjac.laplacian(g, backend="numpy")(x), [4.0])  # sum of d2/dx2 x**2
     np.testing.assert_allclose(symjac.hessian(g, backend="numpy")(x)[0], 2 * np.eye(2))
+
+
+def test_a_changed_rule_reaches_templates_derived_from_it(restore_registry):
+    f = lambda x: np.sum(np.sin(x))  # noqa: E731  (sin's second partial differentiates cos)
+    x = np.array([[0.5, -1.5]])
+    np.testing.assert_allclose(symjac.laplacian(f, backend="numpy")(x), -np.sum(np.sin(x), keepdims=True)[0])
+    ext.defjvp("cos", lambda n, t: None if t[0] is None else make("mul", make("mul", -2.0, make("sin", n.args[0])), t[0]))
+    lap = symjac.laplacian(f, backend="numpy")(x)
+    np.testing.assert_allclose(lap, np.trace(symjac.hessian(f, backend="numpy")(x)[0], axis1=-2, axis2=-1))
+    np.testing.assert_allclose(lap, [-2.0 * np.sum(np.sin(x))])
 
 
 def test_defop_checks_its_arguments(restore_registry):

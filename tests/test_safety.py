@@ -7,7 +7,6 @@ the change it guards.
 
 import os
 import stat
-import sys
 import threading
 import warnings
 

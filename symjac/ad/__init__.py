@@ -12,7 +12,7 @@ __all__ = ["jacobian_nodes", "estimate_costs", "depends", "laplacian_nodes", "se
 
 
 def forget(op):
-    """Drop what was derived from ``op``'s rules (after they change)."""
-    for cache in (_rules._TEMPLATES, _laplacian._TEMPLATES):
-        for key in [k for k in cache if k[0] == op]:
-            del cache[key]
+    """Drop what was derived from rules (after ``op``'s change): every template,
+    since another op's second partials may have differentiated ``op``."""
+    _rules._TEMPLATES.clear()
+    _laplacian._TEMPLATES.clear()

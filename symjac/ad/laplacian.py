@@ -21,10 +21,10 @@ twice the sum of B(d_i a, d_i b).  No op is special-cased here.
 
 from __future__ import annotations
 
-from symjac.ad.rules import differentiable, jvp, partials, uses_partials
+from symjac.ad.rules import differentiable, jvp, partials, placeholders, template_key, uses_partials
 from symjac.ad.sweeps import depends, jacobian_nodes
 from symjac.errors import MissingRuleError
-from symjac.ir import ONE, ZERO, broadcast_scalar, lookup, make, make_inputs, rebuild, substitute, toposort
+from symjac.ir import ONE, ZERO, broadcast_scalar, lookup, make, rebuild, substitute, toposort
 
 __all__ = ["laplacian_nodes", "second_partials"]
 
@@ -38,14 +38,10 @@ def second_partials(node):
     Worked out once per (op, constant arguments) on placeholder leaves, so the
     cost per node does not depend on the size of the graph below it.
     """
-    key = (node.op, tuple(a if a.op == "const" else None for a in node.args))
+    key = template_key(node)
     template = _TEMPLATES.get(key)
     if template is None:
-        leaves = [arr[()] for arr in make_inputs([()] * len(node.args))]
-        ph = [a if a.op == "const" else leaf for a, leaf in zip(node.args, leaves)]
-        n_ph = make(node.op, *ph)
-        if n_ph.op != node.op or sorted(a.id for a in n_ph.args) != sorted(a.id for a in ph):
-            raise AssertionError(f"op {node.op!r} did not rebuild on placeholders")
+        ph, n_ph = placeholders(node)
         by_arg = dict(zip((a.id for a in n_ph.args), partials(n_ph)))
         p_ph = [by_arg[a.id] for a in ph]  # aligned with node.args (make may reorder)
         q_ph = jacobian_nodes(p_ph, ph, "fwd")
@@ -123,7 +119,7 @@ def _step(node, gs, ls):
     info = lookup(node.op)
     if info.laplacian is not None:
         return info.laplacian(node, gs, ls)
-    if info.linearity == "linear":  # linear in its differentiable arguments: lap = the JVP of the laps
+    if info.linearity == "linear" and info.jvp is not None:  # linear in its differentiable arguments: lap = the JVP of the laps
         return jvp(node, gs), info.jvp(node, ls)
     if info.linearity == "bilinear":
         return jvp(node, gs), _bilinear_step(node, info, gs, ls)

@@ -15,7 +15,8 @@ from __future__ import annotations
 from symjac.errors import MissingRuleError
 from symjac.ir import ONE, ZERO, broadcast_scalar, lookup, make, make_inputs, substitute, rebuild
 
-__all__ = ["differentiable", "partials", "uses_partials", "jvp", "vjp", "accumulate", "sum_over_broadcast"]
+__all__ = ["differentiable", "partials", "uses_partials", "jvp", "vjp", "accumulate", "sum_over_broadcast",
+           "placeholders", "template_key"]
 
 
 def differentiable(node):
@@ -52,14 +53,10 @@ def _derived_partials(node, info):
     """Partials from a JVP (linear in the tangents: the JVP with tangent 1 in
     argument m and none elsewhere) or a transpose (its cotangents for a
     cotangent of 1), worked out on scalar placeholders and substituted."""
-    key = (node.op, tuple(a if a.op == "const" else None for a in node.args))
+    key = template_key(node)
     template = _TEMPLATES.get(key)
     if template is None:
-        leaves = [arr[()] for arr in make_inputs([()] * len(node.args))]
-        ph = [a if a.op == "const" else leaf for a, leaf in zip(node.args, leaves)]
-        n_ph = make(node.op, *ph)
-        if n_ph.op != node.op:
-            raise MissingRuleError(f"op {node.op!r} simplified away on placeholder arguments; give it partials")
+        ph, n_ph = placeholders(node)
         if info.jvp is not None:
             parts = []
             for j in range(len(ph)):
@@ -72,6 +69,24 @@ def _derived_partials(node, info):
     ph, parts = template
     mapping = {leaf.id: a for leaf, a in zip(ph, node.args) if leaf.op != "const"}
     return substitute(parts, mapping, rebuild)
+
+
+def template_key(node):
+    """Rules worked out on placeholders are shared by nodes of one op with the
+    same constant arguments."""
+    return node.op, tuple(a if a.op == "const" else None for a in node.args)
+
+
+def placeholders(node):
+    """``(ph, n_ph)``: scalar placeholder leaves for ``node``'s arguments (its
+    constants kept) and the op applied to them."""
+    leaves = [arr[()] for arr in make_inputs([()] * len(node.args))]
+    ph = [a if a.op == "const" else leaf for a, leaf in zip(node.args, leaves)]
+    n_ph = make(node.op, *ph)
+    if n_ph.op != node.op or sorted(a.id for a in n_ph.args) != sorted(a.id for a in ph):
+        raise MissingRuleError(f"op {node.op!r} does not rebuild on placeholder arguments (it simplified "
+                               "away); give it partials")
+    return ph, n_ph
 
 
 def accumulate(acc, key, term):

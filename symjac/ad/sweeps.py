@@ -16,8 +16,7 @@ import math
 import numpy as np
 
 from symjac.ad.rules import accumulate, differentiable, jvp, partials, uses_partials, vjp
-from symjac.ir import ONE, ZERO, toposort
-from symjac.ops.tensor import pack
+from symjac.ir import ONE, ZERO, lookup, toposort
 
 __all__ = ["jacobian_nodes", "estimate_costs", "depends"]
 
@@ -95,19 +94,21 @@ def _reverse(order, outputs, variables, inbits):
     for k, o in enumerate(outputs):
         if o.id in inbits:
             accumulate(adj.setdefault(o.id, {}), k, ONE)
-    picked = {}  # tensor id -> seed -> {flat index: cotangent of elem(tensor, index)}
+    # ops with a transpose_many rule (elem): the cotangents of all such nodes reading one
+    # argument are gathered, and transposed once when the sweep reaches that argument
+    picked = {}  # argument id -> (op, seed -> {attr: cotangent})
     for node in reversed(order):
-        if node.id in picked:  # every elem of this tensor has been visited: one pack per seed
-            for k, entries in picked.pop(node.id).items():
-                items = [entries.get(i, ZERO) for i in range(math.prod(node.shape))]
-                accumulate(adj.setdefault(node.id, {}), k, pack(items, node.shape))
+        if node.id in picked:
+            op, by_seed = picked.pop(node.id)
+            for k, entries in by_seed.items():
+                accumulate(adj.setdefault(node.id, {}), k, lookup(op).transpose_many(node, entries))
         g = adj.get(node.id)
         if not g or node.id in pos or not differentiable(node):
             continue
-        if node.op == "elem":  # elem's transpose, for all elements of a tensor at once
-            t = node.args[0]
-            if t.id in inbits:
-                slots = picked.setdefault(t.id, {})
+        if lookup(node.op).transpose_many is not None:
+            a = node.args[0]
+            if a.id in inbits:
+                slots = picked.setdefault(a.id, (node.op, {}))[1]
                 for k, gk in g.items():
                     accumulate(slots.setdefault(k, {}), node.attr, gk)
             continue

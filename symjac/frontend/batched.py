@@ -20,7 +20,7 @@ import numpy as np
 
 from symjac.errors import SymjacError, UnsupportedOperationError
 from symjac.frontend.traced import TracedArray, _nodes, is_tensor, scalar_array
-from symjac.ir import make, ufunc_builder
+from symjac.ir import FUNCTIONS, make, ufunc_builder
 
 __all__ = ["BatchedArray", "Reduced", "BatchMixingError", "node_array"]
 
@@ -204,6 +204,9 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __array_function__(self, func, types, args, kwargs):
         impl = _FUNCTIONS.get(func)
+        builder, elementwise = FUNCTIONS.get(func, (None, False))
+        if impl is None and elementwise and args and args[0] is self:  # np.sinc, np.round: entry by entry
+            return BatchedArray(func(self.per, *args[1:], **kwargs), self.bpos, self.batch)
         if impl is None:
             raise UnsupportedOperationError(
                 f"np.{func.__name__} is not supported on batched arrays inside dlfeval yet")

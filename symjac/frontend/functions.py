@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from symjac.errors import NumericArrayError, TracerBoolError, UnsupportedOperationError
+from symjac.errors import TracerBoolError, UnsupportedOperationError
 from symjac.frontend.traced import (TracedArray, _nodes, from_tensor, implements, implements_ufunc, is_tensor,
                                     map_tensor, passthrough, scalar_array, stays_whole, tensor_of, wrap)
 from symjac.ir import const, make
@@ -265,16 +265,6 @@ implements_ufunc("maximum", "reduce")(lambda a, axis, keepdims: _max(a, axis, ke
 implements_ufunc("minimum", "reduce")(lambda a, axis, keepdims: _min(a, axis, keepdims=keepdims))
 
 
-def _round(a, decimals=0, out=None):
-    if out is not None:
-        raise UnsupportedOperationError("np.round(..., out=...) on traced arrays")
-    if decimals == 0:
-        return np.rint(a)
-    scale = 10.0 ** decimals
-    return np.rint(a * scale) / scale
-
-
-implements(np.round, np.around)(_round)
 
 passthrough(
     np.concatenate, np.stack, np.hstack, np.vstack, np.dstack, np.column_stack, np.atleast_1d,

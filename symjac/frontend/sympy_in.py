@@ -19,12 +19,9 @@ numbers, ``re(x)`` and ``conjugate(x)`` are ``x``, ``im(x)`` is 0, and
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 import sympy as sp
-from sympy.codegen import cfunctions as cf
-from sympy.core.parameters import evaluate as _sympy_evaluate
 from sympy.logic.boolalg import BooleanFalse, BooleanTrue
 from sympy.tensor.array import NDimArray
 
@@ -198,8 +195,9 @@ def _rules():
     for op in list(REGISTRY.values()):
         if op.sympy is None or op.kind != "elementwise":
             continue
+        convert = op.sympy[2] if len(op.sympy) > 2 else None
         for head in op.sympy[1](sp):
-            rules[head] = _fold(op.name) if op.nargs == 2 else _unary(op.name)
+            rules[head] = convert or (_fold(op.name) if op.nargs == 2 else _unary(op.name))
     rules.update(_FORMS)
     return rules
 

@@ -14,6 +14,7 @@ which calls the nodes' arithmetic.  A model therefore traces unchanged.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from symjac.errors import NumericArrayError, TracerBoolError, UnsupportedOperationError, conversion_error
 from symjac.frontend.policy import policy
-from symjac.ir import FUNCTIONS, UFUNCS, Node, make, to_node, ufunc_builder
+from symjac.ir import FUNCTIONS, UFUNCS, Node, NotTensorizable, const, to_node, ufunc_builder
 from symjac.ops import tensor as tops
 
 __all__ = ["TracedArray", "as_nodes", "is_traced", "implements", "implements_ufunc", "passthrough",
@@ -141,6 +142,8 @@ def unwrap(x):
         return tuple(unwrap(e) for e in x)
     if isinstance(x, list):
         return [unwrap(e) for e in x]
+    if isinstance(x, dict):  # keyword arguments (np.cumsum(a=x))
+        return {k: unwrap(v) for k, v in x.items()}
     return x
 
 
@@ -386,12 +389,17 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         impl = HANDLED_FUNCTIONS.get(func)
         if impl is not None:
             return impl(*args, **kwargs)
-        builder = FUNCTIONS.get(func)
-        if isinstance(builder, str):  # a NumPy function that is one elementwise op (np.sinc)
-            return self._elementwise(lambda *nodes: make(builder, *nodes), args)
+        builder, elementwise = FUNCTIONS.get(func, (None, False))
+        if builder is not None:
+            args, kwargs = _positional(func, args, kwargs)
+        if builder is not None and elementwise:  # np.sinc, np.round: one node to one node
+            return self._elementwise(lambda x: builder(x, *args[1:], **kwargs), args[:1])
         if builder is not None and (any(is_tensor(a) for a in args) or stays_whole(args)):  # an array op
-            nodes = [tensor_of(a) if _is_traced_value(a) or isinstance(a, np.ndarray) else a for a in args]
-            return from_tensor(builder(*nodes, **kwargs))
+            nodes = [tensor_of(a) if _is_traced_value(a) else a for a in args]
+            try:
+                return from_tensor(builder(*nodes, **kwargs))
+            except NotTensorizable:
+                pass  # an argument form the builder does not cover: NumPy's own code, on the elements
         if func in PASSTHROUGH or builder is not None:
             bad = [k for k in ("out", "dtype", "where") if kwargs.get(k) is not None and kwargs.get(k) is not True]
             if bad:
@@ -406,16 +414,33 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
             "write the computation with supported NumPy functions")
 
     def __getattr__(self, name):
+        fn = getattr(np, name, None) if not name.startswith("_") else None
         # np.array([x[0], x[1]]) of traced scalars is a plain object array of 0-d
         # TracedArrays (np.array cannot be intercepted); NumPy's object loops apply a
         # ufunc by calling the element's method of the same name.
-        if name.startswith("_") or ufunc_builder(name) is None or not isinstance(getattr(np, name, None), np.ufunc):
-            raise AttributeError(f"'TracedArray' object has no attribute {name!r}")
-        fn = getattr(np, name)
-        return lambda *other: fn(self, *other)
+        if isinstance(fn, np.ufunc) and ufunc_builder(name) is not None:
+            return lambda *other: fn(self, *other)
+        # the ndarray methods that are NumPy functions (x.trace(), x.round(2)): the function
+        if callable(fn) and not isinstance(fn, np.ufunc) and hasattr(np.ndarray, name):
+            return lambda *args, **kwargs: fn(self, *args, **kwargs)
+        raise AttributeError(f"'TracedArray' object has no attribute {name!r}")
 
     def __abs__(self):
         return np.abs(self)
+
+
+def _positional(func, args, kwargs):
+    """``func``'s arguments with its first parameter (the array) positional."""
+    if args or not kwargs:
+        return args, kwargs
+    try:
+        first = next(iter(inspect.signature(func).parameters))
+    except (TypeError, ValueError, StopIteration):
+        return args, kwargs
+    if first not in kwargs:
+        return args, kwargs
+    kwargs = dict(kwargs)
+    return (kwargs.pop(first),), kwargs
 
 
 def _is_traced_value(a):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import itertools
 import numbers
 import threading
@@ -37,7 +38,8 @@ from symjac.errors import TracerBoolError, conversion_error
 from symjac.ir.registry import REGISTRY, UFUNCS, lookup
 
 __all__ = ["Node", "intern", "make", "rebuild", "const", "to_node", "ZERO", "ONE", "is_zero", "is_one",
-           "non_ieee_rewrites", "non_ieee", "make_inputs", "ufunc_builder", "BUILDING", "broadcast_scalar"]
+           "non_ieee_rewrites", "non_ieee", "make_inputs", "ufunc_builder", "BUILDING", "broadcast_scalar",
+           "tconst", "tconst_of", "constant_value", "fold"]
 
 _ids = itertools.count()
 _trace_ids = itertools.count()
@@ -152,14 +154,71 @@ def intern(op, args, attr=None, kind="float", shape=()):
     """The unique node for ``(op, args, attr)``, created if needed.
 
     ``shape`` is a function of the op, its arguments and its attribute, so it
-    is not part of the key.
+    is not part of the key.  A tensor op whose arguments are all constant is
+    evaluated now (`fold`): a constant tensor, not a loop in the kernel.
     """
     key = (op, tuple(a.id for a in args), _const_key(attr) if op == "const" else attr)
     node = _TABLE.get(key)
     if node is None:
+        if args and op not in _NO_FOLD:
+            folded = fold(op, args, attr)
+            if folded is not None:
+                return folded
         node = Node(op, tuple(args), attr, kind, shape)
         _TABLE[key] = node
     return node
+
+
+# Tensor constants: weights a model captured, and tensor ops evaluated at trace time.
+_CONSTANTS: dict = {}  # (shape, digest) -> read-only float64 array
+_NO_FOLD = frozenset({"pack", "bcast", "input", "const", "tconst"})  # kept symbolic: they print compactly
+
+
+def tconst(array):
+    """A constant tensor: a hidden kernel argument, not literals in the source."""
+    a = np.array(array, dtype=np.float64, order="C")
+    if a.ndim == 0:
+        return const(float(a))
+    a.flags.writeable = False
+    key = (a.shape, hashlib.sha1(a.tobytes()).hexdigest())
+    _CONSTANTS.setdefault(key, a)
+    return intern("tconst", (), key, "float", a.shape)
+
+
+def tconst_of(key):
+    """The ``tconst`` node of a stored constant's key."""
+    a = _CONSTANTS[key]
+    return intern("tconst", (), key, "float", a.shape)
+
+
+def constant_value(node):
+    """The value of a node that is a constant (a number, a constant tensor, a
+    pack of numbers, a broadcast number), else None."""
+    op = node.op
+    if op == "const":
+        return np.float64(node.attr)
+    if op == "tconst":
+        return _CONSTANTS[node.attr]
+    if op == "pack" and all(a.op == "const" for a in node.args):
+        return np.array([a.attr for a in node.args], dtype=np.float64).reshape(node.shape)
+    if op == "bcast" and not node.args[0].shape and node.args[0].op == "const":
+        return np.full(node.shape, node.args[0].attr, dtype=np.float64)
+    return None
+
+
+def fold(op, args, attr):
+    """``op(args)`` evaluated when every argument is a constant, else None."""
+    values = []
+    for a in args:
+        v = constant_value(a)
+        if v is None:
+            return None
+        values.append(v)
+    info = REGISTRY.get(op)
+    if info is None or info.evaluate is None or info.kind == "leaf" or info.dtype != "float":
+        return None
+    with np.errstate(all="ignore"):
+        return tconst(info.evaluate(values, attr))
 
 
 def make_inputs(shapes, trace_id=None):
@@ -254,6 +313,10 @@ def make(op, *args):
         with np.errstate(all="ignore"):
             return const(float(info.evaluate([np.float64(a.attr) for a in args], None)))
     shape = _map_shape(op, args)
+    if shape and info.dtype == "float" and all(a.op in ("const", "tconst", "pack", "bcast") for a in args):
+        folded = fold(op, args, None)  # every argument a constant tensor or number: a constant tensor
+        if folded is not None:
+            return folded
     if shape and any(a.op == "bcast" and not a.args[0].shape for a in args):
         # a broadcast scalar is just the scalar to an elementwise op (so x * 1 still folds)
         args = tuple(a.args[0] if a.op == "bcast" and not a.args[0].shape else a for a in args)

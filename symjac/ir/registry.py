@@ -19,7 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["OpDef", "REGISTRY", "UFUNCS", "FUNCTIONS", "register", "lookup", "defufunc", "defunction"]
+__all__ = ["OpDef", "REGISTRY", "UFUNCS", "FUNCTIONS", "register", "lookup", "defufunc", "defunction",
+           "NotTensorizable"]
+
+
+class NotTensorizable(Exception):
+    """Raised by a NumPy function's tensor builder for a call it does not cover
+    (an unusual argument form): the tracer then runs NumPy's own code on the
+    elements, which gives NumPy's result or NumPy's error."""
 
 
 @dataclass(eq=False)
@@ -32,7 +39,8 @@ class OpDef:
       nest by codegen).
     - ``evaluate(values, attr)``: float64 NumPy evaluation (elementwise ops
       broadcast over any leading axes).
-    - ``cost``: flops per element (elementwise) or ``cost(node)`` (structural).
+    - ``cost``: flops per element, or ``cost(node)`` (structural ops, and any op
+      whose cost depends on its arguments, such as ``pow``).
     - ``build(args, attr)``: a structural op's constructor, which checks its
       arguments and holds the op's shape rule (it also re-makes a node from
       new arguments); elementwise ops take the shape of their tensor
@@ -44,13 +52,20 @@ class OpDef:
       ``transpose(node, cotangent)`` (the VJP: one cotangent or None per
       argument).  Any one of the three is enough: `symjac.ad` derives the
       others.  ``differentiable=False``: zero derivative wherever it exists.
+      ``transpose_many(arg, {attr: cotangent})``: for a one-argument op read
+      many times from one argument (``elem``), the transpose of all those
+      nodes at once (reverse mode gathers them).
     - ``linearity``: ``"linear"`` (linear in its differentiable arguments, so
       its forward-Laplacian step is its JVP applied to the Laplacians),
       ``"bilinear"``, or None (second derivatives from the rules).
     - ``ufuncs``: names of NumPy ufuncs that trace to this op.
-    - ``sympy``: ``(to, heads)``: ``to(sp, c)`` builds the SymPy expression
-      from a conversion context ``c`` (``c.nums``, ``c.conds``, ``c.bools``);
-      ``heads(sp)`` lists the SymPy classes that convert back to this op.
+    - ``sympy``: ``(to, heads)`` or ``(to, heads, convert)``: ``to(sp, c)``
+      builds the SymPy expression from a conversion context ``c``
+      (``c.nums``, ``c.conds``, ``c.bools``, ``c.nodes``); ``heads(sp)`` lists
+      the SymPy classes that convert back to this op, with ``convert(expr,
+      argument_nodes)`` when the arguments need more than the op applied.
+    - ``laplacian(node, gradients, laplacians)``: an explicit forward-Laplacian
+      step (rarely needed: it follows from ``linearity`` or the partials).
     - ``printing``: printer target (``"numpy"``, ``"numba"``) -> template with
       ``{0}``, ``{1}``... for the arguments; a target falls back to
       ``"numpy"``.  Structural ops are printed by codegen's loop printers.
@@ -68,6 +83,7 @@ class OpDef:
     partials: Callable | None = None
     jvp: Callable | None = None
     transpose: Callable | None = None
+    transpose_many: Callable | None = None
     linearity: str | None = None
     laplacian: Callable | None = None
     differentiable: bool = True
@@ -109,8 +125,12 @@ def defufunc(name: str, builder: Callable):
     UFUNCS[name] = builder
 
 
-def defunction(function, builder):
-    """Trace the NumPy array function ``function`` (``np.cumsum``) with
-    ``builder(*tensor_nodes, **kwargs)``, used when an argument is a tensor;
-    ``builder`` may instead name an elementwise op (``np.sinc`` is ``"sinc"``)."""
-    FUNCTIONS[function] = builder
+def defunction(function, builder, elementwise=False):
+    """Trace the NumPy array function ``function`` with ``builder``.
+
+    A tensor builder (``np.cumsum``) takes tensor nodes for the array
+    arguments and the other arguments as given, and is used when an argument
+    is a tensor (it may raise `NotTensorizable`); with ``elementwise=True``
+    (``np.sinc``, ``np.round``) the builder maps one node to one node and is
+    applied entry by entry, or to a whole tensor."""
+    FUNCTIONS[function] = (builder, elementwise)

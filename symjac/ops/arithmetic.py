@@ -9,6 +9,8 @@ Each op's simplifications are IEEE-exact (``x+0 -> x`` since ``-0.0 + 0.0`` is
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from symjac.ir import ONE, ZERO, defufunc, is_one, is_zero, make, non_ieee
@@ -83,6 +85,14 @@ def _pow_simplify(a, b):
     return None
 
 
+def _pow_cost(node):
+    """Flops of a power: small integer powers are printed as products."""
+    b = node.args[1]
+    if not node.shape and b.op == "const" and float(b.attr).is_integer() and 1 <= abs(b.attr) <= 4:
+        return int(abs(b.attr)) - 1 + (b.attr < 0) * 4
+    return 20 * math.prod(node.shape)
+
+
 def _pow_partials(n, a, b):
     if b.op == "const":
         # d/da a**c = c * a**(c-1); the exponent's partial is never needed.
@@ -106,7 +116,7 @@ defelementwise("div", 2, np.divide, cost=4, ufuncs=("true_divide", "divide"),
                partials=lambda n, a, b: (m("div", 1.0, b), m("neg", m("div", n, b))),
                simplify=_div_simplify, sympy=(_numeric(lambda sp, a, b: a / b), lambda sp: ()),
                printing={"numpy": "{0} / {1}"})
-defelementwise("pow", 2, np.power, cost=20, ufuncs=("power", "float_power"), partials=_pow_partials,
+defelementwise("pow", 2, np.power, cost=_pow_cost, ufuncs=("power", "float_power"), partials=_pow_partials,
                simplify=_pow_simplify, sympy=(_numeric(lambda sp, a, b: a ** b), lambda sp: ()),
                printing={"numpy": "{0} ** {1}"})
 
@@ -165,12 +175,21 @@ defelementwise("copysign", 2, np.copysign, ufuncs=("copysign",),
                partials=lambda n, a, b: (m("mul", m("sign", a), m("copysign", 1.0, b)), ZERO),
                sympy=(_numeric(lambda sp, a, b: sp.Abs(a) * sp.Piecewise((-1, b < 0), (1, True))), lambda sp: ()),
                printing=call("np.copysign"))
+def _logaddexp_partials(power):
+    """d/da log(e^a + e^b) = e^(a - n); where a == b (both infinite too) 1/2 each, as JAX."""
+    def partials(n, a, b):
+        tie = m("eq", a, b)
+        return (m("where", tie, 0.5, m(power, m("sub", a, n))), m("where", tie, 0.5, m(power, m("sub", b, n))))
+
+    return partials
+
+
 # log(e^a + e^b): d/da = e^(a - n), finite for every a and b
 defelementwise("logaddexp", 2, np.logaddexp, cost=40, commutative=True, ufuncs=("logaddexp",),
-               partials=lambda n, a, b: (m("exp", m("sub", a, n)), m("exp", m("sub", b, n))),
+               partials=_logaddexp_partials("exp"),
                sympy=(_numeric(lambda sp, a, b: sp.log(sp.exp(a) + sp.exp(b))), lambda sp: ()),
                printing=call("np.logaddexp"))
 defelementwise("logaddexp2", 2, np.logaddexp2, cost=40, commutative=True, ufuncs=("logaddexp2",),
-               partials=lambda n, a, b: (m("exp2", m("sub", a, n)), m("exp2", m("sub", b, n))),
+               partials=_logaddexp_partials("exp2"),
                sympy=(_numeric(lambda sp, a, b: sp.log(2 ** a + 2 ** b) / sp.log(2)), lambda sp: ()),
                printing=call("np.logaddexp2"))

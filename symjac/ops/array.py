@@ -25,10 +25,10 @@ import numbers
 
 import numpy as np
 
-from symjac.ir import defunction, intern, make
+from symjac.ir import Node, NotTensorizable, defunction, intern, make, tconst, to_node
 from symjac.ops.contract import einsum
 from symjac.ops.define import deflinear
-from symjac.ops.tensor import bcast, reshape, tconst, transpose, tsum
+from symjac.ops.tensor import bcast, reshape, tsum
 
 __all__ = ["view", "embed", "cumsum", "flip", "roll", "diff", "diagonal", "trace", "diag", "tril", "triu", "outer",
            "kron"]
@@ -152,8 +152,31 @@ deflinear("cumsum", 1, evaluate=_cumsum_eval, build=lambda args, attr: cumsum(ar
 
 def _axis(axis, ndim, what):
     if not isinstance(axis, numbers.Integral) or isinstance(axis, bool) or not -ndim <= axis < ndim:
-        raise ValueError(f"np.{what}: axis {axis!r} is out of range for {ndim} dimension(s)")
+        raise NotTensorizable(f"np.{what}: axis {axis!r}")  # NumPy's own code gives NumPy's error
     return int(axis) % ndim
+
+
+def _int(v):
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+        raise NotTensorizable(f"not an integer: {v!r}")
+    return int(v)
+
+
+def _operand(x):
+    """A tensor (or scalar) node for an array argument: traced, a number, or a constant array."""
+    if isinstance(x, Node):
+        return x
+    if isinstance(x, numbers.Real):
+        return to_node(x)
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+        return tconst(x)
+    raise NotTensorizable(f"argument of type {type(x).__name__}")
+
+
+def _unused(**kwargs):
+    """Arguments the tensor builders do not take (dtype=, out=...) must be absent."""
+    if any(v is not None for v in kwargs.values()):
+        raise NotTensorizable(", ".join(k for k, v in kwargs.items() if v is not None))
 
 
 def _slice_along(a, axis, start, stop, step=1):
@@ -168,28 +191,39 @@ def _slice_along(a, axis, start, stop, step=1):
 
 def flip(a, axis=None):
     """``np.flip`` on a tensor."""
-    axes = range(len(a.shape)) if axis is None else \
+    axes = list(range(len(a.shape))) if axis is None else \
         [_axis(x, len(a.shape), "flip") for x in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+    if len(set(axes)) != len(axes):
+        raise NotTensorizable("repeated axis")
     st = list(_c_strides(a.shape))
     offset = 0
-    for k in set(axes):
+    for k in axes:
         offset += (a.shape[k] - 1) * st[k]
         st[k] = -st[k]
     return view(a, offset, st, a.shape)
 
 
 def roll(a, shift, axis=None):
-    """``np.roll`` on a tensor: two slices put back at their new places."""
+    """``np.roll`` on a tensor: two slices put back at their new places.  Shifts
+    and axes broadcast against each other, as in NumPy (shifts of one axis add)."""
     if axis is None:
         return reshape(roll(reshape(a, (math.prod(a.shape),)), shift, 0), a.shape)
-    if isinstance(axis, (tuple, list)):
-        shifts = shift if isinstance(shift, (tuple, list)) else (shift,) * len(axis)
-        for s, ax in zip(shifts, axis):
-            a = roll(a, s, ax)
-        return a
-    axis = _axis(axis, len(a.shape), "roll")
+    try:
+        pairs = np.broadcast(np.asarray(shift), np.asarray(axis))
+    except ValueError:
+        raise NotTensorizable("shift and axis do not broadcast") from None
+    total = {}
+    for s, ax in pairs:
+        ax = _axis(ax.item() if hasattr(ax, "item") else ax, len(a.shape), "roll")
+        total[ax] = total.get(ax, 0) + _int(s.item() if hasattr(s, "item") else s)
+    for ax, s in total.items():
+        a = _roll_axis(a, s, ax)
+    return a
+
+
+def _roll_axis(a, shift, axis):
     n = a.shape[axis]
-    s = int(shift) % n if n else 0
+    s = shift % n if n else 0
     if s == 0:
         return a
     st = _c_strides(a.shape)
@@ -198,13 +232,13 @@ def roll(a, shift, axis=None):
 
 
 def diff(a, n=1, axis=-1, prepend=None, append=None):
-    """``np.diff`` on a tensor."""
-    if prepend is not None or append is not None:
-        raise ValueError("np.diff(..., prepend=/append=) on a tensor: concatenate first")
+    """``np.diff`` on a tensor (``prepend=``/``append=`` go through NumPy's code)."""
+    _unused(prepend=prepend, append=append)
     axis = _axis(axis, len(a.shape), "diff")
+    n = _int(n)
     if n < 0:
-        raise ValueError(f"np.diff: order n must be non-negative, got {n}")
-    for _ in range(int(n)):
+        raise NotTensorizable("negative order")
+    for _ in range(n):
         m = a.shape[axis]
         a = make("sub", _slice_along(a, axis, 1, m), _slice_along(a, axis, 0, m - 1))
     return a
@@ -214,8 +248,9 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
     """``np.diagonal``: the diagonal as the last axis, the other axes kept."""
     nd = len(a.shape)
     ax1, ax2 = _axis(axis1, nd, "diagonal"), _axis(axis2, nd, "diagonal")
+    offset = _int(offset)
     if ax1 == ax2:
-        raise ValueError("np.diagonal: axis1 and axis2 cannot be the same")
+        raise NotTensorizable("axis1 == axis2")
     st = _c_strides(a.shape)
     n1, n2 = a.shape[ax1], a.shape[ax2]
     start1, start2 = (0, offset) if offset >= 0 else (-offset, 0)
@@ -228,21 +263,26 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
 
 def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
     """``np.trace`` on a tensor."""
+    _unused(dtype=dtype, out=out)
     d = diagonal(a, offset, axis1, axis2)
     return tsum(d, (len(d.shape) - 1,))
 
 
 def diag(v, k=0):
     """``np.diag``: the k-th diagonal of a matrix, or a matrix with ``v`` on it."""
+    k = _int(k)
     if len(v.shape) == 2:
         return diagonal(v, k)
     if len(v.shape) != 1:
-        raise ValueError("np.diag: input must be 1-D or 2-D")
+        raise NotTensorizable("np.diag of a tensor that is not 1-D or 2-D")
     n = v.shape[0] + abs(k)
     return embed(v, (n, n), k if k >= 0 else -k * n, (n + 1,))
 
 
 def _tri(m, k, lower):
+    if len(m.shape) < 2:
+        raise NotTensorizable("np.tril/np.triu of a 1-D tensor")
+    k = _int(k)
     rows, cols = m.shape[-2:]
     mask = (np.tril if lower else np.triu)(np.ones((rows, cols)), k)
     nd = len(m.shape)
@@ -265,7 +305,8 @@ def _flat(x):
 
 def outer(a, b, out=None):
     """``np.outer``: both arguments flattened."""
-    return einsum("i,j->ij", _flat(a), _flat(b))
+    _unused(out=out)
+    return einsum("i,j->ij", _flat(_operand(a)), _flat(_operand(b)))
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -273,7 +314,8 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 def kron(a, b):
     """``np.kron``: the block product, as a contraction with interleaved axes."""
-    nd = max(len(a.shape), len(b.shape))
+    a, b = _operand(a), _operand(b)
+    nd = max(len(a.shape), len(b.shape), 1)
     a = reshape(a, (1,) * (nd - len(a.shape)) + a.shape)
     b = reshape(b, (1,) * (nd - len(b.shape)) + b.shape)
     sa, sb = _LETTERS[:nd], _LETTERS[nd: 2 * nd]
@@ -282,9 +324,18 @@ def kron(a, b):
     return reshape(prod, tuple(p * q for p, q in zip(a.shape, b.shape)))
 
 
+def _tensor_first(builder):
+    """The builder, for calls whose first argument is a traced tensor."""
+    def build(a, *args, **kwargs):
+        if not isinstance(a, Node):
+            raise NotTensorizable("the array argument is not traced")
+        return builder(a, *args, **kwargs)
+
+    return build
+
+
 def _cumsum_function(a, axis=None, dtype=None, out=None):
-    if dtype is not None or out is not None:
-        raise ValueError("np.cumsum(..., dtype=/out=) on traced arrays: drop the argument")
+    _unused(dtype=dtype, out=out)
     if axis is None:
         return cumsum(reshape(a, (math.prod(a.shape),)), 0)
     return cumsum(a, _axis(axis, len(a.shape), "cumsum"))
@@ -294,5 +345,5 @@ for _function, _builder in ((np.flip, flip), (np.roll, roll), (np.diff, diff), (
                             (np.diag, diag), (np.diagonal, diagonal), (np.tril, tril), (np.triu, triu),
                             (np.outer, outer), (np.kron, kron), (np.cumsum, _cumsum_function),
                             (np.fliplr, lambda a: flip(a, 1)), (np.flipud, lambda a: flip(a, 0))):
-    defunction(_function, _builder)
+    defunction(_function, _tensor_first(_builder))
 del _function, _builder

@@ -51,14 +51,15 @@ def zeros_like(node):
     return ZERO if not node.shape else broadcast_scalar(ZERO, node.shape)
 
 
-def deftensor(name, nargs, *, evaluate, build, cost, jvp=None, transpose=None, linearity=None,
-              differentiable=True, doc=""):
+def deftensor(name, nargs, *, evaluate, build, cost, jvp=None, transpose=None, transpose_many=None,
+              linearity=None, differentiable=True, doc=""):
     """Declare a structural tensor op (an attribute-carrying op printed as loops)."""
     return register(OpDef(name, nargs, evaluate, kind="structural", cost=cost, build=build, jvp=jvp,
-                          transpose=transpose, linearity=linearity, differentiable=differentiable, doc=doc))
+                          transpose=transpose, transpose_many=transpose_many, linearity=linearity,
+                          differentiable=differentiable, doc=doc))
 
 
-def deflinear(name, nargs, *, evaluate, build, cost, transpose, doc=""):
+def deflinear(name, nargs, *, evaluate, build, cost, transpose, transpose_many=None, doc=""):
     """A tensor op linear in all its arguments jointly: its JVP is the op on the
     tangents (zeros where an argument has none)."""
 
@@ -68,7 +69,7 @@ def deflinear(name, nargs, *, evaluate, build, cost, transpose, doc=""):
         return build(tuple(zeros_like(a) if t is None else t for a, t in zip(node.args, tangents)), node.attr)
 
     return deftensor(name, nargs, evaluate=evaluate, build=build, cost=cost, jvp=jvp, transpose=transpose,
-                     linearity="linear", doc=doc)
+                     transpose_many=transpose_many, linearity="linear", doc=doc)
 
 
 def defbilinear(name, *, evaluate, build, cost, transpose, doc=""):

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from symjac.errors import UnsupportedOperationError
 from symjac.ir import ONE, defufunc, defunction, make
 from symjac.ops.define import call, defelementwise, sympy_function
 
@@ -106,9 +107,25 @@ def _sinc_partial(n, x):
     return m("where", m("lt", m("abs", x), 1e-2), series, direct)
 
 
+# SymPy's sinc is sin(x)/x; NumPy's is sin(pi x)/(pi x)
 _unary("sinc", np.sinc, _sinc_partial, cost=30, ufunc="", printing=call("np.sinc"),
-       sympy=(_numeric(lambda sp, a: sp.sinc(sp.pi * a)), lambda sp: ()))
-defunction(np.sinc, "sinc")  # a NumPy function, not a ufunc
+       sympy=(_numeric(lambda sp, a: sp.sinc(sp.pi * a)), lambda sp: (sp.sinc,),
+              lambda e, a: m("sinc", m("div", a[0], math.pi))))
+defunction(np.sinc, lambda x: m("sinc", x), elementwise=True)  # a NumPy function, not a ufunc
+
+
+def _round(x, decimals=0, out=None):
+    """``np.round``: half to even, at ``decimals`` digits (negative: tens, hundreds...)."""
+    if out is not None:
+        raise UnsupportedOperationError("np.round(..., out=...) on traced arrays")
+    if decimals == 0:
+        return m("rint", x)
+    scale = 10.0 ** decimals
+    return m("div", m("rint", m("mul", x, scale)), scale)
+
+
+defunction(np.round, _round, elementwise=True)
+defunction(np.around, _round, elementwise=True)
 
 defufunc("deg2rad", lambda x: m("mul", x, math.pi / 180.0))
 defufunc("radians", lambda x: m("mul", x, math.pi / 180.0))
@@ -134,12 +151,13 @@ _constant("sign", np.sign, sympy=sympy_function("sign"))
 _constant("floor", np.floor, sympy=sympy_function("floor"))
 _constant("ceil", np.ceil, sympy=(_numeric(lambda sp, a: sp.ceiling(a)), lambda sp: (sp.ceiling,)))
 _constant("trunc", np.trunc, sympy=(_numeric(lambda sp, a: sp.sign(a) * sp.floor(sp.Abs(a))), lambda sp: ()))
-_constant("rint", np.rint)
+# SymPy has no round-half-to-even function: an undefined function of that name both ways
+_constant("rint", np.rint, sympy=(_numeric(lambda sp, a: sp.Function("rint")(a)), lambda sp: (sp.Function("rint"),)))
 
 
 def _heaviside(x, h0):
-    """0 for x < 0, h0 at 0, 1 for x > 0, NaN for NaN."""
-    nan_or_h0 = m("where", m("eq", x, x), h0, x)
+    """0 for x < 0, h0 at 0, 1 for x > 0, NaN for NaN (with a zero derivative there too)."""
+    nan_or_h0 = m("where", m("eq", x, x), h0, m("stop", x))
     return m("where", m("gt", x, 0.0), ONE, m("where", m("lt", x, 0.0), 0.0, nan_or_h0))
 
 

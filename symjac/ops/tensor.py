@@ -19,12 +19,11 @@ the tangent, its VJP its transpose), so second derivatives need nothing more.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
 
-from symjac.ir import OpDef, ZERO, intern, make, register
+from symjac.ir import OpDef, ZERO, constant_value, intern, make, register, tconst, tconst_of
 from symjac.ops.define import deflinear, deftensor
 
 __all__ = ["tconst", "constant_value", "pack", "elem", "bcast", "broadcast_to", "fit", "tsum", "textreme",
@@ -33,26 +32,10 @@ __all__ = ["tconst", "constant_value", "pack", "elem", "bcast", "broadcast_to", 
 
 # -- captured constants ----------------------------------------------------------
 
-_CONSTANTS: dict = {}  # (shape, digest) -> read-only float64 array
-
-
-def tconst(array):
-    """A constant tensor (weights captured by the model): a hidden kernel argument,
-    not thousands of literals in the source."""
-    a = np.array(array, dtype=np.float64, order="C")
-    a.flags.writeable = False
-    key = (a.shape, hashlib.sha1(a.tobytes()).hexdigest())
-    _CONSTANTS.setdefault(key, a)
-    return intern("tconst", (), key, "float", a.shape)
-
-
-def constant_value(node):
-    return _CONSTANTS[node.attr]
-
-
 register(OpDef("input", 0, None, kind="leaf", cost=0, doc="an argument's element (attr: trace id, argument, index)"))
 register(OpDef("const", 0, None, kind="leaf", cost=0, doc="a float constant (attr: its value)"))
-register(OpDef("tconst", 0, lambda values, key: _CONSTANTS[key], kind="leaf", cost=0, differentiable=False,
+register(OpDef("tconst", 0, lambda values, key: constant_value(tconst_of(key)), kind="leaf", cost=0,
+               differentiable=False,
                doc="a constant tensor, passed to the kernel as a hidden argument"))
 
 
@@ -98,6 +81,7 @@ deflinear("elem", 1, evaluate=lambda v, i: np.asarray(v[0]).reshape(-1)[i],
           build=lambda args, i: elem(args[0], i), cost=lambda node: 0,
           transpose=lambda node, g: [pack([g if i == node.attr else ZERO
                                            for i in range(math.prod(node.args[0].shape))], node.args[0].shape)],
+          transpose_many=lambda t, entries: pack([entries.get(i, ZERO) for i in range(math.prod(t.shape))], t.shape),
           doc="one scalar of a tensor (attr: flat index)")
 
 
@@ -160,14 +144,23 @@ deflinear("bcast", 1, evaluate=_bcast_eval, cost=lambda node: 0,
 
 # -- reductions ----------------------------------------------------------------------------
 
-def tsum(a, axes):
-    """Sum of ``a`` over ``axes``."""
+def _reduction(a, axes):
+    """(normalized axes, result shape), or the result itself when no axis is reduced."""
     axes = tuple(sorted({int(x) % len(a.shape) for x in axes})) if a.shape else ()
     if not axes:
         return a
     shape = tuple(d for i, d in enumerate(a.shape) if i not in axes)
     if all(a.shape[i] == 1 for i in axes):
         return reshape(a, shape)
+    return axes, shape
+
+
+def tsum(a, axes):
+    """Sum of ``a`` over ``axes``."""
+    r = _reduction(a, axes)
+    if not isinstance(r, tuple):
+        return r
+    axes, shape = r
     if not shape and a.op == "pack":
         acc = a.args[0]
         for it in a.args[1:]:
@@ -178,12 +171,10 @@ def tsum(a, axes):
 
 def textreme(op, a, axes):
     """``op`` ("tmax" or "tmin") of ``a`` over ``axes``; NaN propagates."""
-    axes = tuple(sorted({int(x) % len(a.shape) for x in axes})) if a.shape else ()
-    if not axes:
-        return a
-    shape = tuple(d for i, d in enumerate(a.shape) if i not in axes)
-    if all(a.shape[i] == 1 for i in axes):
-        return reshape(a, shape)
+    r = _reduction(a, axes)
+    if not isinstance(r, tuple):
+        return r
+    axes, shape = r
     return intern(op, (a,), axes, a.kind, shape)
 
 
