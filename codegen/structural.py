@@ -120,6 +120,15 @@ def _embed(g, lead, shape, offset, strides):
     np.add.at(out, (slice(None),) * len(lead) + (idx,), np.reshape(g, lead + (-1,)))
     return out.reshape(lead + shape)
 ''',
+    '_scatter': '''
+def _scatter(g, lead, shape, idx):
+    n = 1
+    for d in shape:
+        n *= d
+    out = np.zeros(lead + (n,), dtype=_F)
+    np.add.at(out, (slice(None),) * len(lead) + (np.reshape(idx, -1),), np.reshape(g, lead + (-1,)))
+    return out.reshape(lead + shape)
+''',
     '_conv2d_bw': '''
 def _conv2d_bw(x, g, bx, bg, attr):
     stride, pads, (kh, kw) = attr
@@ -274,6 +283,43 @@ class Embed:
         src = p.el(g, flat_index(vars_, g_shape), tile)
         return p.fill(s, tile) + head + p.inner(tile, [f"{p.out_el(s, _position(vars_, offset, strides), tile)} += {src}"],
                                                   depth)
+
+
+@structural
+class Gather:
+    op = "gather"
+
+    def numpy(self, p, s):
+        t, idx = s.args
+        lead = _lead(p.info[t]) if p.info[t].batched else "()"
+        return f"np.reshape({t}, {lead} + (-1,))[(slice(None),) * len({lead}) + ({idx},)]"
+
+    def loops(self, p, s, tile):
+        t, idx = s.args
+        vars_ = [f"i{d}" for d in range(len(s.shape))]
+        head, depth = p.nest(list(zip(vars_, s.shape)))
+        at = flat_index(vars_, s.shape)
+        src = p.el(t, f"{idx}[{at}]" if len(s.shape) == 1 else f"{idx}.flat[{at}]", tile)
+        return head + p.inner(tile, [f"{p.out_el(s, at, tile)} = {src}"], depth)
+
+
+@structural
+class Scatter:
+    op = "scatter"
+    helpers = ("_scatter",)
+
+    def numpy(self, p, s):
+        g, idx = s.args
+        return f"_scatter({g}, {_lead(p.info[g]) if p.info[g].batched else '()'}, {s.shape!r}, {idx})"
+
+    def loops(self, p, s, tile):
+        g, idx = s.args
+        g_shape = p.info[g].shape
+        vars_ = [f"i{d}" for d in range(len(g_shape))]
+        head, depth = p.nest(list(zip(vars_, g_shape)))
+        at = flat_index(vars_, g_shape)
+        where = f"{idx}[{at}]" if len(g_shape) == 1 else f"{idx}.flat[{at}]"
+        return p.fill(s, tile) + head + p.inner(tile, [f"{p.out_el(s, where, tile)} += {p.el(g, at, tile)}"], depth)
 
 
 @structural

@@ -311,8 +311,8 @@ class Kernel:
         """The model's constant tensors, flat, in the kernel's dtype (made once)."""
         key = np.dtype(dtype).name
         if key not in self._hidden_cache:
-            self._hidden_cache[key] = [np.ascontiguousarray(c, dtype=dtype).reshape(-1)
-                                       for c in self._program.hidden_inputs]
+            self._hidden_cache[key] = [np.ascontiguousarray(c, dtype=dtype if c.dtype.kind == "f" else c.dtype)
+                                       .reshape(-1) for c in self._program.hidden_inputs]
         return self._hidden_cache[key]
 
     def _check_signature(self, shapes, axes, labels):

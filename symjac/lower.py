@@ -98,10 +98,10 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
         elif node.op == "const":
             stmt = Stmt(f"c{nc}", "const", (node.attr,), batched=False)
             nc += 1
-        elif node.op == "tconst":
+        elif node.op in ("tconst", "iconst"):
             hidden.append(constant_value(node))
             stmt = Stmt(f"t{nt}", "loadblock", (len(graph.inputs) + len(hidden) - 1, 0), shape=node.shape,
-                        batched=False)
+                        batched=False, dtype=lookup(node.op).dtype)
             nt += 1
         elif node.id in input_blocks:
             k, i0 = input_blocks[node.id]

@@ -187,7 +187,9 @@ def _norm(x, ord=None, axis=None, keepdims=False):
 
 
 def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
-    shp = np.shape(_nodes(a)) if shape is None else shape
+    shp = np.shape(a) if shape is None else shape
+    if isinstance(a, TracedArray) and shape is None and a.ndim and (is_tensor(a) or stays_whole([a])):
+        return TracedArray(tensor=tops.fit(const(float(fill_value)), a.shape))  # a tensor stays a tensor
     out = np.empty(shp, dtype=object)
     out[...] = const(float(fill_value))
     return TracedArray(out)

@@ -22,8 +22,8 @@ import numpy as np
 
 from symjac.errors import NumericArrayError, TracerBoolError, UnsupportedOperationError, conversion_error
 from symjac.frontend.policy import policy
-from symjac.ir import FUNCTIONS, UFUNCS, Node, NotTensorizable, const, to_node, ufunc_builder
-from symjac.ops import tensor as tops
+from symjac.ir import FUNCTIONS, UFUNCS, Node, NotTensorizable, const, make, to_node, ufunc_builder
+from symjac.ops import array as aops, tensor as tops
 
 __all__ = ["TracedArray", "as_nodes", "is_traced", "implements", "implements_ufunc", "passthrough",
            "scalar_array", "wrap", "unwrap", "from_tensor", "tensor_of", "is_tensor", "view_of", "map_tensor",
@@ -172,7 +172,8 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
     __slots__ = ("_nodes", "tensor", "_view")
 
     def __init__(self, nodes=None, *, tensor=None, view=None):
-        self._view = view  # (base TracedArray, function of its element array) for reshapes/transposes
+        # (base TracedArray, function of its element array, the base's tensor then) for views of a tensor
+        self._view = view
         if tensor is not None:
             self.tensor, self._nodes = tensor, None
             return
@@ -184,7 +185,7 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
     def nodes(self):
         """The object array of scalar nodes (a tensor's elements, made on first use)."""
         if self._nodes is None and self._view is not None:
-            base, fn = self._view
+            base, fn, _ = self._view
             self._nodes = fn(base.nodes)  # a NumPy view: writes reach the base, as NumPy's would
         if self._nodes is None:
             t = self.tensor
@@ -196,7 +197,7 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         return self._nodes
 
     # -- array attributes -------------------------------------------------
-    shape = property(lambda self: self.tensor.shape if self.tensor is not None else self._nodes.shape)
+    shape = property(lambda self: self.tensor.shape if self.tensor is not None else self.nodes.shape)
     ndim = property(lambda self: len(self.shape))
     size = property(lambda self: math.prod(self.shape))
     dtype = property(lambda self: np.dtype(np.float64))
@@ -249,13 +250,32 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     # -- indexing ---------------------------------------------------------
     def __getitem__(self, key):
+        """NumPy's indexing; a tensor stays whole (a view, or a gather with
+        constant positions), and basic indexing is a view its writes reach."""
         _check_index(key)
-        return wrap(self.nodes[key])
+        if self.ndim and _promote(self):
+            try:
+                node, _ = aops.positions_of(tensor_of(self), key)
+            except (IndexError, TypeError, ValueError):
+                return wrap(self.nodes[key])  # NumPy's own error
+            if node.shape:
+                r = view_of(self, node, lambda a: a[key])
+                if r.tensor is not None:
+                    return r
+        return wrap(self.nodes[key])  # small results: the elements (a NumPy view, for writes)
 
     def __setitem__(self, key, value):
         """NumPy's assignment (item, slice, integer-array and boolean-mask
-        indices), on the elements; writes through a view reach its base."""
+        indices; with repeated positions the last write wins).  A tensor takes
+        the write as a new tensor (the untouched entries kept by a constant
+        mask); elsewhere the elements are written, and writes through a view
+        reach its base."""
         _check_index(key)
+        if self._view is None and self.ndim and _promote(self):
+            new = _write(tensor_of(self), key, value)
+            if new is not None:
+                self.tensor, self._nodes = new, None
+                return
         nodes = self.nodes
         self.tensor = None  # from now on the elements are the truth
         v = _nodes(value)
@@ -421,7 +441,7 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         if isinstance(fn, np.ufunc) and ufunc_builder(name) is not None:
             return lambda *other: fn(self, *other)
         # the ndarray methods that are NumPy functions (x.trace(), x.round(2)): the function
-        if callable(fn) and not isinstance(fn, np.ufunc) and hasattr(np.ndarray, name):
+        if callable(fn) and not isinstance(fn, np.ufunc) and callable(getattr(np.ndarray, name, None)):
             return lambda *args, **kwargs: fn(self, *args, **kwargs)
         raise AttributeError(f"'TracedArray' object has no attribute {name!r}")
 
@@ -465,7 +485,8 @@ def is_tensor(x):
     if not isinstance(x, TracedArray) or x.tensor is None:
         return False
     if x._view is not None:  # a view's elements are its base's: its tensor holds while the base's does
-        if not is_tensor(x._view[0]):
+        base, _, then = x._view
+        if not is_tensor(base) or base.tensor is not then:  # the base was written
             x.tensor = None
             return False
         return True
@@ -476,23 +497,59 @@ def is_tensor(x):
 
 
 def _still_elements(arr, t):
+    if t.op == "pack":  # a pack's elements are its items
+        return len(t.args) == arr.size and all(n is item for n, item in zip(arr.flat, t.args))
     return all(isinstance(n, Node) and n.op == "elem" and n.args[0] is t and n.attr == i
                for i, n in enumerate(arr.flat))
+
+
+def _promote(x):
+    """Make ``x`` a tensor (its elements packed) when the policy keeps arrays of
+    its size whole; its elements stay the truth for writes.  True if a tensor."""
+    if is_tensor(x):
+        return True
+    if not (x.ndim and stays_whole([x])):
+        return False
+    t = tensor_of(x)
+    if t.op == "pack" and _still_elements(x.nodes, t):
+        x.tensor = t
+        return True
+    return False
+
+
+def _write(t, key, value):
+    """The tensor ``t`` with ``t[key] = value``, or None to write the elements."""
+    try:
+        pos = np.arange(math.prod(t.shape), dtype=np.int64).reshape(t.shape)[key]
+        v = tensor_of(value)
+        v = tops.fit(v, pos.shape) if v.shape != pos.shape else v
+    except (IndexError, TypeError, ValueError):
+        return None  # NumPy's own error comes from the element path
+    flat_pos = pos.reshape(-1)
+    # repeated positions: the last write wins, as in NumPy
+    _, last = np.unique(flat_pos[::-1], return_index=True)
+    keep = np.sort(flat_pos.size - 1 - last)
+    placed = aops.place(aops.take(tops.reshape(v, (flat_pos.size,)), keep), flat_pos[keep], t.shape)
+    mask = np.zeros(math.prod(t.shape))
+    mask[flat_pos] = 1.0
+    return make("where", tops.tconst(mask.reshape(t.shape)), placed, t)
 
 
 def view_of(base, t, fn):
     """A tensor-mode result of a NumPy view operation on ``base``."""
     out = from_tensor(t)
     if out.tensor is not None:
-        out._view = (base, fn)
+        out._view = (base, fn, base.tensor)
     return out
 
 
 def from_tensor(t):
-    """A TracedArray for tensor node ``t``; small results are unrolled into scalars."""
+    """A TracedArray for tensor node ``t``; small results are unrolled into
+    scalars, unless the policy keeps arrays of their size whole (``min_array``)."""
     if not t.shape:
         return TracedArray(scalar_array(t))
-    if math.prod(t.shape) <= policy()["unroll_size"]:
+    size, p = math.prod(t.shape), policy()
+    if size <= p["unroll_size"] and (p["min_array"] is None or size < p["min_array"]):
         return TracedArray(TracedArray(tensor=t).nodes)
     return TracedArray(tensor=t)
 

@@ -3,7 +3,7 @@ iterative walks.  Imports nothing above it."""
 
 from symjac.ir.interpret import evaluate_nodes
 from symjac.ir.node import (BUILDING, ONE, ZERO, Node, broadcast_scalar, const, constant_value, fold, intern, is_one,
-                            is_zero, make, make_inputs, non_ieee, non_ieee_rewrites, rebuild, tconst, tconst_of,
+                            is_zero, make, make_inputs, non_ieee, non_ieee_rewrites, rebuild, tconst, iconst, tconst_of,
                             to_node, ufunc_builder)
 from symjac.ir.registry import (FUNCTIONS, REGISTRY, UFUNCS, NotTensorizable, OpDef, defufunc, defunction, lookup,
                                 register)
@@ -11,7 +11,7 @@ from symjac.ir.walk import substitute, toposort, tree_size
 
 __all__ = ["Node", "intern", "make", "rebuild", "const", "to_node", "ZERO", "ONE", "is_zero", "is_one",
            "non_ieee_rewrites", "non_ieee", "make_inputs", "ufunc_builder", "BUILDING", "broadcast_scalar",
-           "tconst", "tconst_of", "constant_value", "fold",
+           "tconst", "iconst", "tconst_of", "constant_value", "fold",
            "OpDef", "REGISTRY", "UFUNCS", "FUNCTIONS", "register", "lookup", "defufunc", "defunction",
            "NotTensorizable",
            "toposort", "substitute", "tree_size", "evaluate_nodes"]

@@ -39,7 +39,7 @@ from symjac.ir.registry import REGISTRY, UFUNCS, lookup
 
 __all__ = ["Node", "intern", "make", "rebuild", "const", "to_node", "ZERO", "ONE", "is_zero", "is_one",
            "non_ieee_rewrites", "non_ieee", "make_inputs", "ufunc_builder", "BUILDING", "broadcast_scalar",
-           "tconst", "tconst_of", "constant_value", "fold"]
+           "tconst", "iconst", "tconst_of", "constant_value", "fold"]
 
 _ids = itertools.count()
 _trace_ids = itertools.count()
@@ -171,7 +171,7 @@ def intern(op, args, attr=None, kind="float", shape=()):
 
 # Tensor constants: weights a model captured, and tensor ops evaluated at trace time.
 _CONSTANTS: dict = {}  # (shape, digest) -> read-only float64 array
-_NO_FOLD = frozenset({"pack", "bcast", "input", "const", "tconst"})  # kept symbolic: they print compactly
+_NO_FOLD = frozenset({"pack", "bcast", "input", "const", "tconst", "iconst"})  # kept symbolic: they print compactly
 
 
 def tconst(array):
@@ -185,9 +185,20 @@ def tconst(array):
     return intern("tconst", (), key, "float", a.shape)
 
 
+def iconst(array):
+    """A constant tensor of int64 positions (a gather's index): a hidden kernel argument."""
+    a = np.array(array, dtype=np.int64, order="C")
+    a.flags.writeable = False
+    key = ("int64", a.shape, hashlib.sha1(a.tobytes()).hexdigest())
+    _CONSTANTS.setdefault(key, a)
+    return intern("iconst", (), key, "int", a.shape)
+
+
 def tconst_of(key):
-    """The ``tconst`` node of a stored constant's key."""
+    """The ``tconst`` (or ``iconst``) node of a stored constant's key."""
     a = _CONSTANTS[key]
+    if a.dtype.kind == "i":
+        return intern("iconst", (), key, "int", a.shape)
     return intern("tconst", (), key, "float", a.shape)
 
 
@@ -197,7 +208,7 @@ def constant_value(node):
     op = node.op
     if op == "const":
         return np.float64(node.attr)
-    if op == "tconst":
+    if op in ("tconst", "iconst"):
         return _CONSTANTS[node.attr]
     if op == "pack" and all(a.op == "const" for a in node.args):
         return np.array([a.attr for a in node.args], dtype=np.float64).reshape(node.shape)

@@ -25,13 +25,13 @@ import numbers
 
 import numpy as np
 
-from symjac.ir import Node, NotTensorizable, defunction, intern, make, tconst, to_node
+from symjac.ir import Node, NotTensorizable, defunction, iconst, intern, lookup, make, tconst, to_node
 from symjac.ops.contract import einsum
-from symjac.ops.define import deflinear
+from symjac.ops.define import deflinear, deftensor
 from symjac.ops.tensor import bcast, reshape, tsum
 
-__all__ = ["view", "embed", "cumsum", "flip", "roll", "diff", "diagonal", "trace", "diag", "tril", "triu", "outer",
-           "kron"]
+__all__ = ["view", "embed", "gather", "scatter", "take", "place", "positions_of", "cumsum", "flip", "roll", "diff",
+           "diagonal", "trace", "diag", "tril", "triu", "outer", "kron"]
 
 
 def _c_strides(shape):
@@ -115,6 +115,72 @@ def _embed_eval(values, attr):
     out = np.zeros(math.prod(shape), dtype=np.result_type(g, float))
     np.add.at(out, indices(offset, strides, g.shape).reshape(-1), g.reshape(-1))
     return out.reshape(shape)
+
+
+def positions_of(a, key):
+    """(result node or None, flat positions) of ``a[key]`` for a constant NumPy
+    index ``key``: a view when the positions are affine, else a gather."""
+    pos = np.arange(math.prod(a.shape), dtype=np.int64).reshape(a.shape)[key]
+    return take(a, pos), pos
+
+
+def take(a, positions):
+    """``a.flat[positions]`` (an int array of any shape): an affine view when it
+    can be one, a gather otherwise, one element for a 0-d position."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if positions.ndim == 0:
+        return lookup("elem").build((a,), int(positions))
+    if positions.size and (positions.min() < 0 or positions.max() >= math.prod(a.shape)):
+        raise IndexError("take: positions out of range")
+    affine = _affine(positions) if positions.size else (0, (0,) * positions.ndim)
+    if affine is not None:
+        return view(a, affine[0], affine[1], positions.shape)
+    return gather(a, iconst(positions))
+
+
+def place(v, positions, shape):
+    """Zeros of ``shape`` with ``v`` (1-D) at the distinct flat ``positions``:
+    an affine embed when it can be one, a scatter otherwise."""
+    positions = np.asarray(positions, dtype=np.int64)
+    affine = _affine(positions) if positions.size else None
+    if affine is not None:
+        return embed(v, shape, affine[0], affine[1])
+    return scatter(v, iconst(positions), shape)
+
+
+def gather(t, idx):
+    """``out[j...] = t.flat[idx[j...]]`` for an ``iconst`` index ``idx``."""
+    return intern("gather", (t, idx), None, t.kind, idx.shape)
+
+
+def scatter(g, idx, shape):
+    """Zeros of ``shape`` with ``g[j...]`` added at the flat positions ``idx[j...]``
+    (repeated positions add up): the transpose of `gather`."""
+    shape = tuple(int(d) for d in shape)
+    return intern("scatter", (g, idx), shape, g.kind, shape)
+
+
+def _gather_eval(values, attr):
+    return np.asarray(values[0]).reshape(-1)[np.asarray(values[1])]
+
+
+def _scatter_eval(values, shape):
+    g, idx = np.asarray(values[0]), np.asarray(values[1])
+    out = np.zeros(math.prod(shape), dtype=np.result_type(g, float))
+    np.add.at(out, idx.reshape(-1), g.reshape(-1))
+    return out.reshape(shape)
+
+
+deftensor("gather", 2, evaluate=_gather_eval, build=lambda args, attr: gather(*args),
+          cost=lambda node: 0, linearity="linear",
+          jvp=lambda node, ts: None if ts[0] is None else gather(ts[0], node.args[1]),
+          transpose=lambda node, g: [scatter(g, node.args[1], node.args[0].shape), None],
+          doc="gather by constant positions (args: tensor, iconst positions)")
+deftensor("scatter", 2, evaluate=_scatter_eval, build=lambda args, shape: scatter(args[0], args[1], shape),
+          cost=lambda node: math.prod(node.args[0].shape), linearity="linear",
+          jvp=lambda node, ts: None if ts[0] is None else scatter(ts[0], node.args[1], node.shape),
+          transpose=lambda node, g: [gather(g, node.args[1]), None],
+          doc="scatter-add into zeros by constant positions (args: tensor, iconst positions; attr: shape)")
 
 
 deflinear("view", 1, evaluate=_view_eval, build=lambda args, attr: view(args[0], *attr), cost=lambda node: 0,

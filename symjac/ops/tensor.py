@@ -34,6 +34,8 @@ __all__ = ["tconst", "constant_value", "pack", "elem", "bcast", "broadcast_to", 
 
 register(OpDef("input", 0, None, kind="leaf", cost=0, doc="an argument's element (attr: trace id, argument, index)"))
 register(OpDef("const", 0, None, kind="leaf", cost=0, doc="a float constant (attr: its value)"))
+register(OpDef("iconst", 0, lambda values, key: constant_value(tconst_of(key)), kind="leaf", cost=0,
+               differentiable=False, dtype="int", doc="constant int64 positions (a gather's index), a hidden argument"))
 register(OpDef("tconst", 0, lambda values, key: constant_value(tconst_of(key)), kind="leaf", cost=0,
                differentiable=False,
                doc="a constant tensor, passed to the kernel as a hidden argument"))
