@@ -121,13 +121,22 @@ def _embed(g, lead, shape, offset, strides):
     return out.reshape(lead + shape)
 ''',
     '_scatter': '''
-def _scatter(g, lead, shape, idx):
+def _scatter(lead, shape, pairs):
+    # pairs: (values, positions, batched); a shared value is added to every sample
     n = 1
     for d in shape:
         n *= d
     out = np.zeros(lead + (n,), dtype=_F)
-    np.add.at(out, (slice(None),) * len(lead) + (np.reshape(idx, -1),), np.reshape(g, lead + (-1,)))
+    for g, idx, batched in pairs:
+        g = np.reshape(g, (lead if batched else ()) + (-1,))
+        np.add.at(out, (slice(None),) * len(lead) + (np.reshape(idx, -1),), np.broadcast_to(g, lead + g.shape[-1:]))
     return out.reshape(lead + shape)
+''',
+    '_concat': '''
+def _concat(lead, axis, shape, parts):
+    # parts: (array, batched); a shared part is broadcast over the batch slice
+    return np.concatenate([np.broadcast_to(a, lead + np.shape(a)[len(lead) if b else 0:]) for a, b in parts],
+                          axis=len(lead) + axis)
 ''',
     '_conv2d_bw': '''
 def _conv2d_bw(x, g, bx, bg, attr):
@@ -258,6 +267,8 @@ class View:
         return f"_view({s.args[0]}, {_lead(s)}, {offset}, {strides!r}, {shape!r})"
 
     def loops(self, p, s, tile):
+        if tile and p.aliases(s):
+            return []  # a contiguous run of the argument's tile buffer, aliased once, before the loop
         offset, strides, shape = s.attr
         vars_ = [f"i{d}" for d in range(len(shape))]
         head, depth = p.nest(list(zip(vars_, shape)))
@@ -309,17 +320,41 @@ class Scatter:
     helpers = ("_scatter",)
 
     def numpy(self, p, s):
-        g, idx = s.args
-        return f"_scatter({g}, {_lead(p.info[g]) if p.info[g].batched else '()'}, {s.shape!r}, {idx})"
+        pairs = ", ".join(f"({g}, {idx}, {p.info[g].batched})" for g, idx in zip(s.args[::2], s.args[1::2]))
+        return f"_scatter({_lead(s)}, {s.shape!r}, [{pairs}])"
 
     def loops(self, p, s, tile):
-        g, idx = s.args
-        g_shape = p.info[g].shape
-        vars_ = [f"i{d}" for d in range(len(g_shape))]
-        head, depth = p.nest(list(zip(vars_, g_shape)))
-        at = flat_index(vars_, g_shape)
-        where = f"{idx}[{at}]" if len(g_shape) == 1 else f"{idx}.flat[{at}]"
-        return p.fill(s, tile) + head + p.inner(tile, [f"{p.out_el(s, where, tile)} += {p.el(g, at, tile)}"], depth)
+        lines = p.fill(s, tile)
+        for g, idx in zip(s.args[::2], s.args[1::2]):
+            g_shape = p.info[g].shape
+            vars_ = [f"i{d}" for d in range(len(g_shape))]
+            head, depth = p.nest(list(zip(vars_, g_shape)))
+            at = flat_index(vars_, g_shape)
+            where = f"{idx}[{at}]" if len(g_shape) == 1 else f"{idx}.flat[{at}]"
+            lines += head + p.inner(tile, [f"{p.out_el(s, where, tile)} += {p.el(g, at, tile)}"], depth)
+        return lines
+
+
+@structural
+class Concat:
+    op = "concat"
+    helpers = ("_concat",)
+
+    def numpy(self, p, s):
+        parts = ", ".join(f"({a}, {p.info[a].batched})" for a in s.args)
+        return f"_concat({_lead(s)}, {s.attr}, {s.shape!r}, [{parts}])"
+
+    def loops(self, p, s, tile):
+        axis, lines, lo = s.attr, [], 0
+        for a in s.args:
+            shape = p.info[a].shape
+            vars_ = [f"i{d}" for d in range(len(shape))]
+            head, depth = p.nest(list(zip(vars_, shape)))
+            out_vars = [f"({v} + {lo})" if k == axis and lo else v for k, v in enumerate(vars_)]
+            src = p.el(a, flat_index(vars_, shape), tile)
+            lines += head + p.inner(tile, [f"{p.out_el(s, flat_index(out_vars, s.shape), tile)} = {src}"], depth)
+            lo += shape[axis]
+        return lines
 
 
 @structural

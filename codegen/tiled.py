@@ -3,17 +3,18 @@
 The batch is walked in tiles of ``T`` samples.  Every batched value keeps the
 tile as its last, contiguous axis (a tensor of per-sample shape S is a
 ``(prod(S), T)`` buffer, a scalar a ``(T,)`` one), so every inner loop runs
-over the samples of the tile with a constant trip count: LLVM turns it into
+over the samples of the tile (the ``n`` samples of the tile, so a batch
+smaller than a tile costs no more than its own samples): LLVM turns it into
 SIMD code, and a dense layer becomes ``out[i, :] += W[i, j] * h[j, :]`` over
 the tile, the small matrix product per tile that a framework gets from one
 large GEMM.  Values that depend on no batched input (weights and what is
 computed from them alone) are computed once, before the tile loop.
 
 Statements are grouped into blocks, each one loop nest:
-- a *scalar block* (``for s in range(T)``) holds unrolled scalar statements,
+- a *scalar block* (``for s in range(n)``) holds unrolled scalar statements,
   loads, ``elem`` reads and ``pack`` writes, exactly as in the per-sample
   kernel;
-- a *map block* (``for i in range(n): for s in range(T)``) fuses elementwise
+- a *map block* (``for i in range(size): for s in range(n)``) fuses elementwise
   statements on tensors of one size, keeping values used only inside it in
   registers;
 - every other tensor op (contraction, convolution, reduction, broadcast,
@@ -37,7 +38,7 @@ __all__ = ["TiledNumbaPrinter", "choose_tile"]
 # should stay near L2 size (bounding the sum of all buffers instead gives
 # small tiles and slow wide layers; see benchmarks/RESULTS.md).
 TILE_BYTES = 256 << 10
-MIN_TILE, MAX_TILE = 4, 64
+MIN_TILE, MAX_TILE = 1, 64
 
 
 SPLIT_LINES = 300  # a longer loop body is split into functions ...
@@ -62,6 +63,43 @@ def _groups(parts):
 
 def _name_order(m):
     return m.rstrip("_")[0], int(m.rstrip("_")[1:].lstrip("ut"))
+
+
+def _alias(s):
+    """True for a statement that is (part of) its argument's buffer: a reshape,
+    or a view of a contiguous run of flat positions."""
+    if s.op == "reshape":
+        return True
+    if s.op != "view":
+        return False
+    offset, strides, shape = s.attr
+    acc = 1
+    for st, d in zip(reversed(strides), reversed(shape)):
+        if d != 1 and st != acc:
+            return False
+        acc *= d
+    return True
+
+
+def _alias_rows(s):
+    """The row slice of the argument's buffer an alias is ('' for a reshape)."""
+    if s.op == "reshape":
+        return ""
+    offset, _, shape = s.attr
+    return f"[{offset}:{offset + _size(shape)}]"
+
+
+def _indexed_read(s):
+    """For a batched 1-D gather or strided (not contiguous) view, the index
+    expression of its source read at map position ``i``; else None."""
+    if not s.batched or len(s.shape) != 1:
+        return None
+    if s.op == "gather":
+        return f"{s.args[1]}[i]"
+    if s.op == "view" and not _alias(s):
+        offset, (stride,), _ = s.attr
+        return f"{offset} + i * {stride}" if stride >= 0 else f"{offset} - i * {-stride}"
+    return None
 
 
 def choose_tile(largest_tensor):
@@ -121,22 +159,22 @@ class TiledNumbaPrinter(NumbaPrinter):
             st = self.info[n]
             dt = "np.bool_" if st.dtype == "bool" else "_F"
             shape = f"({_size(st.shape)}, {self.tile})" if st.shape else f"({self.tile},)"
-            if st.op != "reshape":
-                body.append(f"    {self._buf(n)} = np.zeros({shape}, dtype={dt})")
-        for s in batched:  # a reshape is its source's buffer under another name
-            if s.op == "reshape":
-                body.append(f"    {s.name} = {s.args[0]}")
+            if not _alias(st):  # every op writes its whole buffer, but for a pack's zero entries
+                alloc = "np.zeros" if st.op == "pack" else "np.empty"
+                body.append(f"    {self._buf(n)} = {alloc}({shape}, dtype={dt})")
+        for s in batched:  # a reshape or a contiguous view is (part of) its source's buffer under another name
+            if _alias(s):
+                body.append(f"    {s.name} = {s.args[0]}{_alias_rows(s)}")
         parts = [self._block(kind, size, stmts) for kind, size, stmts in blocks] + [self._stores()]
         defined = {s.name for s in hoisted} | {self._buf(n) for n in self.buffered} | \
-            {s.name for s in batched if s.op == "reshape"} | set(ins) | set(outs)
+            {s.name for s in batched if _alias(s)} | set(ins) | set(outs)
         shared_helpers, shared_lines = self._split_shared(shared, [ln for p in parts for ln in p] + body,
                                                           set(ins) | set(outs))
         body = body[:1] + shared_lines + [f"    # tile buffers: T = {self.tile} samples on the last axis"] + body[1:]
         helpers, calls = self._split(parts, defined)
         helpers = shared_helpers + helpers
         body += [f"    for b0 in range(start, stop, {self.tile}):",
-                 f"        n = min({self.tile}, stop - b0)",
-                 "        last = b0 + n - 1"]
+                 f"        n = min({self.tile}, stop - b0)"]
         body += ["        " + ln for ln in calls]
         preamble = [f"MIN_CHUNK = {max(2 * self.tile, 16)}  # samples per thread worth starting one for", "",
                     *helpers]
@@ -180,7 +218,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         for g, group in enumerate(groups):
             lines = [ln for p in group for ln in p]
             used = sorted({m for ln in lines for m in _NAME.findall(ln)} & defined, key=_name_order)
-            args = ", ".join(["b0", "n", "last"] + used)
+            args = ", ".join(["b0", "n"] + used)
             helpers += [*self.decorator(), f"def _part{g}({args}):", *["    " + ln for ln in lines],
                         "    return None", ""]
             calls.append(f"_part{g}({args})")
@@ -188,6 +226,8 @@ class TiledNumbaPrinter(NumbaPrinter):
 
     # -- grouping ----------------------------------------------------------------------
     def _kind(self, s):
+        if _indexed_read(s) is not None:  # a 1-D gather or view: a read at an index inside a map block
+            return "map", _size(s.shape)
         if self.program.is_structural(s) and s.op not in ("pack", "elem"):
             return "tensor", s.name
         if s.op == "loadblock":
@@ -201,6 +241,8 @@ class TiledNumbaPrinter(NumbaPrinter):
         for s in stmts:
             kind, size = self._kind(s)
             dep = max((where[a] for a in self._arg_names(s) if a in where), default=-1)
+            if _indexed_read(s) is not None and s.args[0] in where:
+                dep = where[s.args[0]] + 1  # reads its source's buffer: after the block that fills it
             target = None
             if kind != "tensor":
                 for b in range(max(dep, 0), len(blocks)):
@@ -235,9 +277,9 @@ class TiledNumbaPrinter(NumbaPrinter):
         for _, _, name, _, _ in self.program.block_stores:
             if name in home:
                 need.add(name)
-        # a reshape is the same buffer under a new shape: buffer its source instead
-        for s in list(self.info.values()):
-            if s.op == "reshape" and s.name in need and s.batched:
+        # a reshape (a contiguous view) is (part of) the same buffer: buffer its source instead
+        for s in reversed(list(self.info.values())):
+            if _alias(s) and s.name in need and s.batched:
                 need.add(s.args[0])
         return need
 
@@ -272,11 +314,11 @@ class TiledNumbaPrinter(NumbaPrinter):
         if s.op == "elem":
             return [f"    {s.name} = {s.args[0]}[{s.attr}]"]
         dt = "np.bool_" if s.dtype == "bool" else "_F"
-        lines = [f"    {s.name} = np.zeros({_size(s.shape)}, dtype={dt})"] if s.op != "reshape" else []
+        if _alias(s):
+            return [f"    {s.name} = {s.args[0]}{_alias_rows(s)}"]
+        lines = [f"    {s.name} = np.zeros({_size(s.shape)}, dtype={dt})"]
         if s.op == "pack":  # zero entries: the buffer starts at zero and nothing else writes it
             return lines + [f"    {s.name}[{j}] = {a}" for j, a in enumerate(s.args) if not self.is_plus_zero(a)]
-        if s.op == "reshape":
-            return [f"    {s.name} = {s.args[0]}"]
         if s.shape and not self.program.is_structural(s):
             expr = self.print_op(s.op, tuple(self._ref(a, "i") for a in s.args))
             return lines + [f"    for i in range({_size(s.shape)}):", f"        {s.name}[i] = {expr}"]
@@ -293,9 +335,9 @@ class TiledNumbaPrinter(NumbaPrinter):
 
     def _scalar_block(self, stmts):
         local = {s.name for s in stmts if not s.shape}
-        lines = ["for s in range(%d):" % self.tile]
+        lines = ["for s in range(n):"]
         if any(s.op == "load" for s in stmts):
-            lines.append("    b = min(b0 + s, last)")
+            lines.append("    b = b0 + s")
         for s in stmts:
             if s.op == "load":
                 lines.append(f"    e_{s.name} = x{s.args[0]}[b, {s.args[1]}]")
@@ -314,10 +356,14 @@ class TiledNumbaPrinter(NumbaPrinter):
 
     def _map_block(self, size, stmts):
         local = {s.name for s in stmts}
-        lines = [f"for i in range({size}):", f"    for s in range({self.tile}):"]
+        lines = [f"for i in range({size}):", "    for s in range(n):"]
         for s in stmts:
-            args = tuple(self._ref(a, "i", local) for a in s.args)
-            lines.append(f"        e_{s.name} = {self.print_op(s.op, args)}")
+            at = _indexed_read(s)
+            if at is not None:  # the source is a buffer of an earlier block (or shared): read it at the index
+                expr = self._ref(s.args[0], at)
+            else:
+                expr = self.print_op(s.op, tuple(self._ref(a, "i", local) for a in s.args))
+            lines.append(f"        e_{s.name} = {expr}")
             if s.name in self.buffered:
                 lines.append(f"        {s.name}[i, s] = e_{s.name}")
         return lines
@@ -337,7 +383,11 @@ class TiledNumbaPrinter(NumbaPrinter):
         pad = "    " * depth
         if not tile:
             return [pad + ln for ln in lines]
-        return [pad + f"for s in range({self.tile}):"] + [pad + "    " + ln for ln in lines]
+        return [pad + "for s in range(n):"] + [pad + "    " + ln for ln in lines]
+
+    def aliases(self, s):
+        """True when ``s`` is printed as a name for (part of) its argument's buffer."""
+        return _alias(s)
 
     def nest(self, loops):
         """``for`` headers for (var, extent) pairs; returns (lines, depth)."""
@@ -366,7 +416,7 @@ class TiledNumbaPrinter(NumbaPrinter):
     def _loop_loadblock(self, s, tile):
         k, i0 = s.args
         n = _size(s.shape)
-        return [f"for s in range({self.tile}):", "    b = min(b0 + s, last)",
+        return ["for s in range(n):", "    b = b0 + s",
                 f"    for j in range({n}):", f"        {s.name}[j, s] = x{k}[b, {i0} + j]"]
 
     # -- outputs ------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def graph_stats(graph):
         info = lookup(n.op)
         flops += info.cost(n) if callable(info.cost) else info.cost * math.prod(n.shape)
     entries = sum(o.size for o in graph.outputs)
-    zeros = sum(1 for o in graph.outputs for n in o.ravel() if n.op == "const" and n.attr == 0.0)
+    zeros = sum(1 for n in roots if not n.shape and n.op == "const" and n.attr == 0.0)
     return {
         "tree_ops": tree_size(roots),
         "dag_ops": len(ops),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from codegen import Param, Program, Stmt
-from symjac.frontend.graph import Graph
+from symjac.frontend.graph import Graph, Whole
 from symjac.ir import constant_value, lookup, toposort
 
 __all__ = ["lower"]
@@ -67,6 +67,10 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
     stores, block_stores, zero_fill, roots = [], [], set(), []
     plan = []
     for k, out in enumerate(graph.outputs):
+        if isinstance(out, Whole):  # one tensor: one block store
+            plan.append((k, [(0, out.node, 0, out.size)] if out.size else [], []))
+            roots.append(out.node)
+            continue
         flat = list(out.ravel())
         zeros = sum(1 for n in flat if _is_plus_zero(n))
         fill = k not in reduced and zeros >= ZERO_FILL_MIN

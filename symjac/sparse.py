@@ -34,7 +34,14 @@ class SparseJacobian:
         self.out_shape = tuple(out_shape)
         self.in_shape = tuple(in_shape)
         self.shape = (math.prod(self.out_shape), math.prod(self.in_shape))
-        self.indptr = np.searchsorted(rows, np.arange(self.shape[0] + 1)).astype(np.int64)
+        self._indptr = None
+
+    @property
+    def indptr(self):
+        """CSR row pointers (made on first use)."""
+        if self._indptr is None:
+            self._indptr = np.searchsorted(self.rows, np.arange(self.shape[0] + 1)).astype(np.int64)
+        return self._indptr
 
     @property
     def nnz(self):

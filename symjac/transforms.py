@@ -17,10 +17,14 @@ import math
 import numpy as np
 
 from symjac.ad import jacobian_nodes, laplacian_nodes
-from symjac.frontend.graph import outputs_of, unflatten
-from symjac.frontend.trace import call_traced, make_inputs
-from symjac.frontend.traced import TracedArray, as_nodes, is_traced, scalar_array
-from symjac.ir import BUILDING, ZERO, make, rebuild, substitute
+from symjac.ad.blocks import block_jacobian, supported as block_rules_cover
+from symjac.ad.compressed import compressed_jacobian, is_array_program
+from symjac.frontend.policy import MIN_ARRAY, policy
+from symjac.frontend.graph import Whole, outputs_of, roots_of, unflatten
+from symjac.frontend.trace import call_traced, make_inputs, not_own, own_arguments
+from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced, scalar_array
+from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
+from symjac.ops import array as aops
 from symjac.kernel import Kernel, check_arguments, refuse_container, resolve_backend
 from symjac.sparse import SparseJacobian
 
@@ -61,13 +65,20 @@ class _Variables:
 
     def __init__(self, f, args, nums):
         arrays = [as_nodes(a) for a in args]
+        own = own_arguments()
+        if len(own) == len(args) and all(a is b for a, b in zip(own, args)):
+            # the trace's own fresh leaves, straight from the trace: nothing else reaches them
+            self.arrays, self.back = arrays, {}
+            self.outs, self.treedef = outputs_of(call_traced(f, self.arrays), whole=True)
+            self.flat_in = [n for i in nums for n in self.arrays[i].ravel()]
+            return
         fresh = make_inputs([arrays[i].shape for i in nums])
         self.arrays = list(arrays)
         for i, leaf in zip(nums, fresh):
             self.arrays[i] = leaf
         self.back = {l.id: n for i, leaf in zip(nums, fresh)
                      for l, n in zip(leaf.ravel(), np.broadcast_to(arrays[i], leaf.shape).ravel())}
-        self.outs, self.treedef = outputs_of(call_traced(f, self.arrays))
+        self.outs, self.treedef = outputs_of(call_traced(f, self.arrays), whole=True)
         self.flat_in = [n for i in nums for n in self.arrays[i].ravel()]
 
     def substitute(self, nodes):
@@ -84,6 +95,9 @@ def traced_jacobian(f, argnums, multi, mode):
     def jac(*args):
         nums = _check_argnums(argnums, len(args))
         v = _Variables(f, args, nums)
+        walk = _array_level(v) if mode != "rev" else None
+        if walk is not None:
+            return _array_jacobian(v, nums, multi, walk)
         flat_out = [n for o in v.outs for n in o.ravel()]
         J = v.substitute(jacobian_nodes(flat_out, v.flat_in, mode))
         blocks, r = [], 0
@@ -99,6 +113,48 @@ def traced_jacobian(f, argnums, multi, mode):
         return unflatten(v.treedef, blocks)
 
     return jac
+
+
+def _array_level(v):
+    """The program's walk when its Jacobian is taken at the array level
+    (compressed forward mode): it works on tensors and has more outputs than
+    a reverse sweep per output would be worth; else None."""
+    if sum(o.size for o in v.outs) <= ARRAY_REVERSE_MAX:
+        return None
+    # a program whose tensors are all small (a few contractions in scalar code) keeps the scalar sweeps
+    min_size = policy()["min_array"] or MIN_ARRAY
+    return is_array_program([n for o in v.outs for n in roots_of(o)], v.flat_in, min_size)
+
+
+ARRAY_REVERSE_MAX = 8  # outputs up to this many entries: one reverse sweep per entry (a gradient is one)
+
+
+def _array_jacobian(v, nums, multi, walk):
+    """The Jacobian blocks of an array program, each one tensor (the structural
+    nonzeros placed into zeros), from compressed forward mode."""
+    outs = [o.node if isinstance(o, Whole) else list(o.ravel()) for o in v.outs]
+    if block_rules_cover(walk[0], walk[1]):
+        per_output = block_jacobian(outs, v.flat_in, walk)
+    else:  # an op without an entry-by-entry local Jacobian (conv2d): compressed forward mode
+        per_output, _ = compressed_jacobian(outs, v.flat_in, walk)
+    blocks = []
+    for o, jo in zip(v.outs, per_output):
+        row, c = [], 0
+        for i in nums:
+            in_shape = v.arrays[i].shape
+            size = v.arrays[i].size
+            sel = np.nonzero((jo.cols >= c) & (jo.cols < c + size))[0]
+            shape = o.shape + in_shape
+            if not sel.size:
+                node = broadcast_scalar(ZERO, shape) if shape else ZERO
+            else:
+                values = aops.take(jo.values, sel)
+                node = aops.place(values, jo.rows[sel] * size + (jo.cols[sel] - c), shape)
+            node = substitute([node], v.back, rebuild)[0] if v.back else node
+            row.append(from_tensor(node) if shape else TracedArray(scalar_array(node)))
+            c += size
+        blocks.append(tuple(row) if multi else row[0])
+    return unflatten(v.treedef, blocks)
 
 
 def traced_divergence(f, argnum, mode):
@@ -176,7 +232,8 @@ class Transformed:
 
     def __call__(self, *args, out=None, start=0, stop=None):
         if any(is_traced(a) for a in args):
-            return self._traced(*_traced_args(args))
+            with not_own():  # a model's own call: its arguments may reach f another way too
+                return self._traced(*_traced_args(args))
         checked = check_arguments(self._traced, args, self.in_axes)
         return self._kernel_for(checked).run(checked, out=out, start=start, stop=stop)
 
@@ -212,11 +269,19 @@ class SparseTransformed(Transformed):
     def _sparse_values(self, args):
         """(values, (patterns, treedef)): the Jacobian's structural nonzeros and where they sit."""
         nums = _check_argnums(self._argnums, len(args))
-        leaves, treedef = outputs_of(self._dense(*args))
+        leaves, treedef = outputs_of(self._dense(*args), whole=True)
         values, patterns = [], []
         for j, J in enumerate(leaves):  # one block per (output, argnum), argnums varying fastest
-            nout_dims = J.ndim - np.ndim(as_nodes(args[nums[j % len(nums)]]))
+            arg = args[nums[j % len(nums)]]
+            nout_dims = J.ndim - len(arg.shape if isinstance(arg, TracedArray) else np.shape(arg))
             out_shape, in_shape = J.shape[:nout_dims], J.shape[nout_dims:]
+            placed = _placed(J)
+            if placed is not None:  # an array-level Jacobian: its nonzeros and where they sit, already
+                values_node, flat_pos = placed
+                n_in = math.prod(in_shape)
+                values.append(from_tensor(values_node))
+                patterns.append((flat_pos // n_in, flat_pos % n_in, out_shape, in_shape))
+                continue
             flat = J.reshape(math.prod(out_shape), math.prod(in_shape))
             rows, cols = np.nonzero(np.vectorize(lambda n: n is not ZERO, otypes=[bool])(flat)
                                     if flat.size else np.zeros(flat.shape, bool))
@@ -246,6 +311,23 @@ class SparseTransformed(Transformed):
         patterns, treedef = k.sparsity
         leaves, _ = _flatten_values(values)
         return unflatten(treedef, [SparseJacobian(v, *p) for v, p in zip(leaves, patterns)])
+
+
+def _placed(J):
+    """(values node, sorted flat positions) when ``J`` is a 1-D tensor placed
+    into zeros at distinct constant positions (an array-level Jacobian)."""
+    node = J.node if isinstance(J, Whole) else None
+    if node is None or node.op not in ("scatter", "embed") or len(node.args[0].shape) != 1 or \
+            (node.op == "scatter" and len(node.args) != 2):
+        return None
+    if node.op == "scatter":
+        pos = np.asarray(constant_value(node.args[1])).reshape(-1)
+    else:
+        _, offset, strides = node.attr
+        pos = offset + strides[0] * np.arange(node.args[0].shape[0], dtype=np.int64)
+    if pos.size > 1 and not np.all(np.diff(pos) > 0):
+        return None
+    return node.args[0], pos.astype(np.int64)
 
 
 def _flatten_values(values):

@@ -33,6 +33,20 @@ def _zeros_assign(x):
     return out
 
 
+def _scatter_assign(x):
+    out = x ** 2
+    out[[3, 0, 2]] = x[:3] * x[3]  # integer-array positions: a scatter in the tensor run
+    out[np.array([False, True, False, False])] = 5.0
+    return out
+
+
+def _add_at(x):
+    out = np.zeros_like(x)
+    np.add.at(out, [0, 2, 2, 3], x * x[1])  # repeated positions accumulate
+    np.subtract.at(out, [1], x[3])
+    return out * x
+
+
 OPS = [
     # arithmetic with Python scalars, NumPy constants, traced arrays, broadcasting
     ("add", lambda x: x[:2] + x[2:] + 1.5 + np.float64(2.0), 4, -2, 2, True),
@@ -116,6 +130,9 @@ OPS = [
     ("np_array_ufuncs", lambda x: np.sin(np.array([x[0], x[1]])) * np.exp(np.array([x[2], x[0]]))
      + np.arctan2(np.array([x[1], x[2]]), 2.0) + np.cbrt(np.array([x[2] + 3, x[0] + 3])), 3, -2, 2, False),
     ("zeros_like_assign", _zeros_assign, 3, -2, 2, True),
+    ("scatter_assign", _scatter_assign, 4, -2, 2, True),
+    ("add_at", _add_at, 4, -2, 2, True),
+    ("split", lambda x: np.split(x, 2)[1] * np.array_split(x, 3)[0].sum() + np.append(x[:1], x[3]), 4, -2, 2, True),
     ("unpack", lambda x: (lambda a, b, c: a * b * c)(*x), 3, -2, 2, True),
     ("cross", lambda x: np.cross(x[:3], x[3:]), 6, -2, 2, True),
     # rounding, remainders, and the other functions of two numbers

@@ -20,7 +20,7 @@ from optable import OPS, TENSOR, fused, layout, sample
 B = 5
 X = sample(np.random.default_rng(42), B)
 OFFSETS, N_IN = layout()
-RUNS = {"scalar": {}, "tensor": TENSOR}  # tensor_policy settings of the two runs
+RUNS = {"scalar": {"min_array": None}, "tensor": TENSOR}  # tensor_policy settings of the two runs
 IDS = [entry[0] for entry in OPS]
 WEIGHTS = np.random.default_rng(7).uniform(0.5, 1.5, 400)
 
@@ -103,7 +103,9 @@ def test_the_tensor_run_uses_tensor_ops():
 
 STRUCTURAL_ROWS = [r for r in OPS if r[0] in ("cumsum", "diff", "flip", "roll", "trace", "diag", "diagonal",
                                                   "tril_triu", "outer_kron", "conv2d", "max", "min", "sum_axis",
-                                                  "transpose", "mean", "norm_axis")]
+                                                  "transpose", "mean", "norm_axis", "concatenate", "stack",
+                                                  "split", "int_index", "bool_index", "scatter_assign",
+                                                  "add_at")]
 S_OFFSETS = np.cumsum([0] + [r[2] for r in STRUCTURAL_ROWS])
 XS = np.random.default_rng(3).uniform(-2.0, 2.0, (4, S_OFFSETS[-1]))
 

@@ -18,7 +18,7 @@ import numpy as np
 from symjac.ad.rules import accumulate, differentiable, jvp, partials, uses_partials, vjp
 from symjac.ir import ONE, ZERO, lookup, toposort
 
-__all__ = ["jacobian_nodes", "estimate_costs", "depends"]
+__all__ = ["jacobian_nodes", "estimate_costs", "depends", "seeded_forward"]
 
 
 def _reach(order, outputs, variables):
@@ -76,12 +76,15 @@ def _costs(order, inbits, outbits):
 
 
 def _forward(order, variables, inbits):
-    pos = {v.id: j for j, v in enumerate(variables)}
-    tan = {}
+    return seeded_forward(order, {v.id: {j: ONE} for j, v in enumerate(variables)}, inbits)
+
+
+def seeded_forward(order, seeds, inbits):
+    """Tangent dicts of the nodes in ``order`` that depend on a seeded node
+    (``inbits``), from ``seeds`` (node id -> tangent dict, taken as given)."""
+    tan = dict(seeds)
     for node in order:
-        if node.id in pos:
-            tan[node.id] = {pos[node.id]: ONE}
-        elif node.id in inbits and node.args:
+        if node.id not in tan and node.id in inbits and node.args:
             t = jvp(node, [tan.get(a.id) for a in node.args])
             if t:
                 tan[node.id] = t

@@ -18,8 +18,9 @@ import numpy as np
 from symjac.errors import UnsupportedOperationError
 from symjac.frontend.policy import policy
 from symjac.frontend.traced import (TracedArray, _nodes, constant_values, dense_constant, from_tensor, implements,
-                                    implements_ufunc, is_tensor, tensor_of, unwrap, wrap)
-from symjac.ops import contract
+                                    implements_ufunc, is_tensor, stays_whole, tensor_of, unwrap, wrap)
+from symjac.ir import iconst, make
+from symjac.ops import array as aops, contract, tensor as tops
 
 __all__ = []
 
@@ -64,9 +65,38 @@ def _einsum2(spec, a, b, fallback):
         for ch, d in zip(sub, shape):
             if sizes.setdefault(ch, d) != d:
                 return fallback()
+    for m, (c, x) in enumerate(((a, b), (b, a))):
+        if (is_tensor(x) or stays_whole([x])) and _sparse_constant(c):
+            subs = (sa, sb) if m == 0 else (sb, sa)
+            return from_tensor(_sparse_contraction(subs[0], subs[1], out, constant_values(_nodes(c)), tensor_of(x),
+                                                   sizes))
     if not _worth_tensor(sizes, a, b):
         return fallback()
     return from_tensor(contract.einsum(spec, tensor_of(a), tensor_of(b)))
+
+
+def _sparse_contraction(sc, sx, out, c, x, sizes):
+    """``einsum(sc,sx->out)`` of a mostly-zero constant ``c`` and a tensor ``x``
+    as gather, multiply, scatter-add over the constant's nonzeros: the work and
+    the Jacobian's pattern are the sparse ones."""
+    nz = np.nonzero(c)
+    coords = dict(zip(sc, nz))
+    free = [ch for ch in dict.fromkeys(sx + out) if ch not in coords]
+    grids = np.indices([sizes[ch] for ch in free]).reshape(len(free), -1) if free else np.zeros((0, 1), np.int64)
+    n_terms, n_free = nz[0].size if nz else 1, grids.shape[1]
+
+    def flat(sub):
+        pos, stride = np.zeros((n_terms, n_free), dtype=np.int64), 1
+        for ch in reversed(sub):
+            idx = coords[ch][:, None] if ch in coords else grids[free.index(ch)][None, :]
+            pos = pos + idx * stride
+            stride *= sizes[ch]
+        return pos.reshape(-1)
+
+    weights = np.broadcast_to(c[nz][:, None], (n_terms, n_free)).reshape(-1).astype(np.float64)
+    terms = make("mul", tops.tconst(weights), aops.take(tops.reshape(x, (math.prod(x.shape),)), flat(sx)))
+    shape = tuple(sizes[ch] for ch in out)
+    return aops.scatter(terms, iconst(flat(out)), shape)
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"

@@ -6,10 +6,48 @@ from __future__ import annotations
 
 import numpy as np
 
-from symjac.frontend.traced import TracedArray, _nodes, is_traced
-from symjac.ir import BUILDING, evaluate_nodes, rebuild, substitute, toposort
+from symjac.frontend.traced import TracedArray, _nodes, is_tensor, is_traced
+from symjac.ir import BUILDING, evaluate_nodes, lookup, rebuild, substitute, toposort
 
-__all__ = ["Graph", "call_graph", "outputs_of", "unflatten"]
+__all__ = ["Graph", "Whole", "call_graph", "outputs_of", "unflatten"]
+
+
+class Whole:
+    """An output that is one tensor node: it is stored by one loop, and its
+    entries are made as scalar nodes only if something asks for them
+    (``ravel``, ``np.asarray``)."""
+
+    __slots__ = ("node", "_entries")
+
+    def __init__(self, node):
+        self.node, self._entries = node, None
+
+    shape = property(lambda self: self.node.shape)
+    ndim = property(lambda self: len(self.node.shape))
+    size = property(lambda self: int(np.prod(self.node.shape)))
+
+    def ravel(self):
+        if self._entries is None:
+            elem = lookup("elem").build
+            arr = np.empty(self.size, dtype=object)
+            for i in range(self.size):
+                arr[i] = elem((self.node,), i)
+            self._entries = arr
+        return self._entries
+
+    def reshape(self, *shape):
+        return self.ravel().reshape(*shape)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.ravel().reshape(self.shape)
+
+    def __repr__(self):
+        return f"Whole({self.node.op}, shape={self.shape})"
+
+
+def roots_of(out):
+    """The nodes an output needs: its tensor, or its entries."""
+    return [out.node] if isinstance(out, Whole) else list(out.ravel())
 
 
 class Graph:
@@ -35,7 +73,8 @@ class Graph:
 
     # -- structure -------------------------------------------------------
     def output_nodes(self):
-        return [n for out in self.outputs for n in out.ravel()]
+        """The outputs' root nodes (an output kept whole is one tensor node)."""
+        return [n for out in self.outputs for n in roots_of(out)]
 
     def nodes(self):
         """Reachable nodes in topological order (dead code is never visited)."""
@@ -62,18 +101,19 @@ class Graph:
         return graph_to_sympy(self)
 
 
-def outputs_of(result):
+def outputs_of(result, whole=False):
     """(list of node arrays, treedef) for whatever a model returned.
 
     Tuples (nested or not) are several outputs; anything else, lists
-    included, is one array (as ``np.array`` would make it).
+    included, is one array (as ``np.array`` would make it).  With ``whole``,
+    an output that is a tensor stays one (a `Whole`).
     """
     leaves = []
 
     def flat(r):
         if isinstance(r, tuple):
             return tuple(flat(e) for e in r)
-        leaves.append(_nodes(r))
+        leaves.append(Whole(r.tensor) if whole and is_tensor(r) else _nodes(r))
         return "*"
 
     treedef = flat(result)
@@ -102,6 +142,10 @@ def call_graph(graph, args):
     vals = evaluate_nodes(graph.output_nodes(), values)
     outs, i = [], 0
     for o in graph.outputs:
+        if isinstance(o, Whole):
+            outs.append(np.array(vals[i], dtype=float).reshape(o.shape))
+            i += 1
+            continue
         outs.append(np.array(vals[i: i + o.size], dtype=float).reshape(o.shape))
         i += o.size
     return unflatten(graph.treedef, outs)
@@ -118,6 +162,10 @@ def _substitute_graph(graph, args):
         new = substitute(roots, mapping, rebuild)
         outs, i = [], 0
         for o in graph.outputs:
+            if isinstance(o, Whole):
+                outs.append(TracedArray(tensor=new[i]))
+                i += 1
+                continue
             arr = np.empty(o.shape, dtype=object)
             arr.reshape(-1)[:] = new[i: i + o.size] if o.size else []
             i += o.size

@@ -13,7 +13,9 @@ import threading
 
 __all__ = ["tensor_policy", "policy"]
 
-_DEFAULT = {"min_work": 64, "min_operand": 32, "unroll_size": 8, "min_array": None}
+MIN_ARRAY = 16  # arrays of at least this many entries stay whole by default
+_DEFAULT = {"min_work": 64, "min_operand": 32, "unroll_size": 8, "min_array": MIN_ARRAY}
+_UNSET = object()
 _POLICY = contextvars.ContextVar("symjac_tensor_policy", default=_DEFAULT)
 
 
@@ -31,11 +33,14 @@ class tensor_policy:
     non-constant entries (runtime weights, not a rotation matrix whose zeros
     and ones simplify away).  Results of at most ``unroll_size`` entries are
     unrolled into scalars.  ``tensor_policy(min_work=None)`` unrolls everything.
-    With ``min_array=n``, elementwise math and NumPy's array functions
-    (``np.cumsum``, ``np.flip``, ``np.roll``...) on traced arrays of at least
-    ``n`` entries stay whole too, even when the array is made of scalars;
-    by default (None) only tensors stay tensors.  The setting belongs to the
-    current thread (and asyncio task).
+    Elementwise math, indexing, assignment and NumPy's array functions
+    (``np.concatenate``, ``np.cumsum``, ``np.roll``...) on traced arrays of at
+    least ``min_array`` entries (default 16) stay whole too, even when the
+    array is made of scalars, so a kernel's size does not grow with the
+    arrays; ``min_array=None`` keeps only contractions' results whole.
+    ``tensor_policy(min_work=None)`` unrolls everything (``min_array``
+    defaults to None with it): the scalar path, the oracle for the array
+    path.  The setting belongs to the current thread (and asyncio task).
 
     >>> import numpy as np, symjac
     >>> with symjac.tensor_policy(min_work=None):
@@ -44,7 +49,9 @@ class tensor_policy:
     True
     """
 
-    def __init__(self, min_work=64, min_operand=32, unroll_size=8, min_array=None):
+    def __init__(self, min_work=64, min_operand=32, unroll_size=8, min_array=_UNSET):
+        if min_array is _UNSET:
+            min_array = None if min_work is None else MIN_ARRAY
         for name, v in (("min_work", min_work), ("min_operand", min_operand), ("unroll_size", unroll_size),
                         ("min_array", min_array)):
             optional = name in ("min_work", "min_array")

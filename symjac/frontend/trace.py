@@ -3,26 +3,57 @@ collect its outputs into a `Graph`."""
 
 from __future__ import annotations
 
+import contextvars
 import numbers
 
 import numpy as np
 
 from symjac.errors import NumericArrayError
 from symjac.frontend.graph import Graph, outputs_of, unflatten
-from symjac.frontend.traced import TracedArray
+from symjac.frontend.traced import TracedArray, end_exposure_scope, exposure_scope
 from symjac.ir import BUILDING, make_inputs
 
-__all__ = ["trace", "trace_shapes", "call_traced", "make_inputs", "outputs_of", "unflatten", "NOTE_PREFIX"]
+__all__ = ["trace", "trace_shapes", "call_traced", "own_arguments", "not_own", "make_inputs", "outputs_of", "unflatten", "NOTE_PREFIX"]
 
 NOTE_PREFIX = "symjac traced "  # the innermost trace's note is the one kept
 
 
-def call_traced(f, arrays, note=None):
+# The arguments a trace's own function was called with (fresh leaves nothing
+# else can reach); empty inside a call a model makes itself.
+_OWN = contextvars.ContextVar("symjac_own_arguments", default=())
+
+
+def own_arguments():
+    """The traced arguments the running trace passed to its function, while
+    that function runs (not inside a transform the model calls itself)."""
+    return _OWN.get()
+
+
+def not_own():
+    """A context in which no argument is a trace's own (a model's own call)."""
+    return _Own(())
+
+
+class _Own:
+    def __init__(self, args):
+        self.args = args
+
+    def __enter__(self):
+        self.token = _OWN.set(self.args)
+
+    def __exit__(self, *exc):
+        _OWN.reset(self.token)
+
+
+def call_traced(f, arrays, note=None, own=False):
     """Call ``f`` on traced copies of the leaf ``arrays``.  An error raised
-    while tracing gets ``note()`` (what the arguments looked like) as a note."""
+    while tracing gets ``note()`` (what the arguments looked like) as a note.
+    With ``own``, the arrays are the trace's fresh leaves (`own_arguments`)."""
     try:
         try:
-            return f(*[TracedArray(a.copy()) for a in arrays])
+            args = [TracedArray(a.copy()) for a in arrays]
+            with _Own(tuple(args) if own else ()):
+                return f(*args)
         except ValueError as e:
             # NumPy storing a traced value (a sequence to it) into an array of numbers
             if "setting an array element with a sequence" in str(e):
@@ -66,7 +97,11 @@ def trace_shapes(f, shapes, note=None):
     `BUILDING`); ``note()`` describes the arguments for an error (`call_traced`)."""
     with BUILDING:
         inputs = make_inputs(shapes)
-        outputs, treedef = outputs_of(call_traced(f, inputs, note))
+        token = exposure_scope()
+        try:
+            outputs, treedef = outputs_of(call_traced(f, inputs, note, own=True), whole=True)
+        finally:
+            end_exposure_scope(token)
         return Graph(inputs, outputs, treedef=treedef)
 
 

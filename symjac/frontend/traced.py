@@ -14,6 +14,7 @@ which calls the nodes' arithmetic.  A model therefore traces unchanged.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import math
 import numbers
@@ -22,7 +23,7 @@ import numpy as np
 
 from symjac.errors import NumericArrayError, TracerBoolError, UnsupportedOperationError, conversion_error
 from symjac.frontend.policy import policy
-from symjac.ir import FUNCTIONS, UFUNCS, Node, NotTensorizable, const, make, to_node, ufunc_builder
+from symjac.ir import FUNCTIONS, UFUNCS, Node, NotTensorizable, const, iconst, make, to_node, ufunc_builder
 from symjac.ops import array as aops, tensor as tops
 
 __all__ = ["TracedArray", "as_nodes", "is_traced", "implements", "implements_ufunc", "passthrough",
@@ -169,11 +170,12 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
     """
 
     __array_priority__ = 1000
-    __slots__ = ("_nodes", "tensor", "_view")
+    __slots__ = ("_nodes", "tensor", "_view", "_checked")
 
     def __init__(self, nodes=None, *, tensor=None, view=None):
         # (base TracedArray, function of its element array, the base's tensor then) for views of a tensor
         self._view = view
+        self._checked = -1  # the element-write count when the elements were last seen to be the tensor's
         if tensor is not None:
             self.tensor, self._nodes = tensor, None
             return
@@ -246,6 +248,7 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         if dtype is not None and np.dtype(dtype) != object:
             raise NumericArrayError(f"converted to a NumPy array of dtype {np.dtype(dtype)} (stored into a "
                                     "numeric array, or np.asarray(x, dtype=...))")
+        _EXPOSED.get()[0] += 1  # elements now in the model's hands: writes into them are not seen
         return self.nodes
 
     # -- indexing ---------------------------------------------------------
@@ -287,10 +290,12 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
                 raise ValueError(f"cannot store a value of shape {v.shape} into a selection of shape "
                                  f"{target.shape}") from None
             nodes[key] = v
+            _WRITES[0] += 1
         elif v.size != 1:
             raise ValueError(f"cannot store a value of shape {v.shape} into one element")
         else:
             nodes[key] = v.reshape(())[()]  # the node itself, never a 0-d array inside the object array
+            _WRITES[0] += 1
 
     # -- methods users call -----------------------------------------------
     def reshape(self, *shape, order="C"):
@@ -384,6 +389,8 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
             raise UnsupportedOperationError(f"np.{ufunc.__name__}(..., where=...) on traced arrays; "
                                             "use np.where(condition, a, b)")
         name = ufunc.__name__
+        if method == "at":
+            return _ufunc_at(ufunc, *inputs)
         if method == "reduce" and name in HANDLED_REDUCE:
             return HANDLED_REDUCE[name](inputs[0], axis=kwargs.get("axis", 0), keepdims=kwargs.get("keepdims", False))
         if method != "__call__":
@@ -398,8 +405,10 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     @staticmethod
     def _elementwise(builder, inputs):
-        """``builder`` applied entry by entry (with broadcasting), or to whole tensors."""
-        if any(is_tensor(x) for x in inputs) or stays_whole(inputs):
+        """``builder`` applied entry by entry (with broadcasting), or to whole
+        tensors: when an input is one, or the result (a traced scalar against
+        a constant array too) is big enough to stay whole."""
+        if any(is_tensor(x) for x in inputs) or stays_whole(inputs) or _big_result(inputs):
             return map_tensor(builder, inputs)
         arrays = [_nodes(x) for x in inputs]
         result = np.frompyfunc(builder, len(arrays), 1)(*arrays)
@@ -414,10 +423,9 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
             args, kwargs = _positional(func, args, kwargs)
         if builder is not None and elementwise:  # np.sinc, np.round: one node to one node
             return self._elementwise(lambda x: builder(x, *args[1:], **kwargs), args[:1])
-        if builder is not None and (any(is_tensor(a) for a in args) or stays_whole(args)):  # an array op
-            nodes = [tensor_of(a) if _is_traced_value(a) else a for a in args]
+        if builder is not None and _array_op(args):  # an array op
             try:
-                return from_tensor(builder(*nodes, **kwargs))
+                return _from_result(builder(*[_tensor_arg(a) for a in args], **kwargs))
             except NotTensorizable:
                 pass  # an argument form the builder does not cover: NumPy's own code, on the elements
         if func in PASSTHROUGH or builder is not None:
@@ -463,8 +471,50 @@ def _positional(func, args, kwargs):
     return (kwargs.pop(first),), kwargs
 
 
+def _array_op(args):
+    """True when a NumPy function's arguments hold a tensor or an array kept
+    whole; in a sequence argument (np.concatenate's), an array kept whole, or
+    tensors and constants only (arrays of scalars among them stay scalars)."""
+    if any(is_tensor(a) for a in args) or stays_whole(args):
+        return True
+    for a in args:
+        if isinstance(a, (list, tuple)) and a:
+            traced = [e for e in a if is_traced(e)]
+            if stays_whole(traced) or (traced and all(is_tensor(e) for e in traced)):
+                return True
+    return False
+
+
+def _tensor_arg(a):
+    """A NumPy function's argument for a tensor builder: traced values as nodes,
+    sequences of arrays as lists of nodes or constant arrays."""
+    if _is_traced_value(a):
+        return tensor_of(a)
+    if isinstance(a, (list, tuple)) and a and not all(isinstance(e, numbers.Number) for e in a):
+        return [tensor_of(e) if is_traced(e) else np.asarray(e, dtype=float) if not isinstance(e, numbers.Number)
+                else e for e in a]
+    return a
+
+
+def _from_result(r):
+    return [from_tensor(t) for t in r] if isinstance(r, list) else from_tensor(r)
+
+
 def _is_traced_value(a):
     return isinstance(a, TracedArray) or isinstance(a, Node)
+
+
+def _big_result(inputs):
+    """True when a traced value meets a constant array and the broadcast result
+    is big enough to stay whole."""
+    n = policy()["min_array"]
+    if n is None or not any(isinstance(x, np.ndarray) and x.dtype.kind in "biuf" and x.ndim for x in inputs):
+        return False
+    try:
+        shape = np.broadcast_shapes(*[x.shape if isinstance(x, (TracedArray, np.ndarray)) else () for x in inputs])
+    except ValueError:
+        return False  # NumPy's own error, from the element path
+    return math.prod(shape) >= max(n, 1) and len(shape) > 0
 
 
 def stays_whole(args):
@@ -490,17 +540,49 @@ def is_tensor(x):
             x.tensor = None
             return False
         return True
-    if x._nodes is not None and not _still_elements(x._nodes, x.tensor):
-        x.tensor = None  # written through a view of its elements
-        return False
+    if x._nodes is not None and (x._checked != _WRITES[0] or _EXPOSED.get()[0]):
+        if not _still_elements(x._nodes, x.tensor):
+            x.tensor = None  # written through a view of its elements
+            return False
+        x._checked = _WRITES[0]  # no element written anywhere since: no need to look again
     return True
+
+
+_WRITES = [0]  # element writes so far (any array): a tensor's elements need a look only after one
+# element arrays handed to the model (np.asarray(x)) in this trace: from then on every check looks
+_EXPOSED = contextvars.ContextVar("symjac_exposed", default=[0])
+
+
+def exposure_scope():
+    """A fresh count of exposed element arrays, for one top-level trace."""
+    return _EXPOSED.set([0])
+
+
+def end_exposure_scope(token):
+    _EXPOSED.reset(token)
 
 
 def _still_elements(arr, t):
     if t.op == "pack":  # a pack's elements are its items
-        return len(t.args) == arr.size and all(n is item for n, item in zip(arr.flat, t.args))
+        return len(t.args) == arr.size and np.array_equal(_ids(arr.flat), _pack_ids(t))
     return all(isinstance(n, Node) and n.op == "elem" and n.args[0] is t and n.attr == i
                for i, n in enumerate(arr.flat))
+
+
+def _ids(items):
+    return np.fromiter(map(id, items), dtype=np.int64)
+
+
+_PACK_IDS: dict = {}  # pack node id -> its items' ids (a write check per op must not walk Python objects)
+
+
+def _pack_ids(t):
+    ids = _PACK_IDS.get(t.id)
+    if ids is None:
+        if len(_PACK_IDS) > 256:
+            _PACK_IDS.clear()
+        ids = _PACK_IDS[t.id] = _ids(t.args)
+    return ids
 
 
 def _promote(x):
@@ -533,6 +615,37 @@ def _write(t, key, value):
     mask = np.zeros(math.prod(t.shape))
     mask[flat_pos] = 1.0
     return make("where", tops.tconst(mask.reshape(t.shape)), placed, t)
+
+
+def _ufunc_at(ufunc, a, key, b=None):
+    """``np.add.at(a, key, b)`` and friends: unbuffered, in place, repeated
+    positions applied one after another.  On a tensor, np.add.at and
+    np.subtract.at are one scatter-add; elsewhere NumPy's own loop runs on
+    the elements."""
+    name = ufunc.__name__
+    if not isinstance(a, TracedArray):
+        raise NumericArrayError(f"written by np.{name}.at into a NumPy array of numbers")
+    _check_index(key)
+    if name in ("add", "subtract") and b is not None and a._view is None and a.ndim and _promote(a):
+        t = a.tensor
+        try:
+            pos = np.arange(math.prod(t.shape), dtype=np.int64).reshape(t.shape)[key]
+            v = tensor_of(b)
+            v = tops.fit(v, pos.shape) if v.shape != pos.shape else v
+        except (IndexError, TypeError, ValueError):
+            pos = None  # NumPy's own error comes from the element path
+        if pos is not None:
+            if name == "subtract":
+                v = make("neg", v)
+            added = aops.scatter(tops.reshape(v, (pos.size,)), iconst(pos.reshape(-1)), t.shape)
+            a.tensor, a._nodes = make("add", t, added), None
+            return None
+    nodes = a.nodes
+    a.tensor = None  # from now on the elements are the truth
+    args = (nodes, key) if b is None else (nodes, key, _nodes(b))
+    ufunc.at(*args)
+    _WRITES[0] += 1
+    return None
 
 
 def view_of(base, t, fn):
@@ -584,7 +697,7 @@ def tensor_of(x):
     vals = dense_constant(x)
     if vals is not None:
         return tops.tconst(vals)
-    arr = _nodes(x)
+    arr = _normalize(_nodes(x))  # elements the model wrote through np.asarray(x) may be numbers
     if arr.ndim == 0:
         return arr[()]
     perm = _leaf_order(arr)

@@ -32,6 +32,8 @@ import numbers
 import threading
 import weakref
 
+import math
+
 import numpy as np
 
 from symjac.errors import TracerBoolError, conversion_error
@@ -237,11 +239,10 @@ def make_inputs(shapes, trace_id=None):
     tid = next(_trace_ids) if trace_id is None else trace_id
     arrays = []
     for k, shape in enumerate(shapes):
-        arr = np.empty(shape, dtype=object)
-        flat = arr.reshape(-1)
-        for i in range(flat.size):
-            flat[i] = intern("input", (), (tid, k, i))
-        arrays.append(arr)
+        n = math.prod(shape)
+        # fresh leaves (a new trace id) are never looked up by key: made directly, not interned
+        nodes = (Node("input", (), (tid, k, i), "float", ()) for i in range(n))
+        arrays.append(np.fromiter(nodes, dtype=object, count=n).reshape(shape))
     return arrays
 
 

@@ -55,6 +55,14 @@ class OpDef:
       ``transpose_many(arg, {attr: cotangent})``: for a one-argument op read
       many times from one argument (``elem``), the transpose of all those
       nodes at once (reverse mode gathers them).
+    - ``structure(node, m)``: a tensor op's local Jacobian in argument m: the
+      entries that can be nonzero as (rows, cols) int arrays of flat
+      positions (entries of the node, entries of the argument), their values
+      1 (a selection or a sum), or as ``(rows, cols, (W, idx))``, entry k
+      being ``W.flat[idx[k]]`` (a contraction: the other operand); None when
+      the node does not depend on the argument.  Without it the structure is
+      dense and the array-level Jacobian takes compressed forward mode.
+      Elementwise ops need none (a diagonal of their partials).
     - ``linearity``: ``"linear"`` (linear in its differentiable arguments, so
       its forward-Laplacian step is its JVP applied to the Laplacians),
       ``"bilinear"``, or None (second derivatives from the rules).
@@ -84,6 +92,7 @@ class OpDef:
     jvp: Callable | None = None
     transpose: Callable | None = None
     transpose_many: Callable | None = None
+    structure: Callable | None = None
     linearity: str | None = None
     laplacian: Callable | None = None
     differentiable: bool = True

@@ -25,12 +25,12 @@ import numbers
 
 import numpy as np
 
-from symjac.ir import Node, NotTensorizable, defunction, iconst, intern, lookup, make, tconst, to_node
+from symjac.ir import Node, NotTensorizable, constant_value, defunction, iconst, intern, lookup, make, tconst, to_node
 from symjac.ops.contract import einsum
 from symjac.ops.define import deflinear, deftensor
 from symjac.ops.tensor import bcast, reshape, tsum
 
-__all__ = ["view", "embed", "gather", "scatter", "take", "place", "positions_of", "cumsum", "flip", "roll", "diff",
+__all__ = ["view", "embed", "concat", "gather", "scatter", "take", "place", "positions_of", "cumsum", "flip", "roll", "diff",
            "diagonal", "trace", "diag", "tril", "triu", "outer", "kron"]
 
 
@@ -66,6 +66,8 @@ def view(a, offset, strides, shape):
     _check_map(offset, strides, shape, math.prod(a.shape), "view")
     if shape == a.shape and offset == 0 and strides == _c_strides(shape):
         return a
+    if a.op == "gather" and a.args[1].op == "iconst":  # a view of a gather is one gather
+        return take(a.args[0], constant_value(a.args[1]).reshape(-1)[indices(offset, strides, shape)])
     if a.op == "view" and math.prod(shape):  # a view of a view is one view when the map stays affine
         off0, st0, sh0 = a.attr
         flat = indices(offset, strides, shape)  # positions in the inner view's flat order
@@ -149,15 +151,64 @@ def place(v, positions, shape):
 
 
 def gather(t, idx):
-    """``out[j...] = t.flat[idx[j...]]`` for an ``iconst`` index ``idx``."""
+    """``out[j...] = t.flat[idx[j...]]`` for an ``iconst`` index ``idx``; a
+    gather or view of a gather or view is one gather (or view) of the source."""
+    if t.op in ("gather", "view") and idx.op == "iconst":
+        inner = constant_value(t.args[1]).reshape(-1) if t.op == "gather" else indices(*t.attr).reshape(-1)
+        return take(t.args[0], inner[constant_value(idx)])
     return intern("gather", (t, idx), None, t.kind, idx.shape)
 
 
-def scatter(g, idx, shape):
+def scatter(g, idx, shape, *more):
     """Zeros of ``shape`` with ``g[j...]`` added at the flat positions ``idx[j...]``
-    (repeated positions add up): the transpose of `gather`."""
+    (repeated positions add up): the transpose of `gather`.  ``more`` holds
+    further (values, positions) pairs added into the same result."""
     shape = tuple(int(d) for d in shape)
-    return intern("scatter", (g, idx), shape, g.kind, shape)
+    pairs = [(g, idx)] + [(more[k], more[k + 1]) for k in range(0, len(more), 2)]
+    args = tuple(x for v, i in pairs for x in (v, i) if math.prod(v.shape))
+    if not args:
+        args = (g, idx)
+    return intern("scatter", args, shape, g.kind, shape)
+
+
+def _pairs(node):
+    return [(node.args[k], node.args[k + 1]) for k in range(0, len(node.args), 2)]
+
+
+def _scatter_jvp(node, tangents):
+    more = []
+    for k, (v, i) in enumerate(_pairs(node)):
+        if tangents[2 * k] is not None:
+            more += [tangents[2 * k], i]
+    return scatter(more[0], more[1], node.shape, *more[2:]) if more else None
+
+
+def _scatter_structure(node, m):
+    if m % 2:
+        return None
+    return constant_value(node.args[m + 1]).reshape(-1), _ids(node.args[m])
+
+
+def _ids(t):
+    return np.arange(math.prod(t.shape), dtype=np.int64)
+
+
+def _selection_structure(rows_of, cols_of):
+    """Structure of an op that moves argument 0's entries (rows: result
+    entries, cols: argument entries); the other arguments are constants."""
+    return lambda node, m: (rows_of(node).reshape(-1), cols_of(node).reshape(-1)) if m == 0 else None
+
+
+def _cumsum_structure(node, m):
+    """Entry j along the axis depends on entries 0..j (reverse: j..n-1)."""
+    axis, reverse = node.attr
+    shape = node.shape
+    n = shape[axis]
+    i_out, i_in = np.tril_indices(n) if not reverse else np.triu_indices(n)
+    ids = _ids(node).reshape(shape)
+    others = np.moveaxis(ids, axis, -1)[..., 0].reshape(-1, 1)  # flat position of index 0 along the axis
+    stride = math.prod(shape[axis + 1:])
+    return (others + i_out * stride).reshape(-1), (others + i_in * stride).reshape(-1)
 
 
 def _gather_eval(values, attr):
@@ -165,9 +216,9 @@ def _gather_eval(values, attr):
 
 
 def _scatter_eval(values, shape):
-    g, idx = np.asarray(values[0]), np.asarray(values[1])
-    out = np.zeros(math.prod(shape), dtype=np.result_type(g, float))
-    np.add.at(out, idx.reshape(-1), g.reshape(-1))
+    out = np.zeros(math.prod(shape), dtype=np.result_type(*[np.asarray(v) for v in values[::2]], float))
+    for g, idx in zip(values[::2], values[1::2]):
+        np.add.at(out, np.asarray(idx).reshape(-1), np.asarray(g).reshape(-1))
     return out.reshape(shape)
 
 
@@ -175,20 +226,25 @@ deftensor("gather", 2, evaluate=_gather_eval, build=lambda args, attr: gather(*a
           cost=lambda node: 0, linearity="linear",
           jvp=lambda node, ts: None if ts[0] is None else gather(ts[0], node.args[1]),
           transpose=lambda node, g: [scatter(g, node.args[1], node.args[0].shape), None],
+          structure=_selection_structure(_ids, lambda node: constant_value(node.args[1])),
           doc="gather by constant positions (args: tensor, iconst positions)")
-deftensor("scatter", 2, evaluate=_scatter_eval, build=lambda args, shape: scatter(args[0], args[1], shape),
-          cost=lambda node: math.prod(node.args[0].shape), linearity="linear",
-          jvp=lambda node, ts: None if ts[0] is None else scatter(ts[0], node.args[1], node.shape),
-          transpose=lambda node, g: [gather(g, node.args[1]), None],
-          doc="scatter-add into zeros by constant positions (args: tensor, iconst positions; attr: shape)")
+deftensor("scatter", -1, evaluate=_scatter_eval, build=lambda args, shape: scatter(*args[:2], shape, *args[2:]),
+          cost=lambda node: sum(math.prod(v.shape) for v, _ in _pairs(node)), linearity="linear",
+          jvp=_scatter_jvp, transpose=lambda node, g: [x for _, i in _pairs(node) for x in (gather(g, i), None)],
+          structure=_scatter_structure,
+          doc="scatter-add into zeros by constant positions (args: pairs of a tensor and its iconst positions; "
+              "attr: shape)")
 
 
 deflinear("view", 1, evaluate=_view_eval, build=lambda args, attr: view(args[0], *attr), cost=lambda node: 0,
           transpose=lambda node, g: [embed(g, node.args[0].shape, node.attr[0], node.attr[1])],
+          structure=_selection_structure(_ids, lambda node: indices(*node.attr)),
           doc="affine gather (attr: offset, strides, shape)")
 deflinear("embed", 1, evaluate=_embed_eval, build=lambda args, attr: embed(args[0], *attr),
           cost=lambda node: math.prod(node.args[0].shape),
           transpose=lambda node, g: [view(g, node.attr[1], node.attr[2], node.args[0].shape)],
+          structure=_selection_structure(lambda node: indices(node.attr[1], node.attr[2], node.args[0].shape),
+                                         lambda node: _ids(node.args[0])),
           doc="affine scatter-add into zeros (attr: shape, offset, strides)")
 
 
@@ -211,7 +267,123 @@ def _cumsum_eval(values, attr):
 deflinear("cumsum", 1, evaluate=_cumsum_eval, build=lambda args, attr: cumsum(args[0], *attr),
           cost=lambda node: math.prod(node.shape),
           transpose=lambda node, g: [cumsum(g, node.attr[0], not node.attr[1])],
-          doc="running sums along an axis (attr: axis, reverse)")
+          structure=_cumsum_structure, doc="running sums along an axis (attr: axis, reverse)")
+
+
+# -- joining -----------------------------------------------------------------------------------
+
+def concat(parts, axis):
+    """``np.concatenate(parts, axis)`` of tensors (at least 1-d, equal but for ``axis``)."""
+    parts = [p for p in parts if p.shape[axis] > 0] or list(parts[:1])
+    parts = [q for p in parts for q in (p.args if p.op == "concat" and p.attr == axis else (p,))]  # one level
+    if len(parts) == 1:
+        return parts[0]
+    shape = list(parts[0].shape)
+    for p in parts[1:]:
+        if len(p.shape) != len(shape) or any(d != e for k, (d, e) in enumerate(zip(p.shape, shape)) if k != axis):
+            raise ValueError(f"concatenate: shapes {parts[0].shape} and {p.shape} differ off axis {axis}")
+    shape[axis] = sum(p.shape[axis] for p in parts)
+    return intern("concat", tuple(parts), int(axis), "float", tuple(shape))
+
+
+def _concat_offsets(node):
+    axis = node.attr
+    return np.cumsum([0] + [a.shape[axis] for a in node.args])
+
+
+def _concat_structure(node, m):
+    lo, hi = _concat_offsets(node)[m: m + 2]
+    return _slice_positions(node.shape, node.attr, lo, hi).reshape(-1), _ids(node.args[m])
+
+
+def _slice_positions(shape, axis, lo, hi):
+    ids = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
+    return ids[(slice(None),) * axis + (slice(lo, hi),)]
+
+
+deflinear("concat", -1, evaluate=lambda v, axis: np.concatenate([np.asarray(x) for x in v], axis=axis),
+          build=lambda args, axis: concat(args, axis), cost=lambda node: 0,
+          transpose=lambda node, g: [_slice_along(g, node.attr, lo, hi) for lo, hi in
+                                     zip(_concat_offsets(node)[:-1], _concat_offsets(node)[1:])],
+          structure=_concat_structure, doc="concatenation along an axis (attr: axis)")
+
+
+def _parts(arrays, what, ndmin=1):
+    if isinstance(arrays, Node) or not isinstance(arrays, (list, tuple)) or not arrays:
+        raise NotTensorizable(f"np.{what} of {type(arrays).__name__}")
+    parts = [_operand(x) for x in arrays]
+    for k, p in enumerate(parts):
+        if len(p.shape) < ndmin:
+            if ndmin == 1 and what != "concatenate":
+                parts[k] = reshape(p, (1,) * (ndmin - len(p.shape)) + p.shape) if p.shape else bcast(p, (1,))
+            else:
+                raise NotTensorizable(f"np.{what}: a {len(p.shape)}-d part")  # NumPy's own error
+    return parts
+
+
+def _concatenate_function(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    _unused(out=out, dtype=dtype)
+    parts = _parts(arrays, "concatenate")
+    if axis is None:
+        return concat([reshape(p, (math.prod(p.shape),)) for p in parts], 0)
+    if len({len(p.shape) for p in parts}) != 1:
+        raise NotTensorizable("parts of different ndim")
+    return concat(parts, _axis(axis, len(parts[0].shape), "concatenate"))
+
+
+def _stack_function(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    _unused(out=out, dtype=dtype)
+    parts = [_operand(x) for x in arrays] if isinstance(arrays, (list, tuple)) and arrays else None
+    if parts is None or len({p.shape for p in parts}) != 1:
+        raise NotTensorizable("np.stack of arrays of different shapes")
+    nd = len(parts[0].shape) + 1
+    ax = _axis(axis, nd, "stack")
+    shape = parts[0].shape[:ax] + (1,) + parts[0].shape[ax:]
+    return concat([reshape(p, shape) if p.shape else bcast(p, shape) for p in parts], ax)
+
+
+def _hstack_function(tup, dtype=None, casting="same_kind"):
+    _unused(dtype=dtype)
+    parts = _parts(tup, "hstack")
+    return concat(parts, 0 if len(parts[0].shape) == 1 else 1)
+
+
+def _vstack_function(tup, dtype=None, casting="same_kind"):
+    _unused(dtype=dtype)
+    parts = [p if len(p.shape) >= 2 else reshape(p, (1, max(1, math.prod(p.shape)))) for p in _parts(tup, "vstack")]
+    return concat(parts, 0)
+
+
+def _append_function(arr, values, axis=None):
+    a, v = _operand(arr), _operand(values)
+    if axis is None:
+        return concat([reshape(x, (math.prod(x.shape),)) if x.shape else bcast(x, (1,)) for x in (a, v)], 0)
+    return _concatenate_function([a, v], axis)
+
+
+def _split_function(ary, indices_or_sections, axis=0, _array=False):
+    a = _operand(ary)
+    if not a.shape:
+        raise NotTensorizable("split of a scalar")
+    ax = _axis(axis, len(a.shape), "split")
+    n = a.shape[ax]
+    if isinstance(indices_or_sections, numbers.Integral):
+        k = int(indices_or_sections)
+        if k <= 0 or (not _array and n % k):
+            raise NotTensorizable("sections")  # NumPy's own error
+        sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
+        bounds = list(np.cumsum([0] + sizes))
+    else:
+        bounds = [0] + [min(max(int(i) if i >= 0 else int(i) + n, 0), n) for i in indices_or_sections] + [n]
+    return [_slice_along(a, ax, lo, max(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+for _function, _builder in ((np.concatenate, _concatenate_function), (np.stack, _stack_function),
+                            (np.hstack, _hstack_function), (np.vstack, _vstack_function),
+                            (np.append, _append_function), (np.split, _split_function),
+                            (np.array_split, lambda a, s, axis=0: _split_function(a, s, axis, True))):
+    defunction(_function, _builder)
+del _function, _builder
 
 
 # -- NumPy's array functions on tensors ------------------------------------------------------

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from symjac.ir import intern, make
+from symjac.ir import constant_value, intern, make
 from symjac.ops.define import defbilinear
 from symjac.ops.tensor import bcast, transpose, tsum
 
@@ -175,6 +175,33 @@ def _einsum_transpose(node, g):
     return [einsum(f"{out},{sb}->{sa}", g, b), einsum(f"{sa},{out}->{sb}", a, g)]
 
 
+def _einsum_structure(node, m):
+    """Which result entries an entry of argument ``m`` reaches, with the other
+    operand's entry as the weight: every term of the contraction, less those
+    where the other operand is a constant zero."""
+    subs = parse_subscripts(node.attr)
+    mine, other, out = subs[m], subs[1 - m], subs[2]
+    sizes = dict(zip(subs[0], node.args[0].shape)) | dict(zip(subs[1], node.args[1].shape))
+    value = constant_value(node.args[1 - m])
+    letters = list(dict.fromkeys(out + mine + other))
+    grids = np.indices([sizes[c] for c in letters], sparse=True) if letters else []
+
+    def flat(sub):
+        pos, stride = np.zeros((1,) * len(letters), dtype=np.int64), 1
+        for c in reversed(sub):
+            pos = pos + grids[letters.index(c)] * stride
+            stride *= sizes[c]
+        return pos
+
+    shape = tuple(sizes[c] for c in letters)
+    rows, cols = np.broadcast_to(flat(out), shape).reshape(-1), np.broadcast_to(flat(mine), shape).reshape(-1)
+    weight = np.broadcast_to(flat(other), shape).reshape(-1)  # each term's entry of the other operand
+    if value is not None:
+        keep = np.asarray(value).reshape(-1)[weight] != 0
+        rows, cols, weight = rows[keep], cols[keep], weight[keep]
+    return rows, cols, (node.args[1 - m], weight)
+
+
 def _einsum_cost(node):
     sa, sb, out = parse_subscripts(node.attr)
     sizes = dict(zip(sa, node.args[0].shape)) | dict(zip(sb, node.args[1].shape))
@@ -182,7 +209,7 @@ def _einsum_cost(node):
 
 
 defbilinear("einsum", evaluate=lambda v, spec: np.einsum(spec, *v), build=lambda args, spec: einsum(spec, *args),
-            cost=_einsum_cost, transpose=_einsum_transpose,
+            cost=_einsum_cost, transpose=_einsum_transpose, structure=_einsum_structure,
             doc="two-operand contraction (attr: canonical subscripts 'ab,bc->ac')")
 
 

@@ -52,14 +52,14 @@ def zeros_like(node):
 
 
 def deftensor(name, nargs, *, evaluate, build, cost, jvp=None, transpose=None, transpose_many=None,
-              linearity=None, differentiable=True, doc=""):
+              linearity=None, differentiable=True, structure=None, doc=""):
     """Declare a structural tensor op (an attribute-carrying op printed as loops)."""
     return register(OpDef(name, nargs, evaluate, kind="structural", cost=cost, build=build, jvp=jvp,
                           transpose=transpose, transpose_many=transpose_many, linearity=linearity,
-                          differentiable=differentiable, doc=doc))
+                          differentiable=differentiable, structure=structure, doc=doc))
 
 
-def deflinear(name, nargs, *, evaluate, build, cost, transpose, transpose_many=None, doc=""):
+def deflinear(name, nargs, *, evaluate, build, cost, transpose, transpose_many=None, structure=None, doc=""):
     """A tensor op linear in all its arguments jointly: its JVP is the op on the
     tangents (zeros where an argument has none)."""
 
@@ -69,10 +69,10 @@ def deflinear(name, nargs, *, evaluate, build, cost, transpose, transpose_many=N
         return build(tuple(zeros_like(a) if t is None else t for a, t in zip(node.args, tangents)), node.attr)
 
     return deftensor(name, nargs, evaluate=evaluate, build=build, cost=cost, jvp=jvp, transpose=transpose,
-                     transpose_many=transpose_many, linearity="linear", doc=doc)
+                     transpose_many=transpose_many, linearity="linear", structure=structure, doc=doc)
 
 
-def defbilinear(name, *, evaluate, build, cost, transpose, doc=""):
+def defbilinear(name, *, evaluate, build, cost, transpose, structure=None, doc=""):
     """A tensor op linear in each of its two arguments: its JVP has one term per
     argument, B(ta, b) + B(a, tb)."""
 
@@ -91,5 +91,5 @@ def defbilinear(name, *, evaluate, build, cost, transpose, doc=""):
         return acc
 
     return deftensor(name, 2, evaluate=evaluate, build=build, cost=cost, jvp=jvp, transpose=transpose,
-                     linearity="bilinear", doc=doc)
+                     linearity="bilinear", structure=structure, doc=doc)
 

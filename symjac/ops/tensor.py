@@ -78,12 +78,14 @@ def elem(t, index):
 deflinear("pack", -1, evaluate=lambda v, shape: np.array([np.asarray(a, dtype=float)[()] for a in v]).reshape(shape),
           build=lambda args, shape: pack(args, shape), cost=lambda node: 0,
           transpose=lambda node, g: [elem(g, i) for i in range(len(node.args))],
+          structure=lambda node, m: (np.array([m]), np.array([0])),
           doc="scalars -> tensor (attr: shape)")
 deflinear("elem", 1, evaluate=lambda v, i: np.asarray(v[0]).reshape(-1)[i],
           build=lambda args, i: elem(args[0], i), cost=lambda node: 0,
           transpose=lambda node, g: [pack([g if i == node.attr else ZERO
                                            for i in range(math.prod(node.args[0].shape))], node.args[0].shape)],
           transpose_many=lambda t, entries: pack([entries.get(i, ZERO) for i in range(math.prod(t.shape))], t.shape),
+          structure=lambda node, m: (np.array([0]), np.array([node.attr])),
           doc="one scalar of a tensor (attr: flat index)")
 
 
@@ -133,6 +135,33 @@ def _bcast_eval(v, attr):
     return np.broadcast_to(expanded, shape).copy()
 
 
+def _flat_positions(t):
+    """0, 1, 2... in the shape of ``t``."""
+    return np.arange(math.prod(t.shape), dtype=np.int64).reshape(t.shape)
+
+
+def _gathered(node, sources):
+    """The structure of an op whose entry i is argument entry ``sources.flat[i]``."""
+    cols = np.asarray(sources, dtype=np.int64).reshape(-1)
+    return np.arange(cols.size), cols
+
+
+def _reduced(node, m):
+    """The structure of a reduction: every entry on the result entry it lands in."""
+    a = node.args[0]
+    kept = _kept(node)
+    out = np.arange(max(1, math.prod(node.shape)), dtype=np.int64).reshape(
+        tuple(a.shape[i] if i in kept else 1 for i in range(len(a.shape))))
+    return np.broadcast_to(out, a.shape).reshape(-1), np.arange(math.prod(a.shape))
+
+
+def _extreme_structure(node, m):
+    """Which entry attains the extreme depends on the values: all are
+    structural, weighted by `extreme_weights`."""
+    rows, cols = _reduced(node, m)
+    return rows, cols, (extreme_weights(node), cols)
+
+
 def _kept(node):
     """The axes of a reduction's input that survive it."""
     return tuple(i for i in range(len(node.args[0].shape)) if i not in node.attr)
@@ -141,6 +170,7 @@ def _kept(node):
 deflinear("bcast", 1, evaluate=_bcast_eval, cost=lambda node: 0,
           build=lambda args, attr: fit(args[0], attr[0]) if not args[0].shape else bcast(args[0], *attr),
           transpose=lambda node, g: [tsum(g, [i for i in range(len(node.attr[0])) if i not in node.attr[1]])],
+          structure=lambda node, m: _gathered(node, _bcast_eval([_flat_positions(node.args[0])], node.attr)),
           doc="broadcast along new axes (attr: shape, dims of the argument's axes)")
 
 
@@ -190,7 +220,7 @@ def extreme_weights(node):
 deflinear("tsum", 1, evaluate=lambda v, axes: np.sum(v[0], axis=axes), build=lambda args, axes: tsum(args[0], axes),
           cost=lambda node: math.prod(node.args[0].shape),
           transpose=lambda node, g: [bcast(g, node.args[0].shape, _kept(node))],
-          doc="sum over axes (attr: axes)")
+          structure=_reduced, doc="sum over axes (attr: axes)")
 
 for _op, _fn in (("tmax", np.max), ("tmin", np.min)):
     # piecewise linear: the derivative is the weighted sum of the tangent over the
@@ -203,6 +233,7 @@ for _op, _fn in (("tmax", np.max), ("tmin", np.min)):
                                                                    node.attr),
               transpose=lambda node, g: [make("mul", bcast(g, node.args[0].shape, _kept(node)),
                                               extreme_weights(node))],
+              structure=_extreme_structure,
               doc="maximum (minimum) over axes (attr: axes)")
 
 
@@ -244,8 +275,10 @@ def transpose(a, perm):
 
 deflinear("reshape", 1, evaluate=lambda v, shape: np.reshape(v[0], shape),
           build=lambda args, shape: reshape(args[0], shape), cost=lambda node: 0,
-          transpose=lambda node, g: [reshape(g, node.args[0].shape)], doc="C-order reshape (attr: shape)")
+          transpose=lambda node, g: [reshape(g, node.args[0].shape)],
+          structure=lambda node, m: _gathered(node, _flat_positions(node)), doc="C-order reshape (attr: shape)")
 deflinear("transpose", 1, evaluate=lambda v, perm: np.transpose(v[0], perm),
           build=lambda args, perm: transpose(args[0], perm), cost=lambda node: 0,
           transpose=lambda node, g: [transpose(g, tuple(np.argsort(node.attr)))],
+          structure=lambda node, m: _gathered(node, np.transpose(_flat_positions(node.args[0]), node.attr)),
           doc="axis permutation (attr: perm)")

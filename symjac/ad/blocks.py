@@ -1,0 +1,259 @@
+"""Sparse forward mode at the array level: Jacobians as blocks.
+
+The Jacobian of a node with respect to the variables is held as a few
+*blocks*, each a triple (rows, cols, values): int arrays of flat positions
+known at compile time and a 1-D tensor node of values, entry k adding
+``values[k]`` at ``(rows[k], cols[k])``.  An op maps each block of an
+argument through its local Jacobian (`symjac.ad.pattern.local_jacobian`):
+the positions are joined on index arrays, vectorized, at compile time, and
+the values become a gather of the block's values times a gather of the op's
+local weights (an elementwise op's partial, a contraction's other operand; a
+selection or a sum needs no multiply).  A view, a concatenation or a roll
+therefore costs nothing at run time, an elementwise op one multiply per
+entry of each block, and constant values (a stencil's coefficients) fold
+while the graph is built.  Blocks with the same positions are merged; the
+output's structural pattern is the union of its blocks' positions and its
+values one scatter-add.  Every number of entries is the Jacobian's own: no
+colour, no tangent of a whole array per seed, no unrolled statement.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from symjac.ad.compressed import OutputJacobian
+from symjac.ad.pattern import local_jacobian
+from symjac.ad.rules import differentiable
+from symjac.ir import const, constant_value, iconst, lookup, make, tconst
+
+__all__ = ["block_jacobian", "MAX_BLOCKS"]
+
+MAX_BLOCKS = 24  # more blocks on one node are joined into one (bounds the graph on any program)
+
+
+class _Block:
+    __slots__ = ("rows", "cols", "vals")
+
+    def __init__(self, rows, cols, vals):
+        self.rows, self.cols, self.vals = rows, cols, vals
+
+    def key(self):
+        return hash((self.rows.tobytes(), self.cols.tobytes()))
+
+
+def _build(op, args, attr):
+    return lookup(op).build(tuple(args), attr)
+
+
+def _flat(t):
+    return t if len(t.shape) == 1 else _build("reshape", [t], (max(1, math.prod(t.shape)),))
+
+
+def _take(t, idx):
+    """``t.flat[idx]``: a scalar node for one entry (a block of one entry stays
+    scalar code), else a node of shape (len(idx),): the tensor itself, a
+    broadcast, a view or a gather."""
+    if idx.size == 1:
+        return t if not t.shape else _build("elem", [t], int(idx[0]))
+    if not t.shape:
+        return _build("bcast", [t], ((idx.size,), ()))
+    flat = _flat(t)
+    n = flat.shape[0]
+    if idx.size == n and np.array_equal(idx, np.arange(n)):
+        return flat
+    step = np.diff(idx)
+    if np.all(step == step[0]):
+        return _build("view", [flat], (int(idx[0]), (int(step[0]),), (idx.size,)))
+    return _build("gather", [flat, iconst(idx)], None)
+
+
+def _constant(values):
+    """A constant node for a 1-D array of values (a scalar for one entry)."""
+    return const(float(values[0])) if values.size == 1 else tconst(values)
+
+
+def _ones(k):
+    return _constant(np.ones(k))
+
+
+def _join(vals):
+    """One 1-D node of the values of several blocks (scalars packed together)."""
+    parts, scalars = [], []
+    for v in vals:
+        if v.shape:
+            if scalars:
+                parts.append(_build("pack", scalars, (len(scalars),)))
+                scalars = []
+            parts.append(v)
+        else:
+            scalars.append(v)
+    if scalars:
+        parts.append(_build("pack", scalars, (len(scalars),)))
+    return parts[0] if len(parts) == 1 else _build("concat", parts, 0)
+
+
+def _is_ones(vals):
+    v = constant_value(vals)
+    return v is not None and bool(np.all(v == 1.0))
+
+
+def _compose(block, rule):
+    """The block of the node from ``block`` of its argument and the sorted rule."""
+    r, c, weight = rule
+    lo = np.searchsorted(c, block.rows, "left")
+    hi = np.searchsorted(c, block.rows, "right")
+    cnt = hi - lo
+    total = int(cnt.sum())
+    if not total:
+        return None
+    if total == block.rows.size and np.all(cnt == 1):
+        i_idx, e_idx = np.arange(total), lo
+    else:
+        i_idx = np.repeat(np.arange(block.rows.size), cnt)
+        starts = np.repeat(np.cumsum(cnt) - cnt, cnt)
+        e_idx = lo[i_idx] + (np.arange(total) - starts)
+    rows, cols = r[e_idx], block.cols[i_idx]
+    vals = None if _is_ones(block.vals) else _take(block.vals, i_idx)
+    if weight is not None:
+        W, widx = weight
+        w = _take(W, widx[e_idx])
+        vals = w if vals is None else make("mul", vals, w)
+    if vals is None:
+        vals = _ones(total)
+    value = constant_value(vals)
+    if value is not None:  # constant values: their zeros are structural
+        keep = np.broadcast_to(value, (total,)) != 0
+        if not keep.all():
+            rows, cols = rows[keep], cols[keep]
+            if not rows.size:
+                return None
+            vals = _constant(np.broadcast_to(value, (total,))[keep])
+    return _Block(rows, cols, vals)
+
+
+def _sorted_rule(rule):
+    r, c, weight = rule
+    r, c = np.asarray(r, dtype=np.int64).reshape(-1), np.asarray(c, dtype=np.int64).reshape(-1)
+    if c.size > 1 and np.any(c[1:] < c[:-1]):
+        order = np.argsort(c, kind="stable")
+        r, c = r[order], c[order]
+        if weight is not None:
+            weight = (weight[0], np.asarray(weight[1]).reshape(-1)[order])
+    elif weight is not None:
+        weight = (weight[0], np.asarray(weight[1]).reshape(-1))
+    return r, c, weight
+
+
+def _merge(blocks):
+    """Blocks with the same positions added; too many joined into one."""
+    out = {}
+    for b in blocks:
+        k = b.key()
+        prev = out.get(k)
+        out[k] = b if prev is None else _Block(b.rows, b.cols, make("add", prev.vals, b.vals))
+    blocks = list(out.values())
+    if len(blocks) > MAX_BLOCKS:
+        blocks = [_Block(np.concatenate([b.rows for b in blocks]), np.concatenate([b.cols for b in blocks]),
+                         _join([b.vals for b in blocks]))]
+    return blocks
+
+
+def supported(order, dep):
+    """True when every op the Jacobian goes through declares its local Jacobian."""
+    for node in order:
+        if node.id in dep and node.args and differentiable(node):
+            info = lookup(node.op)
+            if info.kind != "elementwise" and info.structure is None:
+                return False
+    return True
+
+
+def block_jacobian(outputs, variables, walk):
+    """Per output (a tensor node, or a list of scalar nodes), its `OutputJacobian`
+    with respect to the scalar ``variables``, by sparse forward mode on blocks.
+    ``walk`` is `symjac.ad.compressed.is_array_program`'s."""
+    order, dep, input_blocks = walk
+    pos = {v.id: j for j, v in enumerate(variables)}
+    n = len(variables)
+    is_input_block = {b.id for b in input_blocks}
+    J = {}
+
+    def of(a):
+        if a.id in pos and a.id not in J:
+            J[a.id] = [_Block(np.zeros(1, np.int64), np.array([pos[a.id]]), _ones(1))]
+        return J.get(a.id)
+
+    for node in order:
+        if node.id not in dep or node.id in pos:
+            continue
+        size = max(1, math.prod(node.shape))
+        if node.id in is_input_block:
+            J[node.id] = [_Block(np.arange(size), np.array([pos[a.id] for a in node.args], np.int64), _ones(size))]
+            continue
+        if not differentiable(node):
+            continue
+        new = []
+        for m, a in enumerate(node.args):
+            ja = of(a)
+            if not ja:
+                continue
+            rule = local_jacobian(node, m)
+            if rule is None:
+                continue
+            rule = _sorted_rule(rule)
+            for b in ja:
+                nb = _compose(b, rule)
+                if nb is not None:
+                    new.append(nb)
+        if new:
+            J[node.id] = _merge(new)
+
+    results = []
+    for o in outputs:
+        blocks = []
+        for r, e in (enumerate(o) if isinstance(o, list) else [(0, o)]):
+            for b in (of(e) or []):
+                blocks.append(_Block(b.rows + r, b.cols, b.vals) if r else b)
+        results.append(_assemble(blocks, n))
+    return results
+
+
+def _assemble(blocks, n):
+    """An output's `OutputJacobian` from its blocks: the union of their
+    positions, constant blocks summed now, the others scatter-added."""
+    if not blocks:
+        empty = np.zeros(0, np.int64)
+        return OutputJacobian(None, empty, empty)
+    keys = [b.rows * n + b.cols for b in blocks]
+    uniq = np.unique(np.concatenate(keys))
+    nnz = uniq.size
+    fixed = np.zeros(nnz)
+    runtime = []
+    for b, k in zip(blocks, keys):
+        slots = np.searchsorted(uniq, k)
+        value = constant_value(b.vals)
+        if value is not None:
+            np.add.at(fixed, slots, np.broadcast_to(value, k.shape))
+        else:
+            runtime.append((b.vals, slots))
+    rows, cols = uniq // n, uniq % n
+    if not runtime:
+        return OutputJacobian(tconst(fixed), rows, cols)
+    if len(runtime) == 1 and runtime[0][1].size == nnz and np.array_equal(runtime[0][1], np.arange(nnz)) \
+            and runtime[0][0].shape:
+        values = runtime[0][0]
+    else:
+        args = []  # the tensor blocks' values, and the scalar ones packed, each pair scattered into place
+        scalars = [(v, sl) for v, sl in runtime if not v.shape]
+        for v, sl in runtime:
+            if v.shape:
+                args += [v, iconst(sl)]
+        if scalars:
+            args += [_build("pack", [v for v, _ in scalars], (len(scalars),)),
+                     iconst(np.concatenate([sl for _, sl in scalars]))]
+        values = _build("scatter", args, (nnz,))
+    if np.any(fixed != 0):
+        values = make("add", values, tconst(fixed))
+    return OutputJacobian(values, rows, cols)

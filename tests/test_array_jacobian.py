@@ -1,0 +1,182 @@
+"""Jacobians of array programs at the array level (issue 10).
+
+Arrays of at least ``min_array`` entries stay tensors; their Jacobian is
+taken by compressed forward mode over a colouring of the structural
+pattern.  Checked here: the pattern equals the nonzeros of a dense
+complex-step Jacobian, the values match it, the array path agrees with the
+unrolled one (``tensor_policy(min_work=None)``) on random programs, and the
+kernel's size does not grow with the arrays.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import symjac
+
+rng = np.random.default_rng(10)
+
+
+def bruss1d(N, A=1.0, B=3.0, alpha=0.02):
+    def f(y):
+        u, v = y[:N], y[N:]
+        lap_u = np.concatenate([[1.0 - 2 * u[0] + u[1]], u[:-2] - 2 * u[1:-1] + u[2:], [u[-2] - 2 * u[-1] + 1.0]])
+        lap_v = np.concatenate([[3.0 - 2 * v[0] + v[1]], v[:-2] - 2 * v[1:-1] + v[2:], [v[-2] - 2 * v[-1] + 3.0]])
+        return np.concatenate([A + u * u * v - (B + 1) * u + alpha * lap_u, B * u - u * u * v + alpha * lap_v])
+    return f
+
+
+def bruss2d(n, A=1.0, B=3.4, alpha=0.1):
+    def f(y):
+        u, v = y[: n * n].reshape(n, n), y[n * n:].reshape(n, n)
+
+        def lap(w):
+            return np.roll(w, 1, 0) + np.roll(w, -1, 0) + np.roll(w, 1, 1) + np.roll(w, -1, 1) - 4 * w
+        du = A + u * u * v - (B + 1) * u + alpha * lap(u)
+        dv = B * u - u * u * v + alpha * lap(v)
+        return np.concatenate([du.ravel(), dv.ravel()])
+    return f
+
+
+T200 = np.linspace(0.0, 10.0, 40)
+DATA = rng.normal(size=40)
+
+
+def gaussians(p):
+    r = -DATA
+    for k in range(3):
+        r = r + p[3 * k] * np.exp(-(T200 - p[3 * k + 1]) ** 2 / (2 * p[3 * k + 2] ** 2))
+    return r
+
+
+S = np.where(rng.random((20, 24)) < 0.15, rng.normal(size=(20, 24)), 0.0)  # a mostly-zero constant
+
+
+def odeish(y):
+    dy = np.zeros_like(y)
+    dy[1:-1] = y[:-2] * y[2:] - np.sin(y[1:-1])  # scatter-style assignment
+    dy[0], dy[-1] = y[0] ** 2, y[-1] * y[0]
+    return dy
+
+
+PROGRAMS = {  # name: (f, n)
+    "bruss1d": (bruss1d(12), 24),
+    "bruss2d": (bruss2d(5), 50),
+    "gaussians": (gaussians, 9),
+    "sparse_constant": (lambda x: np.tanh(S @ x) * x[:20], 24),
+    "odeish": (odeish, 20),
+    "gather_mask": (lambda x: x[np.arange(19, -1, -3)] * x[x.size // 2] + np.exp(x[np.arange(20) % 3 == 0]).sum(), 20),
+    "where_cumsum": (lambda x: np.where(np.arange(20) % 2 == 0, x ** 2, np.cumsum(x)) + np.diff(x ** 3, prepend=0.0), 20),
+    "reduce_reshape": (lambda x: np.concatenate([x.reshape(4, 5).sum(axis=0) * x[:5], x.reshape(4, 5).T.ravel() ** 3,
+                                                 np.mean(x.reshape(4, 5) ** 2, axis=1)]), 20),
+    "stack_split": (lambda x: np.stack([a * b for a, b in zip(np.split(x, 4), np.split(x[::-1], 4))]).ravel(), 20),
+    "add_at": (lambda x: _add_at(x), 20),
+}
+
+
+def _add_at(x):
+    out = x[:17] * 0.0
+    np.add.at(out, np.arange(20) % 17, x * x[::-1])
+    return out
+
+
+def complex_step(f, x):
+    h = 1e-30
+    cols = [np.asarray(f(x + 1j * h * e)).imag / h for e in np.eye(x.size)]
+    return np.stack(cols, axis=-1)
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_array_jacobian_pattern_and_values_match_complex_step(name):
+    f, n = PROGRAMS[name]
+    x = rng.uniform(0.5, 1.5, size=(2, n))
+    Jsp = symjac.jacobian(f, sparse=True, backend="numpy")
+    S_ = Jsp(x)
+    J = symjac.jacobian(f, backend="numpy")(x)
+    for b in range(2):
+        want = complex_step(f, x[b].astype(complex))
+        np.testing.assert_allclose(J[b], want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(S_.todense()[b], want, rtol=1e-12, atol=1e-12)
+    dense_nz = set(zip(*np.nonzero(complex_step(f, x[0].astype(complex)))))
+    assert set(zip(S_.rows.tolist(), S_.cols.tolist())) == dense_nz  # exact: no entry too many, none missing
+
+
+def test_the_array_path_is_taken():
+    f, n = PROGRAMS["bruss1d"]
+    k = symjac.jacobian(f, sparse=True, backend="numpy").kernel_for(np.ones((1, n)))
+    ops = {s.op for s in k.program.body}
+    assert {"scatter", "view"} <= ops  # array ops, not one statement per entry
+    assert len(k.program.body) < 120
+
+
+@pytest.mark.parametrize("backend", ["numba"])
+def test_brusselator_sparse_on_numba(backend):
+    f, n = PROGRAMS["bruss1d"]
+    x = rng.uniform(0.5, 1.5, size=(3, n))
+    S_ = symjac.jacobian(f, sparse=True, backend=backend)(x)
+    for b in range(3):
+        np.testing.assert_allclose(S_.todense()[b], complex_step(f, x[b].astype(complex)), rtol=1e-12, atol=1e-12)
+
+
+def _kernel_lines(N, backend):
+    k = symjac.jacobian(bruss1d(N), sparse=True, backend=backend).kernel_for(np.ones((1, 2 * N)))
+    return k, len(k.source.splitlines())
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_kernel_size_does_not_grow_with_the_arrays(backend):
+    k1, small = _kernel_lines(100, backend)
+    k2, large = _kernel_lines(10_000, backend)
+    assert small == large, (small, large)
+    # 8N - 4 nonzeros: u and v each a tridiagonal block, plus the two diagonal couplings
+    assert k1.sparsity[0][0][0].size == 796 and k2.sparsity[0][0][0].size == 79_996
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_kinetics_keeps_its_structural_zeros(backend):
+    from benchmarks.kinetics import make_problem  # the benchmark's own generator
+
+    p = make_problem(3)
+    jf = symjac.jacobian(p.rhs, sparse=True, backend=backend)
+    S_ = jf(p.X, p.K)
+    assert S_.nnz == 259 == int(p.net.pattern.sum())
+    assert set(zip(S_.rows.tolist(), S_.cols.tolist())) == set(zip(*np.nonzero(p.net.pattern)))
+    assert "scatter" in {s.op for s in jf.kernel_for(p.X, p.K).program.body}  # the sparse S @ rates stays whole
+    with symjac.tensor_policy(min_work=None):
+        want = symjac.jacobian(p.rhs, backend="numpy")(p.X, p.K)
+    np.testing.assert_allclose(S_.todense(), want, rtol=1e-13, atol=1e-13)
+
+
+# -- the array path against the unrolled path on random programs --------------------------
+
+UNARY = [np.sin, np.exp, np.tanh, lambda a: a * a, lambda a: 1.0 / (1.5 + a * a)]
+BUILD = [
+    lambda a, b: a + b, lambda a, b: a * b, lambda a, b: np.roll(a, 3) - b, lambda a, b: a[::-1] * b,
+    lambda a, b: np.cumsum(a) * 0.1 + b, lambda a, b: np.where(np.arange(a.size) % 3 == 0, a, b),
+    lambda a, b: np.concatenate([a[1:], b[:1]]), lambda a, b: a * b.sum(),
+    lambda a, b: np.concatenate([np.diff(a), [b[0]]]), lambda a, b: a[np.arange(a.size) * 7 % a.size] + b,
+]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(BUILD) - 1), st.integers(0, len(UNARY) - 1),
+                          st.integers(0, 10), st.integers(0, 10)), min_size=1, max_size=6),
+       st.integers(0, 2 ** 31 - 1))
+def test_array_path_agrees_with_the_unrolled_path(steps, seed):
+    n = 18
+
+    def f(x):
+        vals = [x, np.sin(x)]
+        for op, un, i, j in steps:
+            a, b = vals[i % len(vals)], vals[j % len(vals)]
+            vals.append(UNARY[un](BUILD[op](a, b)))
+        return vals[-1]
+
+    x = np.random.default_rng(seed).uniform(-1, 1, size=(2, n))
+    with symjac.tensor_policy(min_work=None):
+        want = symjac.jacobian(f, backend="numpy")(x)
+    got = symjac.jacobian(f, backend="numpy")(x)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    k = symjac.jacobian(f, sparse=True, backend="numpy")
+    S_ = k(x)
+    assert set(zip(S_.rows.tolist(), S_.cols.tolist())) >= set(zip(*np.nonzero(want[0])))
