@@ -841,6 +841,10 @@ def main(argv=None):
                    help="seconds allowed for symjac's fresh subprocess per problem (default 900, quick 600)")
     p.add_argument("--symjac-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--outdir", default=None, help=argparse.SUPPRESS)
+    # accepted for benchmarks.run_all (the tables are its report; first calls are always isolated)
+    p.add_argument("--json", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--wait-idle", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--no-isolate", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats is None:
         args.repeats = 3 if args.quick else 7
@@ -867,13 +871,16 @@ def main(argv=None):
         pass
     print(f"- {args.repeats}+ timed calls per method (median; fast methods: until 0.5 s timed), "
           f"symjac subprocess timeout {args.timeout:.0f} s")
+    failed = 0
     for key in keys:
         try:
             run_problem(key, args)
         except Exception:  # noqa: BLE001  (keep going with the next problem)
+            failed += 1
             print(f"problem {key} FAILED:")
             traceback.print_exc()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -121,12 +121,14 @@ def _embed(g, lead, shape, offset, strides):
     return out.reshape(lead + shape)
 ''',
     '_scatter': '''
-def _scatter(lead, shape, pairs):
-    # pairs: (values, positions, batched); a shared value is added to every sample
+def _scatter(lead, shape, pairs, base):
+    # pairs: (values, positions, batched); a shared value is added to every sample; base: (tensor, batched)
     n = 1
     for d in shape:
         n *= d
     out = np.zeros(lead + (n,), dtype=_F)
+    if base is not None:
+        out += np.reshape(base[0], (lead if base[1] else ()) + (n,))
     for g, idx, batched in pairs:
         g = np.reshape(g, (lead if batched else ()) + (-1,))
         np.add.at(out, (slice(None),) * len(lead) + (np.reshape(idx, -1),), np.broadcast_to(g, lead + g.shape[-1:]))
@@ -320,12 +322,19 @@ class Scatter:
     helpers = ("_scatter",)
 
     def numpy(self, p, s):
-        pairs = ", ".join(f"({g}, {idx}, {p.info[g].batched})" for g, idx in zip(s.args[::2], s.args[1::2]))
-        return f"_scatter({_lead(s)}, {s.shape!r}, [{pairs}])"
+        off = len(s.args) % 2  # an odd count: the first argument is the base added into
+        pairs = ", ".join(f"({g}, {idx}, {p.info[g].batched})" for g, idx in zip(s.args[off::2], s.args[off + 1::2]))
+        base = f"({s.args[0]}, {p.info[s.args[0]].batched})" if off else "None"
+        return f"_scatter({_lead(s)}, {s.shape!r}, [{pairs}], {base})"
 
     def loops(self, p, s, tile):
-        lines = p.fill(s, tile)
-        for g, idx in zip(s.args[::2], s.args[1::2]):
+        off = len(s.args) % 2
+        if off:  # start from the base
+            head, depth = p.nest([("i0", size(s.shape))])
+            lines = head + p.inner(tile, [f"{p.out_el(s, 'i0', tile)} = {p.el(s.args[0], 'i0', tile)}"], depth)
+        else:
+            lines = p.fill(s, tile)
+        for g, idx in zip(s.args[off::2], s.args[off + 1::2]):
             g_shape = p.info[g].shape
             vars_ = [f"i{d}" for d in range(len(g_shape))]
             head, depth = p.nest(list(zip(vars_, g_shape)))

@@ -150,7 +150,9 @@ class TiledNumbaPrinter(NumbaPrinter):
         blocks = self._blocks(batched)
         self.block_of = {s.name: b for b, (_, _, stmts) in enumerate(blocks) for s in stmts}
         self.buffered = self._buffered(blocks)
-        self.tile = choose_tile(max((_size(self.info[n].shape) for n in self.buffered), default=1))
+        self.direct = self._direct(blocks)
+        self.tile = choose_tile(max((_size(self.info[n].shape) for n in self.buffered - set(self.direct)),
+                                    default=1))
         ins = [f"x{k}" for k in range(len(program.inputs))]
         outs = [f"out{k}" for k in range(len(program.outputs))]
         shared = [self._hoisted(s) for s in hoisted]
@@ -159,13 +161,15 @@ class TiledNumbaPrinter(NumbaPrinter):
             st = self.info[n]
             dt = "np.bool_" if st.dtype == "bool" else "_F"
             shape = f"({_size(st.shape)}, {self.tile})" if st.shape else f"({self.tile},)"
-            if not _alias(st):  # every op writes its whole buffer, but for a pack's zero entries
+            if not _alias(st) and n not in self.direct:  # every op writes its whole buffer, but a pack's zeros
                 alloc = "np.zeros" if st.op == "pack" else "np.empty"
                 body.append(f"    {self._buf(n)} = {alloc}({shape}, dtype={dt})")
         for s in batched:  # a reshape or a contiguous view is (part of) its source's buffer under another name
             if _alias(s):
                 body.append(f"    {s.name} = {s.args[0]}{_alias_rows(s)}")
-        parts = [self._block(kind, size, stmts) for kind, size, stmts in blocks] + [self._stores()]
+        # zero-filled outputs are filled first: outputs written in place (direct) come after
+        fills = [[f"out{k}[b0:b0 + n, :] = 0" for k in sorted(program.zero_fill)]] if program.zero_fill else []
+        parts = fills + [self._block(kind, size, stmts) for kind, size, stmts in blocks] + [self._stores()]
         defined = {s.name for s in hoisted} | {self._buf(n) for n in self.buffered} | \
             {s.name for s in batched if _alias(s)} | set(ins) | set(outs)
         shared_helpers, shared_lines = self._split_shared(shared, [ln for p in parts for ln in p] + body,
@@ -284,6 +288,29 @@ class TiledNumbaPrinter(NumbaPrinter):
         return need
 
     # -- references ----------------------------------------------------------------------
+    def _direct(self, blocks):
+        """Tensors written straight into their output row (stored once, whole,
+        and read by nothing else): {name: (output, offset)}."""
+        p = self.program
+        readers = {}
+        for _, _, stmts in blocks:
+            for s in stmts:
+                for a in self._arg_names(s):
+                    readers[a] = readers.get(a, 0) + 1
+        aliased = {s.args[0] for s in self.info.values() if _alias(s)}
+        stored = {}
+        for _, _, t, _, _ in p.block_stores:
+            stored[t] = stored.get(t, 0) + 1
+        direct = {}
+        for k, i, t, j0, cnt in p.block_stores:
+            st = self.info[t]
+            if (p.outputs[k].reduce or not st.batched or j0 or cnt != _size(st.shape) or readers.get(t)
+                    or t in aliased or stored[t] > 1 or any(v == t for _, _, v in p.stores)
+                    or not (st.op == "scatter" or (st.shape and not p.is_structural(st)))):
+                continue
+            direct[t] = (k, i)
+        return direct
+
     def _buf(self, name):
         return name if self.info[name].shape else f"{name}_"
 
@@ -365,7 +392,7 @@ class TiledNumbaPrinter(NumbaPrinter):
                 expr = self.print_op(s.op, tuple(self._ref(a, "i", local) for a in s.args))
             lines.append(f"        e_{s.name} = {expr}")
             if s.name in self.buffered:
-                lines.append(f"        {s.name}[i, s] = e_{s.name}")
+                lines.append(f"        {self.out_el(s, 'i', True)} = e_{s.name}")
         return lines
 
     # -- tensor ops as loop nests (their forms live in codegen.structural) -------------------
@@ -394,11 +421,17 @@ class TiledNumbaPrinter(NumbaPrinter):
         return [("    " * d) + f"for {v} in range({n}):" for d, (v, n) in enumerate(loops)], len(loops)
 
     def out_el(self, s, flat, tile):
-        """The element of statement ``s``'s own buffer being written."""
+        """The element of statement ``s``'s own buffer (or output row) being written."""
+        if tile and s.name in self.direct:
+            k, i = self.direct[s.name]
+            return f"out{k}[b0 + s, {i} + {flat}]" if i else f"out{k}[b0 + s, {flat}]"
         return f"{s.name}[{flat}, s]" if tile else f"{s.name}[{flat}]"
 
     def fill(self, s, tile, value="0"):
         """Set every element of ``s`` (its tile slots when ``tile``) to ``value``."""
+        if tile and s.name in self.direct:
+            k, i = self.direct[s.name]
+            return [f"out{k}[b0:b0 + n, {i}:{i + _size(s.shape)}] = {value}"]
         if not s.shape:
             return [f"{s.name}_[:] = {value}" if tile else f"{s.name} = _F({value})"]
         return [f"{s.name}[:, :] = {value}" if tile else f"{s.name}[:] = {value}"]
@@ -423,12 +456,12 @@ class TiledNumbaPrinter(NumbaPrinter):
     def _stores(self):
         p = self.program
         lines = ["for s in range(n):", "    b = b0 + s"]
-        for k in sorted(p.zero_fill):
-            lines.append(f"    out{k}[b, :] = 0")
         for k, i, v in p.stores:
             ref = self._ref(v, None)
             lines.append(f"    out{k}[{i}] += {ref}" if p.outputs[k].reduce else f"    out{k}[b, {i}] = {ref}")
         for k, i, t, j0, cnt in p.block_stores:
+            if t in self.direct:
+                continue  # written in place
             src = self._ref(t, f"{j0} + j")
             if p.outputs[k].reduce:
                 lines += [f"    for j in range({cnt}):", f"        out{k}[{i} + j] += {src}"]

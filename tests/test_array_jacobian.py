@@ -1,6 +1,7 @@
 """Jacobians of array programs at the array level (issue 10).
 
-Arrays of at least ``min_array`` entries stay tensors; their Jacobian is
+Arrays of at least ``min_array`` entries stay tensors (8 here, so the
+programs stay small); their Jacobian is
 taken by compressed forward mode over a colouring of the structural
 pattern.  Checked here: the pattern equals the nonzeros of a dense
 complex-step Jacobian, the values match it, the array path agrees with the
@@ -15,6 +16,13 @@ from hypothesis import given, settings, strategies as st
 import symjac
 
 rng = np.random.default_rng(10)
+
+
+@pytest.fixture(autouse=True)
+def small_arrays_stay_whole():
+    """The programs here are small (tests compile fast): keep arrays of 8 entries whole."""
+    with symjac.tensor_policy(min_array=8):
+        yield
 
 
 def bruss1d(N, A=1.0, B=3.0, alpha=0.02):

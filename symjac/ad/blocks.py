@@ -227,7 +227,8 @@ def _assemble(blocks, n):
         empty = np.zeros(0, np.int64)
         return OutputJacobian(None, empty, empty)
     keys = [b.rows * n + b.cols for b in blocks]
-    uniq = np.unique(np.concatenate(keys))
+    uniq = np.sort(np.concatenate(keys))  # sorted unique keys: row-major, the CSR order
+    uniq = uniq[np.concatenate([[True], uniq[1:] != uniq[:-1]])] if uniq.size else uniq
     nnz = uniq.size
     fixed = np.zeros(nnz)
     runtime = []
@@ -253,7 +254,10 @@ def _assemble(blocks, n):
         if scalars:
             args += [_build("pack", [v for v, _ in scalars], (len(scalars),)),
                      iconst(np.concatenate([sl for _, sl in scalars]))]
+        if np.any(fixed != 0):  # the constant entries are the base the others are added into
+            args = [tconst(fixed)] + args
         values = _build("scatter", args, (nnz,))
+        return OutputJacobian(values, rows, cols)
     if np.any(fixed != 0):
         values = make("add", values, tconst(fixed))
     return OutputJacobian(values, rows, cols)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import sparse
 
 from symjac.ad.pattern import color_columns, propagate
 from symjac.ad.sweeps import depends, seeded_forward
@@ -77,6 +76,8 @@ def compressed_jacobian(outputs, variables, walk=None):
     with respect to the scalar ``variables``; and the number of colours.
     ``walk`` is `is_array_program`'s, for the same roots."""
     flat_roots = [n for o in outputs for n in (o if isinstance(o, list) else [o])]
+    from scipy import sparse  # loaded on first use: `import symjac` stays light
+
     order, dep, blocks = walk if walk is not None else _walk(flat_roots, variables)
     pos = {v.id: j for j, v in enumerate(variables)}
     n = len(variables)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import sparse
 
 from symjac.ad.rules import differentiable, partials, uses_partials
 from symjac.ir import ONE, ZERO, constant_value, lookup
@@ -32,6 +31,8 @@ __all__ = ["propagate", "local_structure", "local_jacobian", "color_columns", "d
 
 def _matrix(rows, cols, shape):
     """Boolean CSR matrix with ones at (rows, cols) (repeats merged)."""
+    from scipy import sparse  # loaded on first use: `import symjac` stays light
+
     rows, cols = np.asarray(rows, dtype=np.int64).ravel(), np.asarray(cols, dtype=np.int64).ravel()
     m = sparse.csr_matrix((np.ones(rows.size, dtype=bool), (rows, cols)), shape=shape)
     m.sum_duplicates()
@@ -143,6 +144,8 @@ def color_columns(pattern):
     """A colouring of the columns of CSR ``pattern`` in which no two columns of
     one colour share a row (greedy, natural order: optimal for banded
     matrices).  Returns (colours int64 array, number of colours)."""
+    from scipy import sparse
+
     pattern = sparse.csr_matrix(pattern)
     csc = pattern.tocsc()
     colors = _greedy(pattern.indptr.astype(np.int64), pattern.indices.astype(np.int64),

@@ -159,32 +159,62 @@ def gather(t, idx):
     return intern("gather", (t, idx), None, t.kind, idx.shape)
 
 
-def scatter(g, idx, shape, *more):
-    """Zeros of ``shape`` with ``g[j...]`` added at the flat positions ``idx[j...]``
-    (repeated positions add up): the transpose of `gather`.  ``more`` holds
-    further (values, positions) pairs added into the same result."""
+def scatter(g, idx, shape, *more, base=None):
+    """Zeros of ``shape`` (or ``base``, a tensor of ``shape``) with ``g[j...]``
+    added at the flat positions ``idx[j...]`` (repeated positions add up): the
+    transpose of `gather`.  ``more`` holds further (values, positions) pairs
+    added into the same result."""
     shape = tuple(int(d) for d in shape)
     pairs = [(g, idx)] + [(more[k], more[k + 1]) for k in range(0, len(more), 2)]
     args = tuple(x for v, i in pairs for x in (v, i) if math.prod(v.shape))
+    if base is not None:
+        if base.shape != shape:
+            raise ValueError(f"scatter: a base of shape {base.shape} for a result of shape {shape}")
+        return intern("scatter", (base,) + args, shape, base.kind, shape) if args else base
     if not args:
         args = (g, idx)
     return intern("scatter", args, shape, g.kind, shape)
 
 
+def _base(node):
+    """The tensor a scatter adds into (its first argument when it has an odd
+    number of them), or None for zeros."""
+    return node.args[0] if len(node.args) % 2 else None
+
+
 def _pairs(node):
-    return [(node.args[k], node.args[k + 1]) for k in range(0, len(node.args), 2)]
+    off = len(node.args) % 2
+    return [(node.args[k], node.args[k + 1]) for k in range(off, len(node.args), 2)]
+
+
+def _rebuild_scatter(args, shape):
+    if len(args) % 2:
+        return scatter(*args[1:3], shape, *args[3:], base=args[0])
+    return scatter(*args[:2], shape, *args[2:])
 
 
 def _scatter_jvp(node, tangents):
+    off = len(node.args) % 2
     more = []
     for k, (v, i) in enumerate(_pairs(node)):
-        if tangents[2 * k] is not None:
-            more += [tangents[2 * k], i]
-    return scatter(more[0], more[1], node.shape, *more[2:]) if more else None
+        if tangents[off + 2 * k] is not None:
+            more += [tangents[off + 2 * k], i]
+    base = tangents[0] if off else None
+    if not more:
+        return base
+    return scatter(more[0], more[1], node.shape, *more[2:], base=base)
+
+
+def _scatter_transpose(node, g):
+    return ([g] if len(node.args) % 2 else []) + [x for _, i in _pairs(node) for x in (gather(g, i), None)]
 
 
 def _scatter_structure(node, m):
-    if m % 2:
+    off = len(node.args) % 2
+    if off and m == 0:
+        ids = _ids(node)
+        return ids, ids
+    if (m - off) % 2:
         return None
     return constant_value(node.args[m + 1]).reshape(-1), _ids(node.args[m])
 
@@ -216,8 +246,11 @@ def _gather_eval(values, attr):
 
 
 def _scatter_eval(values, shape):
-    out = np.zeros(math.prod(shape), dtype=np.result_type(*[np.asarray(v) for v in values[::2]], float))
-    for g, idx in zip(values[::2], values[1::2]):
+    off = len(values) % 2
+    out = np.zeros(math.prod(shape), dtype=np.result_type(*[np.asarray(v) for v in values[off::2]], float))
+    if off:
+        out = out + np.asarray(values[0]).reshape(-1)
+    for g, idx in zip(values[off::2], values[off + 1::2]):
         np.add.at(out, np.asarray(idx).reshape(-1), np.asarray(g).reshape(-1))
     return out.reshape(shape)
 
@@ -228,12 +261,11 @@ deftensor("gather", 2, evaluate=_gather_eval, build=lambda args, attr: gather(*a
           transpose=lambda node, g: [scatter(g, node.args[1], node.args[0].shape), None],
           structure=_selection_structure(_ids, lambda node: constant_value(node.args[1])),
           doc="gather by constant positions (args: tensor, iconst positions)")
-deftensor("scatter", -1, evaluate=_scatter_eval, build=lambda args, shape: scatter(*args[:2], shape, *args[2:]),
+deftensor("scatter", -1, evaluate=_scatter_eval, build=_rebuild_scatter,
           cost=lambda node: sum(math.prod(v.shape) for v, _ in _pairs(node)), linearity="linear",
-          jvp=_scatter_jvp, transpose=lambda node, g: [x for _, i in _pairs(node) for x in (gather(g, i), None)],
-          structure=_scatter_structure,
-          doc="scatter-add into zeros by constant positions (args: pairs of a tensor and its iconst positions; "
-              "attr: shape)")
+          jvp=_scatter_jvp, transpose=_scatter_transpose, structure=_scatter_structure,
+          doc="scatter-add by constant positions into zeros, or into a base tensor (args: [base,] pairs of a "
+              "tensor and its iconst positions; attr: shape)")
 
 
 deflinear("view", 1, evaluate=_view_eval, build=lambda args, attr: view(args[0], *attr), cost=lambda node: 0,
