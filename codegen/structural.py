@@ -331,7 +331,7 @@ class Scatter:
         off = len(s.args) % 2
         if off:  # start from the base
             head, depth = p.nest([("i0", size(s.shape))])
-            lines = head + p.inner(tile, [f"{p.out_el(s, 'i0', tile)} = {p.el(s.args[0], 'i0', tile)}"], depth)
+            lines = head + p.inner(tile, [f"{p.out_el(s, 'i0', tile)} = {p.el(s.args[0], 'i0', tile)}"], depth, s)
         else:
             lines = p.fill(s, tile)
         for g, idx in zip(s.args[off::2], s.args[off + 1::2]):
@@ -340,7 +340,7 @@ class Scatter:
             head, depth = p.nest(list(zip(vars_, g_shape)))
             at = flat_index(vars_, g_shape)
             where = f"{idx}[{at}]" if len(g_shape) == 1 else f"{idx}.flat[{at}]"
-            lines += head + p.inner(tile, [f"{p.out_el(s, where, tile)} += {p.el(g, at, tile)}"], depth)
+            lines += head + p.inner(tile, [f"{p.out_el(s, where, tile)} += {p.el(g, at, tile)}"], depth, s)
         return lines
 
 
