@@ -39,7 +39,10 @@ __all__ = ["TiledNumbaPrinter", "choose_tile"]
 # should stay near L2 size (bounding the sum of all buffers instead gives
 # small tiles and slow wide layers; see benchmarks/RESULTS.md).
 TILE_BYTES = 256 << 10
-MIN_TILE, MAX_TILE = 1, 64
+MIN_TILE, MAX_TILE = 4, 64
+# a tensor whose tile would pass this many bytes even at MIN_TILE samples (a 10^5-entry array) gets tiles of one
+# sample: its own loops are long enough to vectorize, and a batch of one costs one sample, not MIN_TILE
+ONE_SAMPLE_BYTES = 4 << 20
 
 
 SPLIT_LINES = 300  # a longer loop body is split into functions ...
@@ -104,11 +107,13 @@ def _indexed_read(s):
 
 
 def choose_tile(largest_tensor):
-    """Samples per tile: up to 64, fewer when one tensor of a tile outgrows L2."""
+    """Samples per tile: up to 64, fewer when one tensor of a tile outgrows L2,
+    one for very large tensors (seedcnn's 16x16x64 maps keep 4: tiles of 2
+    there measured 15-25% slower)."""
     t = MAX_TILE
     while t > MIN_TILE and largest_tensor * t * 8 > TILE_BYTES:
         t //= 2
-    return t
+    return 1 if largest_tensor * t * 8 > ONE_SAMPLE_BYTES else t
 
 
 # tanh as expm1(2|x|) / (expm1(2|x|) + 2) with the sign of x, expm1 from a
