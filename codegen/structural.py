@@ -255,6 +255,15 @@ def _position(vars_, offset, strides):
     return " + ".join(terms) if terms else "0"
 
 
+def _read_loops(p, s, tile, source_at):
+    """Loops over ``s``'s entries, each read from its first argument at the
+    flat position ``source_at(loop variables)`` (a view, a gather)."""
+    vars_ = [f"i{d}" for d in range(len(s.shape))]
+    head, depth = p.nest(list(zip(vars_, s.shape)))
+    src = p.el(s.args[0], source_at(vars_), tile)
+    return head + p.inner(tile, [f"{p.out_el(s, flat_index(vars_, s.shape), tile)} = {src}"], depth)
+
+
 def _lead(s):
     return "(stop - start,)" if s.batched else "()"
 
@@ -272,10 +281,7 @@ class View:
         if tile and p.aliases(s):
             return []  # a contiguous run of the argument's tile buffer, aliased once, before the loop
         offset, strides, shape = s.attr
-        vars_ = [f"i{d}" for d in range(len(shape))]
-        head, depth = p.nest(list(zip(vars_, shape)))
-        src = p.el(s.args[0], _position(vars_, offset, strides), tile)
-        return head + p.inner(tile, [f"{p.out_el(s, flat_index(vars_, shape), tile)} = {src}"], depth)
+        return _read_loops(p, s, tile, lambda vars_: _position(vars_, offset, strides))
 
 
 @structural
@@ -308,12 +314,10 @@ class Gather:
         return f"np.reshape({t}, {lead} + (-1,))[(slice(None),) * len({lead}) + ({idx},)]"
 
     def loops(self, p, s, tile):
-        t, idx = s.args
-        vars_ = [f"i{d}" for d in range(len(s.shape))]
-        head, depth = p.nest(list(zip(vars_, s.shape)))
-        at = flat_index(vars_, s.shape)
-        src = p.el(t, f"{idx}[{at}]" if len(s.shape) == 1 else f"{idx}.flat[{at}]", tile)
-        return head + p.inner(tile, [f"{p.out_el(s, at, tile)} = {src}"], depth)
+        idx = s.args[1]
+        at = (lambda vars_: f"{idx}[{flat_index(vars_, s.shape)}]") if len(s.shape) == 1 else \
+            (lambda vars_: f"{idx}.flat[{flat_index(vars_, s.shape)}]")
+        return _read_loops(p, s, tile, at)
 
 
 @structural

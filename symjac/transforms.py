@@ -297,6 +297,8 @@ class SparseTransformed(Transformed):
             found.append(sparsity)
             return values
 
+        traced.__wrapped__ = self._traced  # argument names and the transform's name for error notes
+
         k = Kernel(traced, in_axes=self.in_axes, backend=self.backend, name=self.name)
         k.specialize(shapes, axes, checked)
         k.sparsity = found[-1]
@@ -368,7 +370,7 @@ def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=Fal
     traced = traced_jacobian(f, nums, multi, mode)
     name = f"jacobian_{getattr(f, '__name__', 'f')}"
     functools.update_wrapper(traced, f, assigned=("__doc__",), updated=())
-    traced.__name__ = name
+    traced.__name__ = traced.__qualname__ = name
     if sparse:
         return SparseTransformed(traced, nums, in_axes=in_axes, backend=backend, name=name)
     return Transformed(traced, in_axes=in_axes, backend=backend, name=name)

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from symjac.ad.compressed import OutputJacobian
-from symjac.ad.pattern import local_jacobian
+from symjac.ad.pattern import build_op, local_jacobian, take_flat
 from symjac.ad.rules import differentiable
 from symjac.ir import const, constant_value, iconst, lookup, make, tconst
 
@@ -43,32 +43,6 @@ class _Block:
         return hash((self.rows.tobytes(), self.cols.tobytes()))
 
 
-def _build(op, args, attr):
-    return lookup(op).build(tuple(args), attr)
-
-
-def _flat(t):
-    return t if len(t.shape) == 1 else _build("reshape", [t], (max(1, math.prod(t.shape)),))
-
-
-def _take(t, idx):
-    """``t.flat[idx]``: a scalar node for one entry (a block of one entry stays
-    scalar code), else a node of shape (len(idx),): the tensor itself, a
-    broadcast, a view or a gather."""
-    if idx.size == 1:
-        return t if not t.shape else _build("elem", [t], int(idx[0]))
-    if not t.shape:
-        return _build("bcast", [t], ((idx.size,), ()))
-    flat = _flat(t)
-    n = flat.shape[0]
-    if idx.size == n and np.array_equal(idx, np.arange(n)):
-        return flat
-    step = np.diff(idx)
-    if np.all(step == step[0]):
-        return _build("view", [flat], (int(idx[0]), (int(step[0]),), (idx.size,)))
-    return _build("gather", [flat, iconst(idx)], None)
-
-
 def _constant(values):
     """A constant node for a 1-D array of values (a scalar for one entry)."""
     return const(float(values[0])) if values.size == 1 else tconst(values)
@@ -84,14 +58,14 @@ def _join(vals):
     for v in vals:
         if v.shape:
             if scalars:
-                parts.append(_build("pack", scalars, (len(scalars),)))
+                parts.append(build_op("pack", scalars, (len(scalars),)))
                 scalars = []
             parts.append(v)
         else:
             scalars.append(v)
     if scalars:
-        parts.append(_build("pack", scalars, (len(scalars),)))
-    return parts[0] if len(parts) == 1 else _build("concat", parts, 0)
+        parts.append(build_op("pack", scalars, (len(scalars),)))
+    return parts[0] if len(parts) == 1 else build_op("concat", parts, 0)
 
 
 def _is_ones(vals):
@@ -115,10 +89,10 @@ def _compose(block, rule):
         starts = np.repeat(np.cumsum(cnt) - cnt, cnt)
         e_idx = lo[i_idx] + (np.arange(total) - starts)
     rows, cols = r[e_idx], block.cols[i_idx]
-    vals = None if _is_ones(block.vals) else _take(block.vals, i_idx)
+    vals = None if _is_ones(block.vals) else take_flat(block.vals, i_idx)
     if weight is not None:
         W, widx = weight
-        w = _take(W, widx[e_idx])
+        w = take_flat(W, widx[e_idx])
         vals = w if vals is None else make("mul", vals, w)
     if vals is None:
         vals = _ones(total)
@@ -252,11 +226,11 @@ def _assemble(blocks, n):
             if v.shape:
                 args += [v, iconst(sl)]
         if scalars:
-            args += [_build("pack", [v for v, _ in scalars], (len(scalars),)),
+            args += [build_op("pack", [v for v, _ in scalars], (len(scalars),)),
                      iconst(np.concatenate([sl for _, sl in scalars]))]
         if np.any(fixed != 0):  # the constant entries are the base the others are added into
             args = [tconst(fixed)] + args
-        values = _build("scatter", args, (nnz,))
+        values = build_op("scatter", args, (nnz,))
         return OutputJacobian(values, rows, cols)
     if np.any(fixed != 0):
         values = make("add", values, tconst(fixed))

@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 
-from symjac.ad.pattern import color_columns, propagate
+from symjac.ad.pattern import build_op, color_columns, propagate, take_flat
 from symjac.ad.sweeps import depends, seeded_forward
-from symjac.ir import ONE, ZERO, iconst, lookup, tconst, toposort
+from symjac.ir import ONE, ZERO, tconst, toposort
 
 __all__ = ["is_array_program", "compressed_jacobian", "OutputJacobian"]
 
@@ -67,10 +67,6 @@ def is_array_program(roots, variables, min_size=1):
     return walk if largest >= min_size and entries >= scalars else None
 
 
-def _build(op, args, attr):
-    return lookup(op).build(tuple(args), attr)
-
-
 def compressed_jacobian(outputs, variables, walk=None):
     """Per output (a tensor node, or a list of scalar nodes), its `OutputJacobian`
     with respect to the scalar ``variables``; and the number of colours.
@@ -118,7 +114,7 @@ def compressed_jacobian(outputs, variables, walk=None):
             continue
         if isinstance(o, list):  # a few scalars: their tangents, entry by entry
             items = [(tan.get(o[r].id) or {}).get(int(colors[c]), ZERO) for r, c in zip(rows, cols)]
-            values = _build("pack", items, (len(items),))
+            values = build_op("pack", items, (len(items),))
         else:
             m = max(1, math.prod(o.shape))
             t = tan.get(o.id) or {}
@@ -127,23 +123,14 @@ def compressed_jacobian(outputs, variables, walk=None):
             parts = []
             for c in used:  # the colours' tangents, flat, one after another
                 tc = t.get(c)
-                tc = _build("reshape", [tc], (m,)) if tc is not None and tc.shape else \
-                    _build("bcast", [tc if tc is not None else ZERO], ((m,), ()))
+                tc = build_op("reshape", [tc], (m,)) if tc is not None and tc.shape else \
+                    build_op("bcast", [tc if tc is not None else ZERO], ((m,), ()))
                 parts.append(tc)
-            stacked = parts[0] if len(parts) == 1 else _build("concat", parts, 0)
+            stacked = parts[0] if len(parts) == 1 else build_op("concat", parts, 0)
             where = np.array([slot[int(c)] for c in colors[cols]], dtype=np.int64) * m + rows \
                 if len(used) > 1 else rows
-            values = _take(stacked, where)
+            values = take_flat(stacked, where)
+            if not values.shape:  # one nonzero: still a 1-D tensor of values
+                values = build_op("bcast", [values], ((1,), ()))
         results.append(OutputJacobian(values, rows, cols))
     return results, ncolors
-
-
-def _take(t, positions):
-    """``t.flat[positions]``: a view when the positions are affine, else a gather."""
-    flat = _build("reshape", [t], (math.prod(t.shape),)) if len(t.shape) != 1 else t
-    if positions.size == flat.shape[0] and np.array_equal(positions, np.arange(positions.size)):
-        return flat
-    step = np.diff(positions)
-    if positions.size > 1 and np.all(step == step[0]) and step[0] > 0:
-        return _build("view", [flat], (int(positions[0]), (int(step[0]),), (positions.size,)))
-    return _build("gather", [flat, iconst(positions)], None)

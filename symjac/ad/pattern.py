@@ -24,9 +24,10 @@ import math
 import numpy as np
 
 from symjac.ad.rules import differentiable, partials, uses_partials
-from symjac.ir import ONE, ZERO, constant_value, lookup
+from symjac.ir import ONE, ZERO, constant_value, iconst, lookup
 
-__all__ = ["propagate", "local_structure", "local_jacobian", "color_columns", "dense_structure"]
+__all__ = ["propagate", "local_structure", "local_jacobian", "color_columns", "dense_structure", "build_op",
+           "take_flat"]
 
 
 def _matrix(rows, cols, shape):
@@ -138,6 +139,33 @@ def propagate(order, variables, depends):
             acc.sort_indices()
             pat[node.id] = acc
     return of
+
+
+def build_op(op, args, attr):
+    """The node of registered op ``op`` on ``args`` (the ops layer builds it)."""
+    return lookup(op).build(tuple(args), attr)
+
+
+def _flat(t):
+    return t if len(t.shape) == 1 else build_op("reshape", [t], (max(1, math.prod(t.shape)),))
+
+
+def take_flat(t, idx):
+    """``t.flat[idx]``: a scalar node for one entry (a block of one entry stays
+    scalar code), else a node of shape (len(idx),): the tensor itself, a
+    broadcast, a view or a gather."""
+    if idx.size == 1:
+        return t if not t.shape else build_op("elem", [t], int(idx[0]))
+    if not t.shape:
+        return build_op("bcast", [t], ((idx.size,), ()))
+    flat = _flat(t)
+    n = flat.shape[0]
+    if idx.size == n and np.array_equal(idx, np.arange(n)):
+        return flat
+    step = np.diff(idx)
+    if np.all(step == step[0]):
+        return build_op("view", [flat], (int(idx[0]), (int(step[0]),), (idx.size,)))
+    return build_op("gather", [flat, iconst(idx)], None)
 
 
 def color_columns(pattern):
