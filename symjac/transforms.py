@@ -356,6 +356,10 @@ def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=Fal
     ``mode`` is ``"auto"`` (cheaper of forward and reverse by counted
     derivative terms), ``"fwd"`` or ``"rev"``.  With ``sparse=True`` the kernel
     writes only the structural nonzeros and the result is a `SparseJacobian`.
+    A model on whole arrays (see `tensor_policy`) gets its Jacobian at the
+    array level (sparse forward mode on blocks of rows, columns and values;
+    the kernel's size does not grow with the arrays), unless its output has
+    at most 8 entries (one reverse sweep per entry).
 
     >>> import numpy as np, symjac
     >>> J = symjac.jacobian(lambda x: np.array([x[0] * x[1], np.sin(x[1])]), backend="numpy")
