@@ -33,7 +33,7 @@ from codegen.tiled import TiledNumbaPrinter
 from codegen.program import Program
 
 __all__ = ["CompiledKernel", "compile_program", "print_program", "cache_dir", "check_cache_dir",
-           "CacheDirectoryError", "numba_available", "BACKENDS", "ParallelRunner", "num_threads"]
+           "CacheDirectoryError", "numba_available", "BACKENDS", "ParallelRunner", "Workspaces", "num_threads"]
 
 BACKENDS = tuple(PRINTERS)
 _LOADED: dict = {}
@@ -51,22 +51,25 @@ def numba_available():
 @dataclass
 class CompiledKernel:
     """A printed and loaded kernel: ``func(start, stop, *inputs, *outputs)``;
-    ``path`` is its file (None when it runs from memory: no usable cache)."""
+    ``path`` is its file (None when it runs from memory: no usable cache);
+    ``tile`` the samples per tile of a tiled kernel (1 otherwise)."""
 
     func: object
     source: str
     path: Path
     backend: str
     dtype: str
+    tile: int = 1
 
 
-def print_program(program: Program, backend: str, dtype: str) -> str:
+def print_program(program: Program, backend: str, dtype: str, tile=None) -> str:
+    """The kernel module's source; ``tile`` fixes the samples per tile of a
+    tiled (tensor) Numba kernel and is ignored by the other printers."""
     if backend not in PRINTERS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    printer = PRINTERS[backend]
     if backend.startswith("numba") and program.has_tensors():
-        printer = TiledNumbaPrinter
-    return printer(dtype).doprint(program)
+        return TiledNumbaPrinter(dtype, tile).doprint(program)
+    return PRINTERS[backend](dtype).doprint(program)
 
 
 def _versions():
@@ -145,13 +148,44 @@ class ParallelRunner:
         return None
 
 
-def compile_program(program: Program, backend: str, dtype: str = "float64") -> CompiledKernel:
-    """Print ``program`` for ``backend``, write it to the cache and load it."""
+class Workspaces:
+    """Call a tiled kernel with tile buffers that outlive the call.
+
+    The kernel takes two trailing 1-D workspaces (floats of its dtype and
+    booleans; sizes in its module's ``WORKSPACE``) and carves its tile
+    buffers out of them.  Each call takes a free pair from a pool and gives
+    it back after, so calls on several threads (``ParallelRunner``'s, or
+    the user's) never share one; the pool holds at most one pair per thread
+    that ever ran the kernel at once.
+    """
+
+    def __init__(self, func, sizes, dtype):
+        self.func, self.sizes, self.dtype = func, tuple(int(n) for n in sizes), np.dtype(dtype)
+        self._free = []
+
+    def _new(self):
+        nf, nb = self.sizes
+        return np.empty(nf, self.dtype), np.empty(nb, np.bool_)
+
+    def __call__(self, start, stop, *arrays):
+        try:
+            ws = self._free.pop()  # atomic under the GIL
+        except IndexError:
+            ws = self._new()
+        try:
+            return self.func(start, stop, *arrays, *ws)
+        finally:
+            self._free.append(ws)
+
+
+def compile_program(program: Program, backend: str, dtype: str = "float64", tile=None) -> CompiledKernel:
+    """Print ``program`` for ``backend`` (``tile``: see `print_program`), write
+    it to the cache and load it (Numba compiles at the first call)."""
     if backend.startswith("numba"):
         if not numba_available():
             raise ImportError(f"backend {backend!r} needs numba; install it or use backend='numpy'")
         import numba  # noqa: F401  (so its version enters the key)
-    source = print_program(program, backend, dtype)
+    source = print_program(program, backend, dtype, tile)
     key = hashlib.sha256((source + _versions()).encode()).hexdigest()[:20]
     with _LOCK:
         compiled = _LOADED.get((key, backend))
@@ -163,11 +197,13 @@ def compile_program(program: Program, backend: str, dtype: str = "float64") -> C
         if backend.startswith("numba"):
             _check_numba_cache(module)
         kernel = module.kernel if not backend.startswith("numba") else _CacheGuard(module, source, key, backend)
+        if getattr(module, "WORKSPACE", None) is not None:
+            kernel = Workspaces(kernel, module.WORKSPACE, dtype)
         reduce_args = [len(program.inputs) + k for k, p in enumerate(program.outputs) if p.reduce]
         func = (ParallelRunner(kernel, reduce_args, getattr(module, "MIN_CHUNK", None))
                 if backend == "numba-parallel" else kernel)
         path = Path(module.__file__) if not module.__file__.startswith("<") else None
-        compiled = CompiledKernel(func, source, path, backend, dtype)
+        compiled = CompiledKernel(func, source, path, backend, dtype, getattr(module, "TILE", 1))
         _LOADED[key, backend] = compiled
         return compiled
 

@@ -69,10 +69,12 @@ class Printer:
         self.reduce_outputs = [p.reduce for p in program.outputs]
         self.consts = {s.name: float(s.args[0]) for s in program.body if s.op == "const"}
 
-    def module(self, program, body, preamble=()):
-        """The module's text: header, ``preamble`` lines, then the kernel function."""
+    def module(self, program, body, preamble=(), extra=()):
+        """The module's text: header, ``preamble`` lines, then the kernel function
+        (parameters: start, stop, inputs, outputs, then ``extra``)."""
         name = safe_identifier(program.title)
         params = [f"x{k}" for k in range(len(program.inputs))] + [f"out{k}" for k in range(len(program.outputs))]
+        params += list(extra)
         lines = self.header(program) + [
             *preamble,
             *self.decorator(),

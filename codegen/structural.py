@@ -331,20 +331,31 @@ class Scatter:
         base = f"({s.args[0]}, {p.info[s.args[0]].batched})" if off else "None"
         return f"_scatter({_lead(s)}, {s.shape!r}, [{pairs}], {base})"
 
+    def start(self, p, s, tile):
+        """The target set to the base (an odd argument count) or to zeros."""
+        if len(s.args) % 2:
+            head, depth = p.nest([("i0", size(s.shape))])
+            return head + p.inner(tile, [f"{p.out_el(s, 'i0', tile)} = {p.el(s.args[0], 'i0', tile)}"], depth, s)
+        return p.fill(s, tile)
+
     def loops(self, p, s, tile):
         off = len(s.args) % 2
-        if off:  # start from the base
-            head, depth = p.nest([("i0", size(s.shape))])
-            lines = head + p.inner(tile, [f"{p.out_el(s, 'i0', tile)} = {p.el(s.args[0], 'i0', tile)}"], depth, s)
-        else:
-            lines = p.fill(s, tile)
+        fused = getattr(p, "fused", {}).get(s.name)  # pairs the printer adds inside their values' own loops
+        lines = [] if fused else self.start(p, s, tile)
+        # pairs of one shape share a loop: one pass over the target instead of one per pair (the
+        # 1-D Brusselator's four Jacobian blocks each touch every row of it)
+        by_shape = {}
         for g, idx in zip(s.args[off::2], s.args[off + 1::2]):
-            g_shape = p.info[g].shape
+            if fused and g in fused["names"]:
+                continue
+            by_shape.setdefault(tuple(p.info[g].shape), []).append((g, idx))
+        for g_shape, pairs in by_shape.items():
             vars_ = [f"i{d}" for d in range(len(g_shape))]
             head, depth = p.nest(list(zip(vars_, g_shape)))
             at = flat_index(vars_, g_shape)
-            where = f"{idx}[{at}]" if len(g_shape) == 1 else f"{idx}.flat[{at}]"
-            lines += head + p.inner(tile, [f"{p.out_el(s, where, tile)} += {p.el(g, at, tile)}"], depth, s)
+            adds = [f"{p.out_el(s, f'{idx}[{at}]' if len(g_shape) == 1 else f'{idx}.flat[{at}]', tile)} += "
+                    f"{p.el(g, at, tile)}" for g, idx in pairs]
+            lines += head + p.inner(tile, adds, depth, s)
         return lines
 
 

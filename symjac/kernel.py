@@ -231,14 +231,26 @@ class Kernel:
             self.graph = graph
         return self
 
-    def _compile(self, dtype):
+    def _compile(self, dtype, samples=None):
+        """The compiled kernel for ``dtype``; for a slice of ``samples`` samples at
+        most a quarter of its tile, the one-sample-per-tile variant (compiled
+        on first need): a tiled kernel runs whole tiles, so a SciPy-style
+        call on one state would otherwise pay for the tile (16x on a
+        200-point least-squares Jacobian)."""
         key = np.dtype(dtype).name
-        compiled = self._compiled.get(key)
+        compiled = self._get(key)
+        if samples is not None and compiled.tile > 1 and 4 * samples <= compiled.tile:
+            compiled = self._get(key, 1)
+        return compiled
+
+    def _get(self, key, tile=None):
+        compiled = self._compiled.get((key, tile))
         if compiled is None:
             with self._lock:
-                compiled = self._compiled.get(key)
+                compiled = self._compiled.get((key, tile))
                 if compiled is None:
-                    compiled = self._compiled[key] = compile_program(self._program, self.backend, key)
+                    compiled = self._compiled[key, tile] = compile_program(self._program, self.backend, key,
+                                                                           tile)
         return compiled
 
     # -- inspection ------------------------------------------------------
@@ -251,14 +263,14 @@ class Kernel:
     def source(self):
         """The generated Python source (float64 unless only float32 was compiled)."""
         self._need_trace("source")
-        dtype = next(iter(self._compiled), "float64")
+        dtype = next(iter(self._compiled), ("float64",))[0]
         return self._compile(dtype).source
 
     @property
     def path(self):
         """The kernel's source file in the cache (None when it runs from memory)."""
         self._need_trace("path")
-        return self._compile(next(iter(self._compiled), "float64")).path
+        return self._compile(next(iter(self._compiled), ("float64",))[0]).path
 
     @property
     def program(self):
@@ -299,7 +311,7 @@ class Kernel:
                 c = c.copy()  # out= overlaps this input: read it before anything is written
             ins.append(c.reshape(batch, math.prod(c.shape[1:])) if ax is not None else c.reshape(-1))
         ins += self._hidden(dtype)
-        compiled = self._compile(dtype)
+        compiled = self._compile(dtype, stop - start)
         for k in self.reduced:
             outs[k][...] = 0  # a batch sum over [start, stop) starts from zero
         flat_outs = [o.reshape(-1) if k in self.reduced else o.reshape(batch, math.prod(o.shape[1:]))

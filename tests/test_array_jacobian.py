@@ -126,6 +126,49 @@ def test_brusselator_sparse_on_numba(backend):
         np.testing.assert_allclose(S_.todense()[b], complex_step(f, x[b].astype(complex)), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name, sparse", [("bruss1d", True), ("gaussians", False), ("add_at", False)])
+def test_one_sample_variant_and_whole_tiles_agree(name, sparse):
+    """A slice of at most a quarter tile runs a variant with one sample per tile
+    (compiled when first needed); whole and partial tiles run the tiled one.
+    Both against the complex step, on every sample, on threads at once (each
+    call takes its own workspace)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    f, n = PROGRAMS[name]
+    jf = symjac.jacobian(f, sparse=sparse, backend="numba")
+    x = rng.uniform(0.5, 1.5, size=(1, n))
+    kern = jf.kernel_for(x)
+    one = jf(x)
+
+    def compiled_tiles():  # the variants Numba has compiled (loading one compiles nothing)
+        tiles = set()
+        for c in kern._compiled.values():
+            f = c.func
+            while not hasattr(f, "signatures"):
+                f = f.func
+            tiles |= {c.tile} if f.signatures else set()
+        return tiles
+
+    assert compiled_tiles() == {1}
+    big = kern._compile("float64").tile
+    assert big >= 4
+    xs = rng.uniform(0.5, 1.5, size=(big + 3, n))  # a whole tile and a partial one
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(jf, [x, xs, xs[:1], xs[1:2]]))
+    assert compiled_tiles() == {1, big}
+
+    def dense(r):
+        return r.todense() if sparse else r
+
+    assert np.array_equal(dense(results[0]), dense(one))
+    for b in range(xs.shape[0]):
+        np.testing.assert_allclose(dense(results[1])[b], complex_step(f, xs[b].astype(complex)),
+                                   rtol=1e-12, atol=1e-12)
+    # the same sample through both variants
+    np.testing.assert_allclose(dense(results[2])[0], dense(results[1])[0], rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(dense(results[3])[0], dense(results[1])[1], rtol=1e-14, atol=1e-14)
+
+
 def _kernel_lines(N, backend):
     k = symjac.jacobian(bruss1d(N), sparse=True, backend=backend).kernel_for(np.ones((1, 2 * N)))
     return k, len(k.source.splitlines())

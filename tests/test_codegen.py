@@ -201,3 +201,31 @@ def test_retracing_gives_the_same_source():
     sources = {symjac.jacobian(lambda x: np.tanh(W @ x) * 3.0 + np.sin(x[0]) * 0.25, backend="numpy")
                .kernel_for(np.ones((1, 2))).source for _ in range(3)}
     assert len(sources) == 1
+
+
+def test_workspaces_are_reused_and_never_shared():
+    """`Workspaces` hands each running call its own pair of workspaces and
+    keeps them for the next call."""
+    import threading
+
+    from codegen.backends import Workspaces
+
+    seen, inside = [], threading.Barrier(2)
+
+    def kernel(start, stop, x, wsf, wsb, wait=False):
+        seen.append((id(wsf), id(wsb)))
+        assert wsf.shape == (10,) and wsf.dtype == np.float32 and wsb.shape == (3,) and wsb.dtype == np.bool_
+        if start == 1:
+            inside.wait(timeout=10)  # both threads hold a workspace at once
+
+    w = Workspaces(kernel, (10, 3), "float32")
+    w(0, 1, None)
+    w(0, 1, None)
+    assert seen[0] == seen[1]  # kept between calls
+    seen.clear()
+    threads = [threading.Thread(target=w, args=(1, 2, None)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 2 and seen[0] != seen[1]  # never two calls on one workspace
