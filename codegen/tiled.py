@@ -28,8 +28,8 @@ A scatter (scatter-style assignment, ``np.add.at``, the assembly of an
 array-level Jacobian) adds its 1-D values inside the map block that computes
 them, and its target starts from its base before that block.  A tensor op
 written in place into output rows runs one sample at a time, its inner loops
-along the row.  Tile buffers live in workspaces the caller keeps between
-calls (`codegen.backends.Workspaces`), so a call allocates nothing.  The
+along the row.  With one sample per tile, buffers live in workspaces the
+caller keeps between calls (`codegen.backends.Workspaces`).  The
 tile comes from the sizes of the buffers (`choose_tile`), or is fixed by the
 caller: `symjac.kernel.Kernel` runs a slice of at most a quarter tile of
 samples (a SciPy-style call on one state) through a variant with one sample
@@ -185,20 +185,28 @@ class TiledNumbaPrinter(NumbaPrinter):
         outs = [f"out{k}" for k in range(len(program.outputs))]
         shared = [self._hoisted(s) for s in hoisted]
         body = ["    # values shared by every sample, computed once"]
-        # tile buffers are carved out of two workspaces the caller keeps between calls (one of floats, one of
-        # booleans): a kernel that allocated megabytes per call paid a page fault per 4 kB of them on every
-        # call once glibc gave the memory back (twice the 1-D Brusselator's whole work at N = 10^5)
+        # With one sample per tile, buffers are carved out of two workspaces the caller keeps between calls
+        # (floats, booleans): allocated per call, the megabytes of a 10^5-entry model page-faulted on every
+        # call once glibc gave them back (twice the 1-D Brusselator's work at N = 10^5).  With several
+        # samples per tile, each buffer is its own allocation: LLVM then knows buffers never overlap and
+        # vectorizes the short tile loops without run-time overlap checks (views of one workspace made
+        # pinn's kernel 2x slower); those buffers are at most a few hundred kB (`choose_tile`).
         used = {"wsf": 0, "wsb": 0}
         for n in sorted(self.buffered, key=lambda n: (n[0], int(n[1:]))):
             st = self.info[n]
             if _alias(st) or n in self.direct:
                 continue
+            dt = "np.bool_" if st.dtype == "bool" else "_F"
+            shape = f"({_size(st.shape)}, {self.tile})" if st.shape else f"({self.tile},)"
+            if self.tile > 1:
+                alloc = "np.zeros" if st.op == "pack" else "np.empty"  # a pack writes only its nonzero entries
+                body.append(f"    {self._buf(n)} = {alloc}({shape}, dtype={dt})")
+                continue
             ws = "wsb" if st.dtype == "bool" else "wsf"
-            size, o = (_size(st.shape) if st.shape else 1) * self.tile, used[ws]
-            used[ws] = o + -(-size // 8) * 8  # 64-byte aligned starts for floats
-            view = f"{ws}[{o}:{o + size}]" + (f".reshape(({_size(st.shape)}, {self.tile}))" if st.shape else "")
-            body.append(f"    {self._buf(n)} = {view}")
-            if st.op == "pack":  # every op writes its whole buffer, but a pack only its nonzero entries
+            size, o = _size(st.shape) if st.shape else 1, used[ws]
+            used[ws] = o + -(-size // 8) * 8  # 64-byte aligned starts
+            body.append(f"    {self._buf(n)} = {ws}[{o}:{o + size}]" + (f".reshape({shape})" if st.shape else ""))
+            if st.op == "pack":
                 body.append(f"    {self._buf(n)}[...] = 0")
         for s in batched:  # a reshape or a contiguous view is (part of) its source's buffer under another name
             if _alias(s):
@@ -359,10 +367,8 @@ class TiledNumbaPrinter(NumbaPrinter):
                         and blocks[m][1] == st.shape[0]):
                     pairs.setdefault(m, []).append((g, idx))
             if pairs:
-                names = {g for ps in pairs.values() for g, _ in ps}
-                if any(g in names for g in s.args[off::2] if home.get(g) not in pairs):
-                    continue  # the same value also in an unfused pair: keep it simple, fuse nothing
-                fused[s.name] = {"first": min(pairs), "names": names, "pairs": pairs}
+                fused[s.name] = {"first": min(pairs), "names": {g for ps in pairs.values() for g, _ in ps},
+                                 "pairs": pairs}
         return fused
 
     def _scatter_start(self, name):
