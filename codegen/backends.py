@@ -33,11 +33,19 @@ from codegen.tiled import TiledNumbaPrinter
 from codegen.program import Program
 
 __all__ = ["CompiledKernel", "compile_program", "print_program", "cache_dir", "check_cache_dir",
-           "CacheDirectoryError", "numba_available", "BACKENDS", "ParallelRunner", "Workspaces", "num_threads"]
+           "CacheDirectoryError", "numba_available", "BACKENDS", "ParallelRunner", "Workspaces", "num_threads",
+           "kernels_loaded"]
 
 BACKENDS = tuple(PRINTERS)
 _LOADED: dict = {}
 _MODULES: dict = {}
+
+
+def kernels_loaded():
+    """How many distinct kernel modules this process has loaded (each a Numba
+    compile at its first run, unless Numba's disk cache had it): tests count
+    compiles with it."""
+    return len(_MODULES)
 
 
 def numba_available():
@@ -60,6 +68,7 @@ class CompiledKernel:
     backend: str
     dtype: str
     tile: int = 1
+    ran: bool = False  # set by the caller after the first run (Numba compiles then)
 
 
 def print_program(program: Program, backend: str, dtype: str, tile=None) -> str:

@@ -71,18 +71,18 @@ class Printer:
 
     def module(self, program, body, preamble=(), extra=()):
         """The module's text: header, ``preamble`` lines, then the kernel function
-        (parameters: start, stop, inputs, outputs, then ``extra``)."""
-        name = safe_identifier(program.title)
+        (parameters: start, stop, inputs, outputs, then ``extra``).  The function
+        is always named ``kernel``: the text depends on the model's graph only,
+        never on what the user called the function, so a renamed function or a
+        lambda finds the kernel already compiled (the cache key is the text)."""
         params = [f"x{k}" for k in range(len(program.inputs))] + [f"out{k}" for k in range(len(program.outputs))]
         params += list(extra)
         lines = self.header(program) + [
             *preamble,
             *self.decorator(),
-            f"def {name}(start, stop, {', '.join(params)}):",
+            f"def kernel(start, stop, {', '.join(params)}):",
             *body,
             "    return None",
-            "",
-            f"kernel = {name}",
             "",
         ]
         return "\n".join(lines)

@@ -22,6 +22,7 @@ from symjac.frontend.trace import trace
 from symjac.frontend.traced import TracedArray
 from symjac.ir import non_ieee_rewrites
 from symjac.kernel import Kernel
+from symjac.progress import set_progress
 from symjac.sparse import SparseJacobian
 from symjac.transforms import compile, divergence, gradient, hessian, jacobian, laplacian
 
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = ["dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient", "BatchedArray", "jacobian",
            "gradient", "hessian", "divergence", "laplacian", "compile", "trace", "from_sympy", "Graph", "Kernel",
-           "SparseJacobian", "TracedArray", "non_ieee_rewrites", "tensor_policy", "nn", "SymjacError",
+           "SparseJacobian", "TracedArray", "non_ieee_rewrites", "tensor_policy", "set_progress", "nn", "SymjacError",
            "TracerBoolError", "NumericArrayError", "UnsupportedOperationError", "MissingRuleError", "__version__"]
 
 

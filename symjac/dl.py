@@ -12,18 +12,21 @@ batch axes) into one kernel.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import types
 from collections import OrderedDict
 
 import numpy as np
 
 from symjac.ad import jacobian_nodes, laplacian_nodes
-from symjac.frontend.batched import BatchedArray, BatchMixingError, Reduced, node_array
+from symjac.frontend.batched import BatchedArray, BatchMixingError, Reduced, inverse_batch, node_array
 from symjac.frontend.graph import Graph
 from symjac.frontend.trace import call_traced, make_inputs
 from symjac.frontend.traced import _nodes
 from symjac.ir import BUILDING, ZERO, evaluate_nodes, make
 from symjac.kernel import Kernel, refuse_container, resolve_backend
+from symjac.progress import first_call, stage
 
 __all__ = ["BatchedArray", "Reduced", "dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient",
            "BatchMixingError"]
@@ -167,9 +170,10 @@ def dllaplacian(u, x, dim, *, enable_higher_derivatives=True):
 
 # -- dlfeval -----------------------------------------------------------------------
 
-# Traced kernels by (fn, shapes, axes, batch, dtypes, backend), least recently used
-# dropped first: a lambda written inline in a loop is a new key each call, and an
-# evicted entry only costs a retrace (compiled code stays cached by its source).
+# Traced kernels by (function_key(fn), shapes, axes, batch, dtypes, backend), least
+# recently used dropped first: a lambda re-created in a loop with equal captured
+# values is one key; an evicted entry or a new batch size only costs a retrace
+# (compiled code is cached by its source, which depends on neither).
 _CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 _CACHE_SIZE = 64
 _CACHE_LOCK = threading.Lock()  # guards the dict only; traces hold BUILDING
@@ -237,19 +241,34 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
         raise ValueError(f"batched arguments have different batch sizes {sorted(batch)}")
     (B,) = batch
     per_shapes = [a.shape[:ax] + a.shape[ax + 1:] if ax is not None else a.shape for a, ax in zip(arrays, axes)]
-    key = (fn, tuple(per_shapes), tuple(axes), B, tuple(a.dtype.name for a in arrays), resolve_backend(backend))
+    key = (function_key(fn), tuple(per_shapes), tuple(axes), B, tuple(a.dtype.name for a in arrays),
+           resolve_backend(backend))
     entry = _cached(key)
     if entry is None:
-        with BUILDING:  # first calls from several threads: one traces, the others wait
-            entry = _cached(key)
-            if entry is None:
+        with first_call(getattr(fn, "__name__", "fn")):  # stages reported when it takes long
+            return _dlfeval_cold(fn, key, per_shapes, axes, B, backend, arrays)
+    return _dlfeval_run(entry, arrays, axes, B)
+
+
+def _dlfeval_cold(fn, key, per_shapes, axes, B, backend, arrays):
+    with BUILDING:  # first calls from several threads: one traces, the others wait
+        entry = _cached(key)
+        if entry is None:
+            with stage("trace, differentiate, lower"):
                 entry = _trace_dlfeval(fn, per_shapes, axes, B, backend)
-                with _CACHE_LOCK:
-                    _CACHE[key] = entry
-                    if len(_CACHE) > _CACHE_SIZE:
-                        _CACHE.popitem(last=False)
+            with _CACHE_LOCK:
+                _CACHE[key] = entry
+                if len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+    return _dlfeval_run(entry, arrays, axes, B)
+
+
+def _dlfeval_run(entry, arrays, axes, B):
     kernel, plan, treedef = entry
     dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+    # the last kernel argument is 1 / (batch size): means over the batch read it at run time
+    arrays = arrays + [np.asarray(1.0 / B if B else np.inf, dtype=dtype)]
+    axes = list(axes) + [None]
     results = kernel(*arrays) if kernel.graph.outputs else ()
     values = {}
     for k, leaf in enumerate(kernel.graph.inputs):
@@ -269,6 +288,46 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
             value = value + np.array(evaluated, dtype=dtype).reshape(shared.shape)
         outs.append(np.asarray(value, dtype=dtype))
     return _rebuild(treedef, outs)
+
+
+def function_key(fn, depth=0):
+    """What identifies ``fn``'s trace: its code, and the contents of its closure
+    cells, defaults and bound instance, so that a function re-created on each
+    call (a lambda in a training loop) with the same code and equal captured
+    values finds its trace.  Arrays count by dtype, shape and bytes (a weight
+    captured and changed in place gets a new trace), numbers and strings by
+    value, nested functions by their own key; any other object by identity
+    (the key holds it, so its id cannot be reused)."""
+    if isinstance(fn, types.MethodType):
+        return ("method", function_key(fn.__func__, depth + 1), id(fn.__self__), fn.__self__)
+    code = getattr(fn, "__code__", None)
+    if code is None or depth > 4:
+        return ("object", id(fn), fn)
+    cells = []
+    for cell in fn.__closure__ or ():
+        try:
+            cells.append(_value_key(cell.cell_contents, depth))
+        except ValueError:  # a cell not yet filled
+            cells.append(("empty",))
+    return ("function", code, id(fn.__globals__), tuple(cells), _value_key(fn.__defaults__, depth),
+            _value_key(fn.__kwdefaults__, depth))
+
+
+def _value_key(v, depth):
+    if v is None or isinstance(v, (bool, int, float, complex, str, bytes)):
+        return (type(v), v)
+    if isinstance(v, np.ndarray) and v.dtype.kind in "biufc":
+        return ("array", v.dtype.str, v.shape, hashlib.blake2b(np.ascontiguousarray(v).tobytes(),
+                                                               digest_size=16).digest())
+    if isinstance(v, np.generic):
+        return ("scalar", v.dtype.str, v.item())
+    if isinstance(v, tuple):
+        return ("tuple",) + tuple(_value_key(e, depth) for e in v)
+    if isinstance(v, dict) and all(isinstance(k, str) for k in v):  # keyword defaults
+        return ("kwdefaults",) + tuple((k, _value_key(e, depth)) for k, e in sorted(v.items()))
+    if isinstance(v, (types.FunctionType, types.MethodType)):
+        return function_key(v, depth + 1)
+    return ("object", id(v), v)
 
 
 def _flatten(result):
@@ -303,9 +362,13 @@ def _trace_dlfeval(fn, per_shapes, axes, B, backend):
     batched (a kernel output), a batch sum (a reduced kernel output plus a
     once-only offset) or shared."""
     with BUILDING:
-        inputs = make_inputs([tuple(s) for s in per_shapes])
-        result = call_traced(lambda *traced: fn(*[BatchedArray(t, ax, B) for t, ax in zip(traced, axes)]),
-                             inputs)
+        inputs = make_inputs([tuple(s) for s in per_shapes] + [()])  # the last: 1 / (batch size)
+
+        def run(*traced):
+            with inverse_batch(inputs[-1][()]):
+                return fn(*[BatchedArray(t, ax, B) for t, ax in zip(traced, axes)])
+
+        result = call_traced(run, inputs)
         items, treedef = _flatten(result)
         plan, kernel_outs, reduced = [], [], []
         for r in items:
@@ -321,6 +384,6 @@ def _trace_dlfeval(fn, per_shapes, axes, B, backend):
             else:
                 plan.append(("shared", None, None, _nodes(r)))
         graph = Graph(inputs, kernel_outs, treedef=tuple("*" for _ in kernel_outs))
-        kernel = Kernel(fn, in_axes=tuple(axes), backend=backend, name=getattr(fn, "__name__", "fn"))
-        kernel.adopt(graph, axes, reduced)
+        kernel = Kernel(fn, in_axes=tuple(axes) + (None,), backend=backend, name=getattr(fn, "__name__", "fn"))
+        kernel.adopt(graph, list(axes) + [None], reduced)
     return kernel, plan, treedef

@@ -20,6 +20,7 @@ from symjac.frontend.trace import NOTE_PREFIX, trace_shapes
 from symjac.frontend.traced import TracedArray
 from symjac.ir import BUILDING, lookup, toposort, tree_size
 from symjac.lower import lower
+from symjac.progress import first_call, stage
 
 __all__ = ["Kernel", "resolve_backend", "normalize_in_axes", "check_arguments", "graph_stats"]
 
@@ -212,14 +213,16 @@ class Kernel:
         """
         note = (lambda: trace_note(checked, self.fn)) if checked is not None else None
         with BUILDING:
-            return self.adopt(trace_shapes(self.fn, shapes, note), axes)
+            with stage("trace, differentiate"):
+                graph = trace_shapes(self.fn, shapes, note)
+            return self.adopt(graph, axes)
 
     def adopt(self, graph, axes, reduced=()):
         """Use the traced ``graph`` (one input per argument, ``axes[k] is None``
         for shared ones); outputs in ``reduced`` are sums over the batch
         (``dlfeval``'s losses), which come back without a batch axis."""
         reduced = frozenset(reduced)
-        with BUILDING:
+        with BUILDING, stage("lower"):
             program = lower(graph, [a is not None for a in axes], self.name, reduced)
         with self._lock:
             self._shapes = tuple(tuple(leaf.shape) for leaf in graph.inputs)
@@ -293,6 +296,12 @@ class Kernel:
 
     def run(self, checked, *, out=None, start=0, stop=None):
         """`__call__` on arguments already passed through `check_arguments`."""
+        if self.graph is not None:
+            return self._run(checked, out, start, stop)
+        with first_call(self.name):  # a first call: its stages are reported when it takes long
+            return self._run(checked, out, start, stop)
+
+    def _run(self, checked, out, start, stop):
         arrays, axes, batch, dtype, labels = checked
         shapes = [arr.shape[1:] if ax is not None else arr.shape for arr, ax in zip(arrays, axes)]
         start, stop = self._check_slice(start, stop, batch)  # before any tracing work
@@ -311,12 +320,20 @@ class Kernel:
                 c = c.copy()  # out= overlaps this input: read it before anything is written
             ins.append(c.reshape(batch, math.prod(c.shape[1:])) if ax is not None else c.reshape(-1))
         ins += self._hidden(dtype)
-        compiled = self._compile(dtype, stop - start)
+        with stage("print"):
+            compiled = self._compile(dtype, stop - start)
         for k in self.reduced:
             outs[k][...] = 0  # a batch sum over [start, stop) starts from zero
         flat_outs = [o.reshape(-1) if k in self.reduced else o.reshape(batch, math.prod(o.shape[1:]))
                      for k, o in enumerate(outs)]
-        compiled.func(start, stop, *ins, *flat_outs)
+        if compiled.ran:
+            compiled.func(start, stop, *ins, *flat_outs)
+        else:
+            detail = f"{self.backend}, {len(self._program.body)} statements" + \
+                (f", tiles of {compiled.tile} samples" if compiled.tile > 1 else "")
+            with first_call(self.name), stage("compile, first run", detail):
+                compiled.func(start, stop, *ins, *flat_outs)
+            compiled.ran = True
         return unflatten(self.graph.treedef, outs)
 
     def _hidden(self, dtype):

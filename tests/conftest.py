@@ -10,5 +10,6 @@ import tempfile
 
 _uid = os.geteuid() if hasattr(os, "geteuid") else "user"
 os.environ.setdefault("SYMJAC_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"symjac-test-cache-{_uid}"))
+os.environ.setdefault("SYMJAC_PROGRESS", "0")  # quiet: the progress tests switch it on themselves
 
 BACKENDS = ("numpy", "numba", "numba-parallel")

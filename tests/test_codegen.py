@@ -43,7 +43,7 @@ import numpy as np
 _F = np.float64
 
 @numba.njit(nogil=True, cache=True, error_model='numpy', boundscheck=False)
-def kernel_demo(start, stop, x0, x1, out0):
+def kernel(start, stop, x0, x1, out0):
     c0 = _F(2.0)
     for b in range(start, stop):
         r0 = x0[b]
@@ -58,16 +58,14 @@ def kernel_demo(start, stop, x0, x1, out0):
         o0[0] = v6
         o0[1] = c0
     return None
-
-kernel = kernel_demo
 '''
 
 
 def test_numpy_printer_exact_text():
     src = NumPyPrinter("float32").doprint(small_program())
-    body = src[src.index("def kernel_demo"):]
+    body = src[src.index("def kernel("):]
     assert body == '''\
-def kernel_demo(start, stop, x0, x1, out0):
+def kernel(start, stop, x0, x1, out0):
     c0 = _F(2.0)
     with np.errstate(all='ignore'):
         v0 = x0[start:stop, 0]
@@ -80,8 +78,6 @@ def kernel_demo(start, stop, x0, x1, out0):
         out0[start:stop, 0] = v6
         out0[start:stop, 1] = c0
     return None
-
-kernel = kernel_demo
 '''
     assert "_F = np.float32" in src
 

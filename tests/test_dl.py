@@ -276,3 +276,92 @@ def test_dlfeval_cache_is_bounded():
     for k in range(dl._CACHE_SIZE + 6):  # a new lambda each call is a new cache key
         symjac.dlfeval(lambda X: X * float(k), X, backend="numpy")
     assert len(dl._CACHE) <= dl._CACHE_SIZE
+
+
+def test_new_batch_size_renamed_function_and_recreated_lambda_compile_nothing(monkeypatch):
+    """A new batch size traces again but compiles nothing (a mean over the batch
+    reads 1 / B at run time); a renamed function compiles nothing; a lambda
+    re-created on every step is not even traced again; a captured array
+    changed in place is traced again (its values are part of the key)."""
+    import types
+
+    from codegen.backends import kernels_loaded
+    from symjac import dl
+
+    traces = []
+    real = dl._trace_dlfeval
+    monkeypatch.setattr(dl, "_trace_dlfeval", lambda *a: traces.append(a[3]) or real(*a))
+    axes = (-1, -1, None, None, None)
+
+    def step(X, T, W1, b1, w2):
+        Y = w2 @ np.tanh(W1 @ X + b1[:, None])
+        loss = np.mean((Y - T) ** 2)
+        return (loss, *symjac.dlgradient(loss, W1, b1, w2))
+
+    def check(fn, B, scale=1.0):
+        X, T = rng.normal(size=(2, B)), rng.normal(size=(1, B))
+        loss, g1, gb, g2 = symjac.dlfeval(fn, X, T, *WEIGHTS, batch_axis=axes, backend="numpy")
+
+        def f(_, W1, b1, w2):
+            return np.mean((net_np(X, W1, b1, w2) - T * scale) ** 2)
+
+        np.testing.assert_allclose(loss, f(None, *WEIGHTS), rtol=1e-12)
+        for k, g in zip((1, 2, 3), (g1, gb, g2)):
+            np.testing.assert_allclose(g, numeric_grad(f, [X[:, :0], *WEIGHTS], k), rtol=1e-5, atol=1e-8)
+
+    check(step, 9)
+    compiled = kernels_loaded()
+    check(step, 23)  # a new batch size: the mean's 1 / B is an argument of the kernel
+    assert traces == [9, 23] and kernels_loaded() == compiled
+
+    def renamed(X, T, W1, b1, w2):  # the same model under another name: traced, not compiled
+        Y = w2 @ np.tanh(W1 @ X + b1[:, None])
+        loss = np.mean((Y - T) ** 2)
+        return (loss, *symjac.dlgradient(loss, W1, b1, w2))
+
+    check(renamed, 9)
+    assert traces == [9, 23, 9] and kernels_loaded() == compiled
+    alias = types.FunctionType(step.__code__, step.__globals__, "alias", step.__defaults__, step.__closure__)
+    check(alias, 9)  # same code, same closure: not traced again
+    assert traces == [9, 23, 9]
+
+    for _ in range(3):  # a lambda re-created on every step
+        check(lambda *a: step(*a), 9)
+    assert traces == [9, 23, 9, 9] and kernels_loaded() == compiled
+
+    scale = np.array([1.0])
+
+    def scaled(X, T, W1, b1, w2):
+        return step(X, T * scale[0], W1, b1, w2)
+
+    check(scaled, 9)
+    scale[0] = 2.0  # changed in place: a new trace, and the new value is used
+    check(scaled, 9, scale=2.0)
+    assert len(traces) == 6
+
+
+def test_progress_reports_the_stages_of_a_slow_first_call(monkeypatch, caplog):
+    import logging
+
+    from symjac import progress
+
+    monkeypatch.setenv("SYMJAC_PROGRESS", "0")
+    assert not progress.progress_enabled()
+    monkeypatch.setattr(progress, "THRESHOLD", 0.0)  # every first call counts as slow
+    x = np.ones((2, 3))
+    try:
+        symjac.set_progress(True)  # wins over the environment
+        with caplog.at_level(logging.INFO, logger="symjac"):
+            symjac.compile(lambda x: np.sin(x) * 2.5, backend="numpy")(x)
+        text = caplog.text
+        for name in ("trace, differentiate", "lower", "print", "compile, first run", "done in"):
+            assert name in text, text
+        caplog.clear()
+        symjac.set_progress(False)
+        with caplog.at_level(logging.INFO, logger="symjac"):
+            symjac.compile(lambda x: np.cos(x) * 3.5, backend="numpy")(x)
+        assert not caplog.records
+        with pytest.raises(TypeError, match="enabled"):
+            symjac.set_progress("yes")
+    finally:
+        symjac.set_progress(None)

@@ -13,6 +13,7 @@ samples raises `BatchMixingError` naming it.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import numbers
 
@@ -22,7 +23,27 @@ from symjac.errors import SymjacError, UnsupportedOperationError
 from symjac.frontend.traced import TracedArray, _nodes, is_tensor, scalar_array
 from symjac.ir import FUNCTIONS, make, ufunc_builder
 
-__all__ = ["BatchedArray", "Reduced", "BatchMixingError", "node_array"]
+__all__ = ["BatchedArray", "Reduced", "BatchMixingError", "node_array", "inverse_batch"]
+
+# The traced scalar that holds 1 / (batch size) at run time, while `dlfeval`
+# traces: a mean over the batch multiplies by it instead of dividing by the
+# batch size of the trace, so the kernel does not depend on the batch size
+# (a new batch size re-traces, then finds the same kernel compiled).
+_INVERSE_BATCH = contextvars.ContextVar("symjac_inverse_batch", default=None)
+
+
+class inverse_batch:
+    """Context in which means over the batch scale by the traced ``node``."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def __enter__(self):
+        self.token = _INVERSE_BATCH.set(self.node)
+
+    def __exit__(self, *exc):
+        _INVERSE_BATCH.reset(self.token)
+
 
 
 class BatchMixingError(SymjacError, ValueError):
@@ -152,7 +173,13 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
                 if count == 0:  # the mean of nothing is NaN, as in NumPy and MATLAB
                     return Reduced(node_array(terms), node_array(np.full(np.shape(terms), make("div", 0.0, 0.0))),
                                    self.batch)
-                terms = np.frompyfunc(lambda t: make("div", t, float(count)), 1, 1)(terms)
+                inv, rest = _INVERSE_BATCH.get(), count // self.batch
+                if inv is None:
+                    terms = np.frompyfunc(lambda t: make("div", t, float(count)), 1, 1)(terms)
+                elif rest == 1:
+                    terms = np.frompyfunc(lambda t: make("mul", t, inv), 1, 1)(terms)
+                else:
+                    terms = np.frompyfunc(lambda t: make("div", make("mul", t, inv), float(rest)), 1, 1)(terms)
             return Reduced(node_array(terms), None, self.batch)
         per = tuple(a - (self.bpos is not None and a > self.bpos) for a in axes)
         result = fn(self.per, axis=per, keepdims=keepdims)
