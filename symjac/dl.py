@@ -299,17 +299,17 @@ def function_key(fn, depth=0):
     value, nested functions by their own key; any other object by identity
     (the key holds it, so its id cannot be reused)."""
     if isinstance(fn, types.MethodType):
-        return ("method", function_key(fn.__func__, depth + 1), id(fn.__self__), fn.__self__)
+        return ("method", function_key(fn.__func__, depth + 1), _Same(fn.__self__))
     code = getattr(fn, "__code__", None)
     if code is None or depth > 4:
-        return ("object", id(fn), fn)
+        return ("object", _Same(fn))
     cells = []
     for cell in fn.__closure__ or ():
         try:
             cells.append(_value_key(cell.cell_contents, depth))
         except ValueError:  # a cell not yet filled
             cells.append(("empty",))
-    return ("function", code, id(fn.__globals__), tuple(cells), _value_key(fn.__defaults__, depth),
+    return ("function", code, _Same(fn.__globals__), tuple(cells), _value_key(fn.__defaults__, depth),
             _value_key(fn.__kwdefaults__, depth))
 
 
@@ -327,7 +327,23 @@ def _value_key(v, depth):
         return ("kwdefaults",) + tuple((k, _value_key(e, depth)) for k, e in sorted(v.items()))
     if isinstance(v, (types.FunctionType, types.MethodType)):
         return function_key(v, depth + 1)
-    return ("object", id(v), v)
+    return ("object", _Same(v))
+
+
+class _Same:
+    """An object in a cache key by identity (lists and dicts are unhashable; the
+    reference keeps the object alive, so its id is never reused meanwhile)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _Same) and other.obj is self.obj
 
 
 def _flatten(result):
