@@ -1,4 +1,4 @@
-"""Run every reference benchmark (kinetics, arm, pinn, seedcnn, mlp_compile, arrays) and print their tables.
+"""Run every reference benchmark (kinetics, arm, pinn, seedcnn, mlp_compile, arrays, first_call) and print their tables.
 
     python -m benchmarks.run_all [--quick] [--repeats N] [--wait-idle S] [--only kinetics,arm,...]
                                  [--markdown FILE]
@@ -27,7 +27,7 @@ if __package__ in (None, ""):
 
 from benchmarks import common
 
-PROBLEMS = ["kinetics", "arm", "pinn", "seedcnn", "mlp_compile", "arrays"]
+PROBLEMS = ["kinetics", "arm", "pinn", "seedcnn", "mlp_compile", "arrays", "first_call"]
 
 
 def main(argv=None):

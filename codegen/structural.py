@@ -401,7 +401,7 @@ class Cumsum:
         vars_[axis] = "j"
         head, depth = p.nest([(v, d) for k, (v, d) in enumerate(zip(vars_, s.shape)) if k != axis])
         at = flat_index(vars_, s.shape)
-        scan = ["run = _F(0.0)", f"for jj in range({n}):", f"    j = {n - 1} - jj" if reverse else "    j = jj",
+        scan = ["run = _F(0.0)", f"for jj in range({p.extent(n)}):", f"    j = {n - 1} - jj" if reverse else "    j = jj",
                 f"    run += {p.el(a, at, tile)}", f"    {p.out_el(s, at, tile)} = run"]
         return head + p.inner(tile, scan, depth)
 
@@ -505,21 +505,21 @@ def _conv_loops(p, s, tile, x, w, o, xshape, wshape, oshape, stride, pads, role)
     kh, kw, _, co = wshape
     ho, wo, _ = oshape
     (pt, _), (pl, _) = pads
-    lines = [f"for oy in range({ho}):",
-             f"    for dy in range({kh}):",
+    lines = [f"for oy in range({p.extent(ho)}):",
+             f"    for dy in range({p.extent(kh)}):",
              f"        y = oy * {stride} + dy - {pt}",
              f"        if y < 0 or y >= {H}:",
              "            continue",
-             f"        for ox in range({wo}):",
-             f"            for dx in range({kw}):",
+             f"        for ox in range({p.extent(wo)}):",
+             f"            for dx in range({p.extent(kw)}):",
              f"                xx = ox * {stride} + dx - {pl}",
              f"                if xx < 0 or xx >= {W}:",
              "                    continue",
-             f"                for c in range({ci}):",
+             f"                for c in range({p.extent(ci)}):",
              f"                    xi = (y * {W} + xx) * {ci} + c",
              f"                    wi = ((dy * {kw} + dx) * {ci} + c) * {co}",
              f"                    oi = (oy * {wo} + ox) * {co}",
-             f"                    for k in range({co}):"]
+             f"                    for k in range({p.extent(co)}):"]
     ex, ew, eo = (p.el(x, "xi", tile), p.el(w, "wi + k", tile), p.el(o, "oi + k", tile))
     target = {"conv2d": eo, "conv2d_bx": ex, "conv2d_bw": ew}[role]
     prod = {"conv2d": f"{ex} * {ew}", "conv2d_bx": f"{eo} * {ew}", "conv2d_bw": f"{ex} * {eo}"}[role]
