@@ -11,6 +11,7 @@ runs the compiled kernel.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -26,6 +27,7 @@ from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced
 from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
 from symjac.ops import array as aops
 from symjac.kernel import Kernel, check_arguments, refuse_container, resolve_backend
+from symjac.progress import first_call
 from symjac.sparse import SparseJacobian
 
 __all__ = ["jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "traced_jacobian"]
@@ -214,10 +216,21 @@ class Transformed:
         """The `Kernel` that a call with these arguments uses (traced on demand)."""
         return self._kernel_for(check_arguments(self._traced, args, self.in_axes))
 
-    def _kernel_for(self, checked):
+    @staticmethod
+    def _key(checked):
         arrays, axes = checked[0], checked[1]
         shapes = tuple(a.shape[1:] if ax is not None else a.shape for a, ax in zip(arrays, axes))
-        key = (shapes, tuple(ax is None for ax in axes))
+        return shapes, (shapes, tuple(ax is None for ax in axes))
+
+    def _first_call(self, checked):
+        """A context that reports a long first call's stages (nothing when the kernel exists)."""
+        if self._kernels.get(self._key(checked)[1]) is not None:
+            return contextlib.nullcontext()
+        return first_call(self.name)
+
+    def _kernel_for(self, checked):
+        axes = checked[1]
+        shapes, key = self._key(checked)
         k = self._kernels.get(key)
         if k is None:
             with BUILDING:  # one thread traces, the others wait (the one lock around traces)
@@ -235,7 +248,8 @@ class Transformed:
             with not_own():  # a model's own call: its arguments may reach f another way too
                 return self._traced(*_traced_args(args))
         checked = check_arguments(self._traced, args, self.in_axes)
-        return self._kernel_for(checked).run(checked, out=out, start=start, stop=stop)
+        with self._first_call(checked):
+            return self._kernel_for(checked).run(checked, out=out, start=start, stop=stop)
 
     def __repr__(self):
         return f"<symjac transform {self.name!r}, {len(self._kernels)} compiled shape(s)>"
@@ -308,8 +322,9 @@ class SparseTransformed(Transformed):
         if any(is_traced(a) for a in args):
             raise TypeError("a sparse Jacobian cannot be used inside a traced function; use sparse=False")
         checked = check_arguments(self._traced, args, self.in_axes)
-        k = self._kernel_for(checked)
-        values = k.run(checked, out=out, start=start, stop=stop)
+        with self._first_call(checked):
+            k = self._kernel_for(checked)
+            values = k.run(checked, out=out, start=start, stop=stop)
         patterns, treedef = k.sparsity
         leaves, _ = _flatten_values(values)
         return unflatten(treedef, [SparseJacobian(v, *p) for v, p in zip(leaves, patterns)])

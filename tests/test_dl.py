@@ -357,6 +357,10 @@ def test_progress_reports_the_stages_of_a_slow_first_call(monkeypatch, caplog):
         for name in ("trace, differentiate", "lower", "print", "compile, first run", "done in"):
             assert name in text, text
         caplog.clear()
+        with caplog.at_level(logging.INFO, logger="symjac"):  # a transform's first call too
+            symjac.jacobian(lambda x: np.sin(x) * 1.25, backend="numpy")(x)
+        assert "first call of jacobian" in caplog.text and "compile, first run" in caplog.text, caplog.text
+        caplog.clear()
         symjac.set_progress(False)
         with caplog.at_level(logging.INFO, logger="symjac"):
             symjac.compile(lambda x: np.cos(x) * 3.5, backend="numpy")(x)
