@@ -252,8 +252,9 @@ class Kernel:
             with self._lock:
                 compiled = self._compiled.get((key, tile))
                 if compiled is None:
-                    compiled = self._compiled[key, tile] = compile_program(self._program, self.backend, key,
-                                                                           tile)
+                    with stage("print"):
+                        compiled = self._compiled[key, tile] = compile_program(self._program, self.backend,
+                                                                               key, tile)
         return compiled
 
     # -- inspection ------------------------------------------------------
@@ -320,8 +321,7 @@ class Kernel:
                 c = c.copy()  # out= overlaps this input: read it before anything is written
             ins.append(c.reshape(batch, math.prod(c.shape[1:])) if ax is not None else c.reshape(-1))
         ins += self._hidden(dtype)
-        with stage("print"):
-            compiled = self._compile(dtype, stop - start)
+        compiled = self._compile(dtype, stop - start)
         for k in self.reduced:
             outs[k][...] = 0  # a batch sum over [start, stop) starts from zero
         flat_outs = [o.reshape(-1) if k in self.reduced else o.reshape(batch, math.prod(o.shape[1:]))

@@ -11,7 +11,6 @@ runs the compiled kernel.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 
@@ -222,11 +221,9 @@ class Transformed:
         shapes = tuple(a.shape[1:] if ax is not None else a.shape for a, ax in zip(arrays, axes))
         return shapes, (shapes, tuple(ax is None for ax in axes))
 
-    def _first_call(self, checked):
-        """A context that reports a long first call's stages (nothing when the kernel exists)."""
-        if self._kernels.get(self._key(checked)[1]) is not None:
-            return contextlib.nullcontext()
-        return first_call(self.name)
+    def _ready(self, checked):
+        """The kernel for these arguments if it exists (the fast path of a call)."""
+        return self._kernels.get(self._key(checked)[1])
 
     def _kernel_for(self, checked):
         axes = checked[1]
@@ -248,7 +245,10 @@ class Transformed:
             with not_own():  # a model's own call: its arguments may reach f another way too
                 return self._traced(*_traced_args(args))
         checked = check_arguments(self._traced, args, self.in_axes)
-        with self._first_call(checked):
+        k = self._ready(checked)
+        if k is not None:
+            return k.run(checked, out=out, start=start, stop=stop)
+        with first_call(self.name):  # a long first call reports its stages
             return self._kernel_for(checked).run(checked, out=out, start=start, stop=stop)
 
     def __repr__(self):
@@ -322,9 +322,13 @@ class SparseTransformed(Transformed):
         if any(is_traced(a) for a in args):
             raise TypeError("a sparse Jacobian cannot be used inside a traced function; use sparse=False")
         checked = check_arguments(self._traced, args, self.in_axes)
-        with self._first_call(checked):
-            k = self._kernel_for(checked)
+        k = self._ready(checked)
+        if k is not None:
             values = k.run(checked, out=out, start=start, stop=stop)
+        else:
+            with first_call(self.name):  # a long first call reports its stages
+                k = self._kernel_for(checked)
+                values = k.run(checked, out=out, start=start, stop=stop)
         patterns, treedef = k.sparsity
         leaves, _ = _flatten_values(values)
         return unflatten(treedef, [SparseJacobian(v, *p) for v, p in zip(leaves, patterns)])
