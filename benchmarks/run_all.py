@@ -1,4 +1,5 @@
-"""Run every reference benchmark (kinetics, arm, pinn, seedcnn, mlp_compile, arrays, first_call) and print their tables.
+"""Run every reference benchmark (kinetics, arm, pinn, seedcnn, mlp_compile, arrays, first_call,
+compile_scale) and print their tables.
 
     python -m benchmarks.run_all [--quick] [--repeats N] [--wait-idle S] [--only kinetics,arm,...]
                                  [--markdown FILE]
@@ -27,7 +28,7 @@ if __package__ in (None, ""):
 
 from benchmarks import common
 
-PROBLEMS = ["kinetics", "arm", "pinn", "seedcnn", "mlp_compile", "arrays", "first_call"]
+PROBLEMS = ["kinetics", "arm", "pinn", "seedcnn", "mlp_compile", "arrays", "first_call", "compile_scale"]
 
 
 def main(argv=None):

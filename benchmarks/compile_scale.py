@@ -1,0 +1,129 @@
+"""How the first call grows with the model: per-stage time and peak memory of scalar chains.
+
+Model: a chain of N steps ``y = sin(y) * 0.5 + x[i % 4] * c_i`` on 4 inputs (3 operations a step), and its
+Jacobian.  Each size runs in a FRESH process with an empty ``SYMJAC_CACHE_DIR``; the stages are the ones
+`symjac.progress` reports (read from its log records, threshold 0): trace + differentiate, lower, print,
+compile + first run; peak RSS of the process.
+
+- graph core: ``symjac.jacobian(chain, backend="numpy")``, N = 10^3, 10^4, 10^5 (``--quick``: 10^3, 10^4);
+- Numba compile: ``symjac.compile(chain, backend="numba")`` (the value only), N = 200, 1000, 2000
+  (about 1,000, 5,000 and 10,000 statements; ``--quick``: 200, 1000); seconds a statement of the compile.
+
+Not covered yet (issue 11 asks for them): chains to 10^6, MLP depth and width, kinetics size, and the
+first-call comparison with JAX on every reference problem (`benchmarks/first_call.py` has the PINN step).
+
+Run:  python -m benchmarks.compile_scale [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "benchmarks"
+
+from benchmarks import common
+
+REPO_ROOT = common.REPO_ROOT
+
+
+def _child(kind, n):
+    import logging
+    import resource
+
+    import numpy as np
+
+    import symjac
+    from symjac import progress
+
+    stages = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            if record.msg.startswith("  ") and isinstance(record.args, tuple) and len(record.args) == 3 \
+                    and isinstance(record.args[1], float):
+                stages.append((record.args[0].strip(), record.args[1]))
+
+    logger = logging.getLogger("symjac")
+    logger.addHandler(Grab())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    progress.THRESHOLD = 0.0
+    symjac.set_progress(True)
+
+    def chain(x):
+        y = x[0]
+        for i in range(n):
+            y = np.sin(y) * 0.5 + x[i % 4] * (0.1 + i * 1e-4)
+        return y
+
+    X = np.random.default_rng(0).random((8, 4))
+    if kind == "core":
+        k = symjac.jacobian(chain, backend="numpy")
+        k(X)
+        statements = k.kernel_for(X).stats["statements"]
+    else:
+        k = symjac.compile(chain, backend="numba")
+        k(X)
+        statements = k.stats["statements"]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("SCALE_JSON:" + json.dumps({"kind": kind, "n": n, "statements": statements, "stages": stages,
+                                      "peak_rss_mb": rss}), flush=True)
+
+
+def run(kind, n, timeout=1800):
+    env = dict(os.environ, SYMJAC_CACHE_DIR=tempfile.mkdtemp(prefix="symjac-scale-"))
+    cmd = [sys.executable, "-m", "benchmarks.compile_scale", "--child", kind, str(n)]
+    try:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"kind": kind, "n": n, "error": f"timed out after {timeout} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("SCALE_JSON:"):
+            return json.loads(line[len("SCALE_JSON:"):])
+    return {"kind": kind, "n": n, "error": " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", default=None)
+    p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        _child(args.child[0], int(args.child[1]))
+        return 0
+    common.setup_env()
+    core = [1000, 10_000] + ([] if args.quick else [100_000])
+    numba_sizes = [200, 1000] + ([] if args.quick else [2000])
+    print("# compile scale: scalar chains y = sin(y) * 0.5 + x[i % 4] * c_i, fresh process each")
+    print(f"- machine: {common.machine_line()}")
+    rows = [run("core", n) for n in core] + [run("numba", n) for n in numba_sizes]
+    names = ["trace, differentiate", "lower", "print", "compile, first run"]
+    print()
+    print("| what | N | statements | " + " | ".join(names) + " | total | per statement | peak RSS |")
+    print("|---|---|---|" + "---|" * (len(names) + 3))
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['kind']} | {r['n']} | error: {r['error']} |")
+            continue
+        st = dict(r["stages"])
+        total = sum(st.get(k, 0.0) for k in names)
+        per = total / r["statements"] if r["statements"] else float("nan")
+        cells = " | ".join(f"{st[k]:.2f} s" if k in st else "-" for k in names)
+        print(f"| {'jacobian, numpy' if r['kind'] == 'core' else 'compile, numba'} | {r['n']} | {r['statements']} | "
+              f"{cells} | {total:.2f} s | {per * 1e6:.0f} us | {r['peak_rss_mb']:.0f} MB |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
