@@ -17,22 +17,15 @@ float type); nothing a user typed reaches the source.
 from __future__ import annotations
 
 import math
-import re
 
 from codegen.program import Program
 from codegen.structural import STRUCTURAL, numpy_helpers, size as _size
 
-__all__ = ["Printer", "NumPyPrinter", "NumbaPrinter", "PrinterError", "PRINTERS", "safe_identifier"]
+__all__ = ["Printer", "NumPyPrinter", "NumbaPrinter", "PrinterError", "PRINTERS"]
 
 
 class PrinterError(NotImplementedError):
     """The printer has no rule for an op."""
-
-
-def safe_identifier(text, prefix="kernel"):
-    """An ASCII identifier made from ``text``; anything else becomes ``_``."""
-    core = re.sub(r"[^0-9A-Za-z_]", "_", str(text))[:40]
-    return f"{prefix}_{core}" if core else prefix
 
 
 def float_literal(value):

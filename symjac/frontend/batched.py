@@ -13,6 +13,7 @@ samples raises `BatchMixingError` naming it.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
 import numbers
@@ -32,17 +33,14 @@ __all__ = ["BatchedArray", "Reduced", "BatchMixingError", "node_array", "inverse
 _INVERSE_BATCH = contextvars.ContextVar("symjac_inverse_batch", default=None)
 
 
-class inverse_batch:
+@contextlib.contextmanager
+def inverse_batch(node):
     """Context in which means over the batch scale by the traced ``node``."""
-
-    def __init__(self, node):
-        self.node = node
-
-    def __enter__(self):
-        self.token = _INVERSE_BATCH.set(self.node)
-
-    def __exit__(self, *exc):
-        _INVERSE_BATCH.reset(self.token)
+    token = _INVERSE_BATCH.set(node)
+    try:
+        yield
+    finally:
+        _INVERSE_BATCH.reset(token)
 
 
 
