@@ -71,6 +71,8 @@ def setup_env():
     tmp = tempfile.mkdtemp(prefix="symjac-bench-cache-")
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     os.environ["SYMJAC_CACHE_DIR"] = tmp
+    # per-call figures are Numba's: first calls compile in-process (first_call.py measures both tiers)
+    os.environ.setdefault("SYMJAC_BACKGROUND_COMPILE", "0")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("JAX_ENABLE_X64", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -434,9 +436,11 @@ def _fmt_err(e):
     return f"{e:.1e}" if e else "0"
 
 
-def _first_call_subprocess(module_name, method_key, B, timeout):
+def _first_call_subprocess(module_name, method_key, B, timeout, env_extra=None, full=False):
+    """The first call of one method in a fresh process: seconds and error (``full``: the child's
+    whole record, with ``ready``, when symjac's Numba tier ran after a background compile)."""
     cmd = [sys.executable, "-m", module_name, "--first-call", method_key, "-B", str(B)]
-    env = dict(os.environ)
+    env = dict(os.environ, **(env_extra or {}))
     env.pop("SYMJAC_CACHE_DIR", None)  # the child makes its own fresh one
     try:
         proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -445,9 +449,10 @@ def _first_call_subprocess(module_name, method_key, B, timeout):
     for line in proc.stdout.splitlines():
         if line.startswith("FIRSTCALL_JSON:"):
             data = json.loads(line[len("FIRSTCALL_JSON:"):])
-            return data.get("seconds"), data.get("error")
+            return data if full else (data.get("seconds"), data.get("error"))
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return None, "child failed: " + " | ".join(tail)
+    error = "child failed: " + " | ".join(tail)
+    return {"error": error} if full else (None, error)
 
 
 def _child_first_call(problem_mod, method_key, B):
@@ -461,6 +466,10 @@ def _child_first_call(problem_mod, method_key, B):
         runner = m.setup(problem)
         runner.run()
         out["seconds"] = time.perf_counter() - t0
+        symjac = sys.modules.get("symjac")
+        if m.key.startswith("symjac") and symjac is not None and symjac.wait_compiled(timeout=600):
+            runner.run()  # the Numba tier, once a background compile is done
+            out["ready"] = time.perf_counter() - t0
     except (Skip, ImportError) as e:
         out["error"] = f"skipped: {e}"
     except Exception as e:  # noqa: BLE001  (report, do not crash the parent)

@@ -9,10 +9,13 @@ compile + first run; peak RSS of the process.
 - Numba compile: ``symjac.compile(chain, backend="numba")`` (the value only), N = 200, 1000, 2000
   (about 1,000, 5,000 and 10,000 statements; ``--quick``: 200, 1000); seconds a statement of the compile.
 
-Not covered yet (issue 11 asks for them): chains to 10^6, MLP depth and width, kinetics size, and the
-first-call comparison with JAX on every reference problem (`benchmarks/first_call.py` has the PINN step).
+- first calls on the reference problems (``--problems``; also in the full run): each problem's symjac
+  method and JAX in fresh processes (``python -m benchmarks.<problem> --first-call KEY``): symjac with
+  Numba compiled in the background (the default: the first call runs the NumPy tier; "Numba ready" is
+  when the compile is done and the Numba kernel has run once) and in-process
+  (``SYMJAC_BACKGROUND_COMPILE=0``), JAX ``jit`` (compile + first run).
 
-Run:  python -m benchmarks.compile_scale [--quick] [--json PATH]
+Run:  python -m benchmarks.compile_scale [--quick] [--problems] [--json PATH]
 """
 
 from __future__ import annotations
@@ -90,16 +93,53 @@ def run(kind, n, timeout=1800):
     return {"kind": kind, "n": n, "error": " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])}
 
 
+# (problem module, symjac method, JAX method, batch)
+PROBLEMS = [("kinetics", "symjac-dense", "jax", 100_000), ("arm", "symjac-dense", "jax", 100_000),
+            ("pinn", "symjac", "jax-hessian", 100_000), ("seedcnn", "symjac", "jax-jacrev", 128)]
+
+
+def reference_first_calls():
+    rows = []
+    for mod, sj, jx, B in PROBLEMS:
+        r = {"problem": mod, "B": B}
+        for label, key, env in (("background", sj, {"SYMJAC_BACKGROUND_COMPILE": "1"}),
+                                ("in-process", sj, {"SYMJAC_BACKGROUND_COMPILE": "0"}), ("jax", jx, {})):
+            print(f"  {mod} {label} ...", flush=True)
+            r[label] = common._first_call_subprocess(f"benchmarks.{mod}", key, B, 900, env, full=True)
+        rows.append(r)
+    print()
+    print("| problem | B | symjac first call (Numba in the background) | Numba ready | symjac first call "
+          "(in-process compile) | JAX jit first call |")
+    print("|---|---|---|---|---|---|")
+
+    def cell(d, key="seconds"):
+        return f"{d[key]:.2f} s" if d.get(key) is not None else f"({d.get('error', '-')})"
+
+    for r in rows:
+        print(f"| {r['problem']} | {r['B']} | {cell(r['background'])} | {cell(r['background'], 'ready')} | "
+              f"{cell(r['in-process'])} | {cell(r['jax'])} |")
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", default=None)
+    p.add_argument("--problems", action="store_true", help="only the first calls on the reference problems")
     p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         _child(args.child[0], int(args.child[1]))
         return 0
     common.setup_env()
+    if args.problems:
+        print("# first calls on the reference problems, fresh process each")
+        print(f"- machine: {common.machine_line()}")
+        rows = reference_first_calls()
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(rows, fh, indent=1)
+        return 0
     core = [1000, 10_000] + ([] if args.quick else [100_000])
     numba_sizes = [200, 1000] + ([] if args.quick else [2000])
     print("# compile scale: scalar chains y = sin(y) * 0.5 + x[i % 4] * c_i, fresh process each")
@@ -119,6 +159,9 @@ def main(argv=None):
         cells = " | ".join(f"{st[k]:.2f} s" if k in st else "-" for k in names)
         print(f"| {'jacobian, numpy' if r['kind'] == 'core' else 'compile, numba'} | {r['n']} | {r['statements']} | "
               f"{cells} | {total:.2f} s | {per * 1e6:.0f} us | {r['peak_rss_mb']:.0f} MB |")
+    if not args.quick:
+        print()
+        rows = {"chains": rows, "problems": reference_first_calls()}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

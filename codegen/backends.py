@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+import codegen.background as background
 from codegen.printers import PRINTERS
 from codegen.tiled import TiledNumbaPrinter
 from codegen.program import Program
@@ -205,7 +206,11 @@ def compile_program(program: Program, backend: str, dtype: str = "float64", tile
             module = _MODULES[key] = _load(source, key, backend)
         if backend.startswith("numba"):
             _check_numba_cache(module)
-        kernel = module.kernel if not backend.startswith("numba") else _CacheGuard(module, source, key, backend)
+        if backend.startswith("numba"):
+            kernel = _CacheGuard(module, source, key, backend, lambda: _numpy_tier(program, dtype),
+                                 2 if getattr(module, "WORKSPACE", None) is not None else 0)
+        else:
+            kernel = module.kernel
         if getattr(module, "WORKSPACE", None) is not None:
             kernel = Workspaces(kernel, module.WORKSPACE, dtype)
         reduce_args = [len(program.inputs) + k for k, p in enumerate(program.outputs) if p.reduce]
@@ -379,24 +384,53 @@ def _execute(source, key, path):
     return module
 
 
+def _numpy_tier(program, dtype):
+    """The NumPy kernel of ``program``, run in slices that keep its arrays
+    (one per statement, over the slice's samples) to about 64 MB."""
+    func = compile_program(program, "numpy", dtype).func
+    entries = sum(max(1, int(np.prod(s.shape))) for s in program.body if s.batched) or 1
+    chunk = max(16, (1 << 26) // (entries * np.dtype(dtype).itemsize))
+
+    def run(start, stop, *arrays):
+        for lo in range(start, stop, chunk):
+            func(lo, min(stop, lo + chunk), *arrays)
+
+    return run
+
+
 class _CacheGuard:
-    """A Numba kernel whose first call may read machine code from the cache.
+    """A Numba kernel whose first call may read machine code from the cache,
+    and whose first calls run NumPy while a child process compiles it.
 
     If that call fails inside Numba's cache loader (a truncated or damaged
     index or data file), the kernel's cache files are removed, the module is
     executed again and the call retried: a damaged entry is rebuilt, never a
     crash on every later run.
+
+    When Numba's cache does not hold the kernel yet and background compiles
+    are on (`codegen.background`), the first call starts a child process
+    that compiles it into the cache and runs ``numpy_tier()`` (the same
+    program printed for NumPy) instead, as do the calls made before the
+    child is done; the next call after that loads the machine code.
     """
 
-    def __init__(self, module, source, key, backend):
+    def __init__(self, module, source, key, backend, numpy_tier=None, extra_args=0):
         self.func = module.kernel
         self.module, self.source, self.key, self.backend = module, source, key, backend
         self.checked = False
         self.lock = threading.Lock()  # other threads' first calls wait for this one
+        self.numpy_tier = numpy_tier  # () -> the NumPy kernel; None once Numba runs
+        self.extra_args = extra_args  # trailing arguments the NumPy kernel does not take (workspaces)
+        self.job = None  # the background compile (codegen.background.Job)
+        self._tier = None
 
     def __call__(self, *args):
         if self.checked:
             return self.func(*args)
+        if self.numpy_tier is not None:
+            tier = self._first_tier(args)
+            if tier is not None:
+                return tier(*args[:len(args) - self.extra_args])
         with self.lock:
             if not self.checked:
                 try:
@@ -413,6 +447,51 @@ class _CacheGuard:
                 self.checked = True
                 return result
         return self.func(*args)
+
+    def _first_tier(self, args):
+        """The NumPy kernel while the background compile runs, else None (then
+        this call runs Numba: loaded from the cache, or compiled now)."""
+        with self.lock:
+            if self.checked or self.numpy_tier is None:
+                return None
+            samples = args[1] - args[0]
+            job = self.job
+            if job is None:
+                if (not background.background_enabled() or self.module.__file__.startswith("<")
+                        or samples > background.WAIT_SAMPLES or self._in_numba_cache()):
+                    self.numpy_tier = None
+                    return None
+                import numba
+
+                signature = tuple(numba.typeof(a) for a in args)
+                try:
+                    job = background.submit(self.module.__file__, self.module.__name__, signature)
+                except OSError:  # the kernel file cannot be read back: compile in-process
+                    self.numpy_tier = None
+                    return None
+                self.job = job
+                try:
+                    self._tier = self.numpy_tier()
+                except Exception as e:  # noqa: BLE001  (a NumPy printer gap must not cost the Numba result)
+                    warnings.warn(f"symjac: kernel k_{self.key} has no NumPy tier ({type(e).__name__}: {e}); "
+                                  "its first call waits for Numba", RuntimeWarning, stacklevel=_caller_level())
+                    self.numpy_tier = None
+                    job.wait()
+                    return None
+            if not job.done():
+                if samples <= background.WAIT_SAMPLES:
+                    return self._tier
+                job.wait()
+            if job.returncode != 0:
+                warnings.warn(f"symjac: the background Numba compile of kernel k_{self.key} failed (exit code "
+                              f"{job.returncode}); compiling it in this process.\n{job.error()}", RuntimeWarning,
+                              stacklevel=_caller_level())
+            self.numpy_tier = self._tier = None  # from now on Numba, from the cache the child wrote
+            return None
+
+    def _in_numba_cache(self):
+        stem = Path(self.module.__file__).stem
+        return any(_numba_cache_path(self.module).glob(f"{stem}.kernel-*.nbi"))
 
     def _purge(self):
         path = Path(self.module.__file__)

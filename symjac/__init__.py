@@ -12,6 +12,7 @@ SymPy in and out, layers); and the API modules here (`lower`, `kernel`,
 symjac.
 """
 
+from codegen.background import set_background_compile, wait_compiled
 from symjac import ops  # noqa: F401  (fills the op registry)
 from symjac.dl import BatchedArray, dldivergence, dlfeval, dlgradient, dljacobian, dllaplacian
 from symjac.errors import MissingRuleError, NumericArrayError, SymjacError, TracerBoolError, UnsupportedOperationError
@@ -30,7 +31,8 @@ __version__ = "0.1.0"
 
 __all__ = ["dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient", "BatchedArray", "jacobian",
            "gradient", "hessian", "divergence", "laplacian", "compile", "trace", "from_sympy", "Graph", "Kernel",
-           "SparseJacobian", "TracedArray", "non_ieee_rewrites", "tensor_policy", "set_progress", "nn", "SymjacError",
+           "SparseJacobian", "TracedArray", "non_ieee_rewrites", "tensor_policy", "set_progress",
+           "set_background_compile", "wait_compiled", "nn", "SymjacError",
            "TracerBoolError", "NumericArrayError", "UnsupportedOperationError", "MissingRuleError", "__version__"]
 
 

@@ -13,6 +13,7 @@ batch axes) into one kernel.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import types
 from collections import OrderedDict
@@ -24,7 +25,7 @@ from symjac.frontend.batched import BatchedArray, BatchMixingError, Reduced, inv
 from symjac.frontend.graph import Graph
 from symjac.frontend.trace import call_traced, make_inputs
 from symjac.frontend.traced import _nodes
-from symjac.ir import BUILDING, ZERO, evaluate_nodes, make
+from symjac.ir import BUILDING, ZERO, evaluate_nodes, lookup, make
 from symjac.kernel import Kernel, refuse_container, resolve_backend
 from symjac.progress import first_call, stage
 
@@ -115,6 +116,14 @@ def _check_x(u, x, what):
 def _freeze(nodes, enable):
     if enable or not nodes.size:
         return nodes
+    flat = nodes.ravel()
+    t = flat[0].args[0] if flat[0].op == "elem" else None
+    if t is not None and flat.size == math.prod(t.shape) and all(
+            n.op == "elem" and n.attr == i and n.args[0] is t for i, n in enumerate(flat)):
+        # the entries of one tensor, in order (a weight gradient): stop the tensor once
+        build, s = lookup("elem").build, make("stop", t)
+        return node_array(np.fromiter((build((s,), i) for i in range(flat.size)), dtype=object,
+                                      count=flat.size).reshape(nodes.shape))
     return node_array(np.frompyfunc(lambda n: make("stop", n), 1, 1)(nodes))
 
 

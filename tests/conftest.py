@@ -11,5 +11,8 @@ import tempfile
 _uid = os.geteuid() if hasattr(os, "geteuid") else "user"
 os.environ.setdefault("SYMJAC_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"symjac-test-cache-{_uid}"))
 os.environ.setdefault("SYMJAC_PROGRESS", "0")  # quiet: the progress tests switch it on themselves
+# first calls compile Numba in-process, so the tests check the Numba kernels (tests/test_background.py
+# switches the NumPy tier on)
+os.environ.setdefault("SYMJAC_BACKGROUND_COMPILE", "0")
 
 BACKENDS = ("numpy", "numba", "numba-parallel")

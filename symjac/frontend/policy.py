@@ -19,7 +19,10 @@ __all__ = ["tensor_policy", "policy"]
 # statements) and still compiles in seconds; above it, unrolling makes
 # kernels whose compile time explodes (a 200-point model: minutes).
 MIN_ARRAY = 128
-_DEFAULT = {"min_work": 64, "min_operand": 32, "unroll_size": 8, "min_array": MIN_ARRAY}
+# Contractions of at least 32 multiply-adds with a 32-entry runtime operand stay whole: a PINN's
+# 16 x 2 first layer unrolled made its training step's kernel 1,001 statements and 20 s of Numba
+# compile instead of 186 and 10 s, for the same time per step (0.50 vs 0.49 ms; benchmarks/first_call.py).
+_DEFAULT = {"min_work": 32, "min_operand": 32, "unroll_size": 8, "min_array": MIN_ARRAY}
 _UNSET = object()
 _POLICY = contextvars.ContextVar("symjac_tensor_policy", default=_DEFAULT)
 
@@ -54,7 +57,7 @@ class tensor_policy:
     True
     """
 
-    def __init__(self, min_work=64, min_operand=32, unroll_size=8, min_array=_UNSET):
+    def __init__(self, min_work=32, min_operand=32, unroll_size=8, min_array=_UNSET):
         if min_array is _UNSET:
             min_array = None if min_work is None else MIN_ARRAY
         for name, v in (("min_work", min_work), ("min_operand", min_operand), ("unroll_size", unroll_size),
