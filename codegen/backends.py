@@ -385,17 +385,12 @@ def _execute(source, key, path):
 
 
 def _numpy_tier(program, dtype):
-    """The NumPy kernel of ``program``, run in slices that keep its arrays
-    (one per statement, over the slice's samples) to about 64 MB."""
+    """The NumPy kernel of ``program`` and the samples per slice it runs on: its
+    arrays (one per statement, over a slice's samples) stay near 16 MB, and
+    between slices the caller can hand the rest to Numba once it is ready."""
     func = compile_program(program, "numpy", dtype).func
     entries = sum(max(1, int(np.prod(s.shape))) for s in program.body if s.batched) or 1
-    chunk = max(16, (1 << 26) // (entries * np.dtype(dtype).itemsize))
-
-    def run(start, stop, *arrays):
-        for lo in range(start, stop, chunk):
-            func(lo, min(stop, lo + chunk), *arrays)
-
-    return run
+    return func, min(1 << 14, max(64, (1 << 24) // (entries * np.dtype(dtype).itemsize)))
 
 
 class _CacheGuard:
@@ -430,7 +425,14 @@ class _CacheGuard:
         if self.numpy_tier is not None:
             tier = self._first_tier(args)
             if tier is not None:
-                return tier(*args[:len(args) - self.extra_args])
+                func, chunk = tier
+                start, stop, arrays = args[0], args[1], args[2:]
+                plain = arrays[:len(arrays) - self.extra_args]
+                for lo in range(start, stop, chunk):
+                    if lo > start and self.job.done():  # Numba is ready: it takes the rest of the slice
+                        return self(lo, stop, *arrays)
+                    func(lo, min(stop, lo + chunk), *plain)
+                return None
         with self.lock:
             if not self.checked:
                 try:

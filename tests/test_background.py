@@ -138,3 +138,39 @@ def test_a_kernel_file_changed_after_it_was_written_is_not_compiled(tiered, tmp_
 def test_setting_is_checked():
     with pytest.raises(TypeError, match="enabled must be True, False or None"):
         symjac.set_background_compile("yes")
+
+
+def test_numba_takes_the_rest_of_a_slice_once_ready(tiered):
+    """A call that starts on the NumPy tier hands the samples it has not run yet
+    to Numba when the compile finishes: batch sums add up across the tiers."""
+    from codegen.backends import _LOADED
+
+    rng = np.random.default_rng(5)
+    W = rng.normal(size=(8, 3)) * float(rng.uniform(0.5, 1.0))
+
+    def loss(X, W):
+        y = np.tanh(W @ X)
+        L = np.mean(y ** 2)
+        return L, symjac.dlgradient(L, W)
+
+    def exact(X):
+        y = np.tanh(W @ X)
+        return np.mean(y ** 2), (2 * y * (1 - y ** 2)) @ X.T / y.size
+
+    X = rng.random((3, 10))
+    symjac.dlfeval(loss, X, W, batch_axis=(-1, None), backend="numba")
+    guards = [g for c in list(_LOADED.values()) if c.backend == "numba"
+              for g in [c.func.func if not isinstance(c.func, _CacheGuard) else c.func]
+              if isinstance(g, _CacheGuard) and g.job is not None and not g.checked]
+    assert len(guards) == 1
+    g = guards[0]
+    assert g.job.wait(300) and g.job.returncode == 0
+    answers = iter([False, True])
+    g.job.done = lambda: next(answers, True)  # not ready at the first check, ready at the next
+    g._tier = (g._tier[0], 4)  # slices of 4 samples
+    X = rng.random((3, 23))
+    L, G = symjac.dlfeval(loss, X, W, batch_axis=(-1, None), backend="numba")
+    assert g.checked  # Numba ran the last 15 samples
+    L0, G0 = exact(X)
+    np.testing.assert_allclose(L, L0, rtol=1e-13)
+    np.testing.assert_allclose(G, G0, rtol=1e-12, atol=1e-14)
