@@ -268,3 +268,34 @@ def test_long_scalar_kernels_are_split_into_parts(monkeypatch):
     lp, gp = symjac.dlfeval(step, Xc, W, batch_axis=(-1, None), backend="numpy")
     np.testing.assert_allclose(ln, lp, rtol=1e-13)
     np.testing.assert_allclose(gn, gp, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numba_math_spelling_keeps_numpys_values_at_edge_arguments(dtype):
+    """Numba kernels print math.sin(x) etc. for scalars (faster to compile than
+    np.sin): the same values as the NumPy backend, NaN, infinities and signed
+    zeros included, at arguments in and out of each function's domain."""
+    from symjac.ops.elementary import MATH_SPELLING
+
+    names = sorted(MATH_SPELLING)
+    ufunc = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "asinh": "arcsinh", "acosh": "arccosh",
+             "atanh": "arctanh"}
+
+    def model(x):
+        return np.array([getattr(np, ufunc.get(n, n))(x[0]) for n in names])
+
+    vals = np.array([-np.inf, -800, -30, -2, -1, -0.5, -1e-300, -0.0, 0.0, 1e-300, 0.5, 1, 2, 30, 800,
+                     np.inf, np.nan], dtype=dtype)[:, None]
+    with np.errstate(all="ignore"):
+        got = symjac.compile(model, backend="numba")(vals)
+        want = symjac.compile(model, backend="numpy")(vals)
+    k = symjac.compile(model, backend="numba")
+    k(vals[:1])
+    assert "math.sin(" in k.source and "np.sin(" not in k.source
+    assert got.dtype == want.dtype == np.dtype(dtype)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.where(np.isinf(got), np.sign(got), 0), np.where(np.isinf(want), np.sign(want), 0))
+    zero = (got == 0) & (want == 0)
+    assert np.array_equal(np.signbit(got[zero]), np.signbit(want[zero]))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=4 * np.finfo(dtype).eps, atol=0)

@@ -33,12 +33,21 @@ def _vectorize(fn):
     return apply
 
 
+# Numba compiles math.f(x) of a scalar about a sixth faster than np.f(x), to the same code: 3,005-statement
+# sin chain 3.65 -> 3.05 s; identical values and result types for float64 and float32 on +-0, +-inf, NaN,
+# subnormals and out-of-domain arguments (`tests/test_numerics.py`).
+MATH_SPELLING = {"sqrt", "exp", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "asin", "acos",
+                 "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh"}
+
+
 def _unary(name, fn, partial, *, cost=20, ufunc=None, sympy=None, printing=None, **kw):
     """An elementwise function of one number with derivative ``partial(node, arg)``
     (the NumPy ufunc of the same name traces to it, unless ``ufunc=""``)."""
     ufuncs = () if ufunc == "" else (ufunc or name,)
+    if printing is None:
+        printing = call(f"np.{ufunc or name}", f"math.{name}" if name in MATH_SPELLING else None)
     defelementwise(name, 1, fn, cost=cost, ufuncs=ufuncs, partials=lambda n, a: (partial(n, a),),
-                   sympy=sympy or sympy_function(name), printing=printing or call(f"np.{ufunc or name}"), **kw)
+                   sympy=sympy or sympy_function(name), printing=printing, **kw)
 
 
 def _numeric(build):
