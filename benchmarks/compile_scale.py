@@ -7,7 +7,11 @@ compile + first run; peak RSS of the process.
 
 - graph core: ``symjac.jacobian(chain, backend="numpy")``, N = 10^3, 10^4, 10^5 (``--quick``: 10^3, 10^4);
 - Numba compile: ``symjac.compile(chain, backend="numba")`` (the value only), N = 200, 1000, 2000
-  (about 1,000, 5,000 and 10,000 statements; ``--quick``: 200, 1000); seconds a statement of the compile.
+  (about 1,000, 5,000 and 10,000 statements; ``--quick``: 200, 1000); seconds a statement of the compile;
+- kinetics size: the kinetics benchmark's mass-action network (``benchmarks.kinetics.make_network``) at N
+  species and 8N/3 reactions, ``symjac.jacobian(rhs, 0, sparse=True, backend="numba")`` at B = 256,
+  N = 30, 100, 300 (``--quick``: 30, 100);
+- MLP depth and width: ``benchmarks/mlp_compile.py`` (the PINN kernel of a 3 -> W x L -> 1 MLP).
 
 - first calls on the reference problems (``--problems``; also in the full run): each problem's symjac
   method and JAX in fresh processes (``python -m benchmarks.<problem> --first-call KEY``): symjac with
@@ -67,7 +71,22 @@ def _child(kind, n):
         return y
 
     X = np.random.default_rng(0).random((8, 4))
-    if kind == "core":
+    if kind == "kinetics":  # the kinetics benchmark's network at n species, 8n/3 reactions: sparse Jacobian
+        from benchmarks.kinetics import make_network
+
+        net = make_network(seed=15, ns=n, nr=(8 * n) // 3)
+        S, ia, ib = net.S, net.ia, net.ib
+
+        def rhs(x, k):
+            xp = np.concatenate([x, np.ones(1)])
+            return S @ (k * xp[ia] * xp[ib])
+
+        rng = np.random.default_rng(1)
+        J = symjac.jacobian(rhs, 0, sparse=True, backend="numba")
+        args = (rng.uniform(0.1, 2.0, (256, n)), rng.uniform(0.1, 10.0, (256, net.nr)))
+        J(*args)
+        statements = J.kernel_for(*args).stats["statements"]
+    elif kind == "core":
         k = symjac.jacobian(chain, backend="numpy")
         k(X)
         statements = k.kernel_for(X).stats["statements"]
@@ -142,9 +161,10 @@ def main(argv=None):
         return 0
     core = [1000, 10_000] + ([] if args.quick else [100_000])
     numba_sizes = [200, 1000] + ([] if args.quick else [2000])
+    species = [30, 100] + ([] if args.quick else [300])
     print("# compile scale: scalar chains y = sin(y) * 0.5 + x[i % 4] * c_i, fresh process each")
     print(f"- machine: {common.machine_line()}")
-    rows = [run("core", n) for n in core] + [run("numba", n) for n in numba_sizes]
+    rows = [run("core", n) for n in core] + [run("numba", n) for n in numba_sizes] + [run("kinetics", n) for n in species]
     names = ["trace, differentiate", "lower", "print", "compile, first run"]
     print()
     print("| what | N | statements | " + " | ".join(names) + " | total | per statement | peak RSS |")
@@ -157,7 +177,8 @@ def main(argv=None):
         total = sum(st.get(k, 0.0) for k in names)
         per = total / r["statements"] if r["statements"] else float("nan")
         cells = " | ".join(f"{st[k]:.2f} s" if k in st else "-" for k in names)
-        print(f"| {'jacobian, numpy' if r['kind'] == 'core' else 'compile, numba'} | {r['n']} | {r['statements']} | "
+        what = {"core": "jacobian, numpy", "numba": "compile, numba", "kinetics": "kinetics species, sparse, numba"}
+        print(f"| {what[r['kind']]} | {r['n']} | {r['statements']} | "
               f"{cells} | {total:.2f} s | {per * 1e6:.0f} us | {r['peak_rss_mb']:.0f} MB |")
     if not args.quick:
         print()
