@@ -22,10 +22,10 @@ import numpy as np
 
 from symjac.ad import jacobian_nodes, laplacian_nodes
 from symjac.frontend.batched import BatchedArray, BatchMixingError, Reduced, inverse_batch, node_array
-from symjac.frontend.graph import Graph
+from symjac.frontend.graph import Graph, Whole
 from symjac.frontend.trace import call_traced, make_inputs
 from symjac.frontend.traced import _nodes
-from symjac.ir import BUILDING, ZERO, evaluate_nodes, lookup, make
+from symjac.ir import BUILDING, ZERO, Node, evaluate_nodes, lookup, make, toposort
 from symjac.kernel import Kernel, refuse_container, resolve_backend
 from symjac.progress import first_call, stage
 
@@ -67,24 +67,39 @@ def dlgradient(y, *xs, enable_higher_derivatives=False):
         if not isinstance(x, BatchedArray):
             raise TypeError(f"dlgradient: x number {k} must be a traced array inside symjac.dlfeval, "
                             f"got {type(x).__name__}")
-    variables = [n for x in xs for n in x.nodes.ravel()]
+    roots = [r[()] for r in (terms, offset) if r is not None]
+    wholes = _whole_variables(roots, xs)
+    variables = [n for x, w in zip(xs, wholes) for n in ((w,) if w is not None else x.nodes.ravel())]
     gt = jacobian_nodes([terms[()]], variables, "rev")[0] if terms is not None else None
     go = jacobian_nodes([offset[()]], variables, "rev")[0] if offset is not None else None
     results, c = [], 0
-    for x in xs:
-        size = x.nodes.size
-        part_t = None if gt is None else _freeze(node_array(gt[c: c + size].reshape(x.nodes.shape)), enable_higher_derivatives)
-        part_o = None if go is None else _freeze(node_array(go[c: c + size].reshape(x.nodes.shape)), enable_higher_derivatives)
+    for x, w in zip(xs, wholes):
+        size = 1 if w is not None else x.nodes.size
+        shape = x.nodes.shape
+
+        def part(g):
+            if g is None:
+                return None
+            if w is None:
+                return _freeze(node_array(g[c: c + size].reshape(shape)), enable_higher_derivatives)
+            return _whole_gradient(g[c], shape, enable_higher_derivatives)
+
+        part_t, part_o = part(gt), part(go)
         c += size
+        whole = None
+        if isinstance(part_t, Node):  # the gradient tensor of a whole argument: entries made if asked for
+            whole, part_t = part_t, (None if x.bpos is None else _entries(part_t, shape))
+        if isinstance(part_o, Node):
+            part_o = _entries(part_o, shape)
         if x.bpos is not None:
             if part_o is not None and any(n is not ZERO for n in part_o.ravel()):
                 raise AssertionError("a batch-free offset cannot depend on batched data")
-            results.append(BatchedArray(part_t if part_t is not None else node_array(np.full(x.nodes.shape, ZERO)),
+            results.append(BatchedArray(part_t if part_t is not None else node_array(np.full(shape, ZERO)),
                                         x.bpos, x.batch))
-        elif part_t is None:
+        elif part_t is None and whole is None:
             results.append(BatchedArray(part_o, None, batch))
         else:
-            results.append(Reduced(part_t, part_o, batch))
+            results.append(Reduced(part_t, part_o, batch, whole=whole))
     return tuple(results) if len(results) > 1 else results[0]
 
 
@@ -111,6 +126,61 @@ def _check_x(u, x, what):
     _check_batched(x, "x")
     if x.bpos is not None and x.batch != u.batch:
         raise ValueError(f"{what}: x has batch size {x.batch} but u has {u.batch}")
+
+
+def _whole_variables(roots, xs):
+    """Per x, the tensor node to differentiate by instead of its entries, or None.
+
+    An argument held whole (a weight matrix in ``W @ X``) reaches the graph as
+    one ``pack`` of its input leaves: its gradient is the adjoint of that pack,
+    one tensor, instead of one derivative per leaf (a 512 x 512 layer:
+    262,144).  Only when the leaves feed nothing but that pack, so that the
+    pack's adjoint is the whole gradient."""
+    candidates = {}
+    for k, x in enumerate(xs):
+        flat = x.nodes.ravel()
+        if flat.size >= 2 and all(n.op == "input" for n in flat):
+            candidates[tuple(n.id for n in flat)] = k
+    found = [None] * len(xs)
+    if not candidates:
+        return found
+    order = toposort(roots)
+    leaves = {i for ids in candidates for i in ids}
+    packs, other_use = {}, set()
+    for node in order:
+        if not node.args:
+            continue
+        if node.op == "pack":
+            ids = tuple(a.id for a in node.args)
+            k = candidates.get(ids)
+            if k is not None:
+                packs.setdefault(k, []).append(node)
+                continue
+        for a in node.args:
+            if a.id in leaves:
+                other_use.add(a.id)
+    for ids, k in candidates.items():
+        if len(packs.get(k, ())) == 1 and not other_use.intersection(ids):
+            found[k] = packs[k][0]
+    return found
+
+
+def _whole_gradient(g, shape, enable):
+    """The gradient of a whole argument from the adjoint ``g`` of its pack: a
+    tensor node of ``shape`` (stopped unless ``enable``), or an object array
+    when it is a structural zero or has another shape."""
+    if not g.shape:  # a symbolic zero: no dependence
+        return node_array(np.full(shape, g, dtype=object))
+    if not enable:
+        g = make("stop", g)
+    return g if g.shape == tuple(shape) else _entries(g, shape)
+
+
+def _entries(g, shape):
+    """The entries of tensor ``g`` as an object array of ``shape``."""
+    size = math.prod(shape)
+    build = lookup("elem").build
+    return node_array(np.fromiter((build((g,), i) for i in range(size)), dtype=object, count=size).reshape(shape))
 
 
 def _freeze(nodes, enable):
@@ -403,7 +473,7 @@ def _trace_dlfeval(fn, per_shapes, axes, B, backend):
             elif isinstance(r, Reduced):
                 reduced.append(len(kernel_outs))
                 plan.append(("reduced", len(kernel_outs), None, r.offset))
-                kernel_outs.append(r.terms)
+                kernel_outs.append(Whole(r.whole) if r.is_whole() else r.terms)
             elif isinstance(r, BatchedArray):
                 plan.append(("shared", None, None, r.nodes))
             else:

@@ -369,3 +369,87 @@ def test_progress_reports_the_stages_of_a_slow_first_call(monkeypatch, caplog):
             symjac.set_progress("yes")
     finally:
         symjac.set_progress(None)
+
+
+# -- gradients with respect to whole weight tensors ----------------------------------
+
+def _record_wholes(monkeypatch):
+    from symjac import dl
+
+    seen = []
+    original = dl._whole_variables
+
+    def record(roots, xs):
+        found = original(roots, xs)
+        seen.append([w is not None for w in found])
+        return found
+
+    monkeypatch.setattr(dl, "_whole_variables", record)
+    return seen
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_weight_gradient_is_one_tensor_and_right(monkeypatch, backend):
+    """A weight used only as a whole (W @ X) is differentiated as one tensor (the
+    gradient is the adjoint of its pack); a weight whose entries are also used
+    one by one (Wb[0, 0]) falls back to one derivative per entry. Both exact,
+    with a term of Wa alone (a batch-free offset) and per-sample gradients in X."""
+    seen = _record_wholes(monkeypatch)
+    r = np.random.default_rng(3)
+    Wa = r.normal(size=(16, 8)) / 3
+    Wb = r.normal(size=(4, 4))
+    X = r.normal(size=(8, 7))
+    c = r.normal(size=8)
+
+    def loss(X, Wa, Wb):
+        y = np.tanh(Wa @ X)
+        L = np.mean(y ** 2) + 0.05 * np.sum((Wa @ c) ** 2) + Wb[0, 0] * np.mean(X[0]) + np.mean(Wb @ y[:4])
+        return (L, *symjac.dlgradient(L, Wa, Wb, X))
+
+    L, Ga, Gb, GX = symjac.dlfeval(loss, X, Wa, Wb, batch_axis=(-1, None, None), backend=backend)
+    assert seen[-1] == [True, False, False]  # Wa whole; Wb's entry used alone; X also read by X[0]
+    y = np.tanh(Wa @ X)
+    n, B = y.size, X.shape[1]
+    dy = 2 * y / n + np.vstack([Wb.sum(0)[:, None] * np.ones((1, B)) / (4 * B), np.zeros((12, B))])
+    dz = dy * (1 - y ** 2)
+    np.testing.assert_allclose(L, np.mean(y ** 2) + 0.05 * np.sum((Wa @ c) ** 2) + Wb[0, 0] * np.mean(X[0])
+                               + np.mean(Wb @ y[:4]), rtol=1e-13)
+    np.testing.assert_allclose(Ga, dz @ X.T + 0.1 * np.outer(Wa @ c, c), rtol=1e-12, atol=1e-14)
+    Gb_ref = np.tile(y[:4].mean(1) / 4, (4, 1))  # the mean runs over the 4 x B entries of Wb @ y[:4]
+    Gb_ref[0, 0] += np.mean(X[0])
+    np.testing.assert_allclose(Gb, Gb_ref, rtol=1e-12, atol=1e-14)
+    GX_ref = Wa.T @ dz
+    GX_ref[0] += Wb[0, 0] / B
+    np.testing.assert_allclose(GX, GX_ref, rtol=1e-12, atol=1e-14)
+
+
+def test_whole_gradient_differentiated_again(monkeypatch):
+    """enable_higher_derivatives on whole-tensor gradients: the per-sample input
+    gradient of a loss (X read only through W @ X) in a penalty, differentiated
+    by the whole weight, against central differences."""
+    seen = _record_wholes(monkeypatch)
+    r = np.random.default_rng(4)
+    W0 = r.normal(size=(8, 4)) / 2
+    X = r.normal(size=(4, 6))
+
+    def penalty(X, W):
+        L = np.mean(np.tanh(W @ X) ** 2)
+        G = symjac.dlgradient(L, X, enable_higher_derivatives=True)
+        P = np.mean(np.sum(G ** 2, axis=0))
+        return P, symjac.dlgradient(P, W)
+
+    P, GP = symjac.dlfeval(penalty, X, W0, batch_axis=(-1, None), backend="numpy")
+    assert seen[0] == [True] and seen[1] == [True]
+
+    def p_of(W):
+        y = np.tanh(W @ X)
+        G = W.T @ (2 * y * (1 - y ** 2) / y.size)
+        return np.mean(np.sum(G ** 2, axis=0))
+
+    np.testing.assert_allclose(P, p_of(W0), rtol=1e-12)
+    fd = np.zeros_like(W0)
+    for i in np.ndindex(W0.shape):
+        e = np.zeros_like(W0)
+        e[i] = 1e-6
+        fd[i] = (p_of(W0 + e) - p_of(W0 - e)) / 2e-6
+    np.testing.assert_allclose(GP, fd, rtol=1e-6, atol=1e-10)

@@ -22,7 +22,7 @@ import numpy as np
 
 from symjac.errors import SymjacError, UnsupportedOperationError
 from symjac.frontend.traced import TracedArray, _nodes, is_tensor, scalar_array
-from symjac.ir import FUNCTIONS, make, ufunc_builder
+from symjac.ir import FUNCTIONS, lookup, make, ufunc_builder
 
 __all__ = ["BatchedArray", "Reduced", "BatchMixingError", "node_array", "inverse_batch"]
 
@@ -361,13 +361,27 @@ class Reduced(np.lib.mixins.NDArrayOperatorsMixin):
 
     __array_priority__ = 1002
 
-    def __init__(self, terms, offset, batch):
-        self.terms = terms
+    def __init__(self, terms, offset, batch, whole=None):
+        # whole: a tensor node whose entries are the terms (a weight's gradient), made only if asked for
+        self._terms = terms
+        self.whole = whole
         self.offset = offset
         self.batch = batch
 
-    shape = property(lambda self: self.terms.shape)
-    ndim = property(lambda self: self.terms.ndim)
+    @property
+    def terms(self):
+        if self._terms is None and self.whole is not None:
+            t, n = self.whole, math.prod(self.whole.shape)
+            elem = lookup("elem").build
+            self._terms = np.fromiter((elem((t,), i) for i in range(n)), dtype=object, count=n).reshape(t.shape)
+        return self._terms
+
+    def is_whole(self):
+        """True while the terms are the tensor ``whole`` and no entry was asked for."""
+        return self._terms is None and self.whole is not None
+
+    shape = property(lambda self: self.whole.shape if self.is_whole() else self.terms.shape)
+    ndim = property(lambda self: len(self.shape))
     dtype = property(lambda self: np.dtype(np.float64))
 
     def __repr__(self):
