@@ -408,6 +408,16 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         """``builder`` applied entry by entry (with broadcasting), or to whole
         tensors: when an input is one, or the result (a traced scalar against
         a constant array too) is big enough to stay whole."""
+        nodes = []
+        for x in inputs:  # scalars (a chain of scalar steps): one node, none of the array machinery
+            if type(x) is TracedArray and x.tensor is None and x._view is None and not x._nodes.ndim:
+                nodes.append(x._nodes[()])
+            elif isinstance(x, (float, int)):
+                nodes.append(x)
+            else:
+                break
+        else:
+            return TracedArray(scalar_array(builder(*nodes)))
         if any(is_tensor(x) for x in inputs) or stays_whole(inputs) or _big_result(inputs):
             return map_tensor(builder, inputs)
         arrays = [_nodes(x) for x in inputs]

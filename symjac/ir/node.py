@@ -315,15 +315,32 @@ def non_ieee():
 
 def make(op, *args):
     """Build (or find) the simplified elementwise node ``op(*args)``."""
-    args = tuple(to_node(a) for a in args)
+    args = tuple([a if type(a) is Node else to_node(a) for a in args])
     info = REGISTRY.get(op) or lookup(op)
     if info.kind != "elementwise":
         raise TypeError(f"op {op!r} is {info.kind}: build it with its own constructor (symjac.ops), not make()")
     if info.nargs != len(args):
         raise TypeError(f"op {op!r} takes {info.nargs} arguments, got {len(args)}")
-    if all(a.op == "const" for a in args):
+    constant = scalar = True
+    for a in args:
+        if a.op != "const":
+            constant = False
+        if a.shape:
+            scalar = False
+    if constant:
         with np.errstate(all="ignore"):
             return const(float(info.evaluate([np.float64(a.attr) for a in args], None)))
+    if scalar:  # the common case, without the tensor cases' checks (a scalar op of non-constants never folds)
+        simpler = info.simplify(*args) if info.simplify is not None else None
+        if simpler is not None:
+            return simpler if not simpler.shape else broadcast_scalar(simpler, ())
+        if info.commutative and _order_key(args[0]) > _order_key(args[1]):
+            args = (args[1], args[0])
+        key = (op, tuple([a.id for a in args]), None)
+        node = _TABLE.get(key)
+        if node is None:
+            node = _TABLE[key] = Node(op, args, None, info.dtype, ())
+        return node
     shape = _map_shape(op, args)
     if shape and info.dtype == "float" and all(a.op in ("const", "tconst", "pack", "bcast") for a in args):
         folded = fold(op, args, None)  # every argument a constant tensor or number: a constant tensor
