@@ -116,14 +116,18 @@ class ParallelRunner:
 
     min_chunk = 2048  # below this many samples per thread, threading costs more than it saves
 
-    def __init__(self, func, reduce_args=(), min_chunk=None):
+    def __init__(self, func, reduce_args=(), min_chunk=None, guard=None):
         self.func = func
         self.reduce_args = tuple(reduce_args)  # positions (in *arrays) of batch-sum accumulators
         if min_chunk is not None:
             self.min_chunk = min_chunk
+        self.guard = guard  # the kernel's _CacheGuard: while its first calls run NumPy, one thread runs them
 
     def __call__(self, start, stop, *arrays):
         n = stop - start
+        if self.guard is not None and not self.guard.checked:
+            # first calls: the NumPy tier on this thread, the other cores left to the background compile
+            return self.func(start, stop, *arrays)
         threads = min(num_threads(), max(1, n // self.min_chunk))
         if threads <= 1:
             return self.func(start, stop, *arrays)
@@ -206,15 +210,16 @@ def compile_program(program: Program, backend: str, dtype: str = "float64", tile
             module = _MODULES[key] = _load(source, key, backend)
         if backend.startswith("numba"):
             _check_numba_cache(module)
+        guard = None
         if backend.startswith("numba"):
-            kernel = _CacheGuard(module, source, key, backend, lambda: _numpy_tier(program, dtype),
-                                 2 if getattr(module, "WORKSPACE", None) is not None else 0)
+            kernel = guard = _CacheGuard(module, source, key, backend, lambda: _numpy_tier(program, dtype),
+                                         2 if getattr(module, "WORKSPACE", None) is not None else 0)
         else:
             kernel = module.kernel
         if getattr(module, "WORKSPACE", None) is not None:
             kernel = Workspaces(kernel, module.WORKSPACE, dtype)
         reduce_args = [len(program.inputs) + k for k, p in enumerate(program.outputs) if p.reduce]
-        func = (ParallelRunner(kernel, reduce_args, getattr(module, "MIN_CHUNK", None))
+        func = (ParallelRunner(kernel, reduce_args, getattr(module, "MIN_CHUNK", None), guard)
                 if backend == "numba-parallel" else kernel)
         path = Path(module.__file__) if not module.__file__.startswith("<") else None
         compiled = CompiledKernel(func, source, path, backend, dtype, getattr(module, "TILE", 1))

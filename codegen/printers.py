@@ -166,15 +166,17 @@ class NumPyPrinter(Printer):
     target = "numpy"
 
     def helpers(self):
-        lines = [
-            "try:",
-            "    from scipy.special import erf as _erf, erfc as _erfc",
-            "except ImportError:  # no SciPy: elementwise math.erf",
-            "    import math",
-            "    _erf = np.vectorize(math.erf, otypes=[_F])",
-            "    _erfc = np.vectorize(math.erfc, otypes=[_F])",
-            "",
-        ]
+        lines = []
+        if {"erf", "erfc"} & set(self.program.functions):  # SciPy loads in a tenth of a second: only if used
+            lines = [
+                "try:",
+                "    from scipy.special import erf as _erf, erfc as _erfc",
+                "except ImportError:  # no SciPy: elementwise math.erf",
+                "    import math",
+                "    _erf = np.vectorize(math.erf, otypes=[_F])",
+                "    _erfc = np.vectorize(math.erfc, otypes=[_F])",
+                "",
+            ]
         return lines + numpy_helpers(self.program).splitlines()
 
     def print_load(self, k, i, batched):
