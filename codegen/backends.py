@@ -125,8 +125,8 @@ class ParallelRunner:
 
     def __call__(self, start, stop, *arrays):
         n = stop - start
-        if self.guard is not None and not self.guard.checked:
-            # first calls: the NumPy tier on this thread, the other cores left to the background compile
+        if self.guard is not None and self.guard.numpy_tier_likely(n):
+            # first calls on the NumPy tier: on this thread, the other cores left to the background compile
             return self.func(start, stop, *arrays)
         threads = min(num_threads(), max(1, n // self.min_chunk))
         if threads <= 1:
@@ -440,6 +440,7 @@ class _CacheGuard:
         self.extra_args = extra_args  # trailing arguments the NumPy kernel does not take (workspaces)
         self.job = None  # the background compile (codegen.background.Job)
         self._tier = None
+        self._cached = None  # whether Numba's cache held the kernel when first asked
 
     def __call__(self, *args):
         if self.checked:
@@ -513,9 +514,21 @@ class _CacheGuard:
             self.numpy_tier = self._tier = None  # from now on Numba, from the cache the child wrote
             return None
 
+    def numpy_tier_likely(self, samples):
+        """Whether a call on ``samples`` samples now would run the NumPy tier
+        (a hint for `ParallelRunner`: such calls run on one thread)."""
+        if self.checked or self.numpy_tier is None or samples > background.WAIT_SAMPLES:
+            return False
+        if self.job is not None:
+            return True
+        return (background.background_enabled() and not self.module.__file__.startswith("<")
+                and not self._in_numba_cache())
+
     def _in_numba_cache(self):
-        stem = Path(self.module.__file__).stem
-        return any(_numba_cache_path(self.module).glob(f"{stem}.kernel-*.nbi"))
+        if self._cached is None:
+            stem = Path(self.module.__file__).stem
+            self._cached = any(_numba_cache_path(self.module).glob(f"{stem}.kernel-*.nbi"))
+        return self._cached
 
     def _purge(self):
         path = Path(self.module.__file__)

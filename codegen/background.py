@@ -107,12 +107,19 @@ class Job:
             self.proc = subprocess.Popen([sys.executable, "-c", _CHILD, self.path, self.module_name, self.digest],
                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err,
                                          cwd=os.path.dirname(self.path))
-            self.proc.stdin.write(self.signature)
-            self.proc.stdin.close()
         except OSError as e:  # no process could be started: the caller compiles in-process
+            if self._err is not None:
+                self._err.close()
+                self._err = None
             self.proc = None
             self.returncode, self.finished = -1, time.perf_counter()
             self._failure = f"could not start the compile process: {type(e).__name__}: {e}"
+            return
+        try:
+            self.proc.stdin.write(self.signature)
+            self.proc.stdin.close()
+        except OSError:  # the child exited at once (BrokenPipeError): its exit code and stderr say why
+            pass
 
     def _poll(self):
         if self.returncode is None and self.proc is not None and self.proc.poll() is not None:

@@ -135,11 +135,18 @@ def _whole_variables(roots, xs):
     one ``pack`` of its input leaves: its gradient is the adjoint of that pack,
     one tensor, instead of one derivative per leaf (a 512 x 512 layer:
     262,144).  Only when the leaves feed nothing but that pack, so that the
-    pack's adjoint is the whole gradient."""
+    pack's adjoint is the whole gradient; and only when each of its leaves is
+    one entry of one x (``dlgradient(L, W, W[0])`` or ``W[[0, 0, 1]]`` keep
+    one derivative per entry: a variable is a cut point of the sweep, so a
+    leaf shared with another x would lose the paths through it)."""
+    count = {}
+    for x in xs:
+        for n in x.nodes.ravel():
+            count[n.id] = count.get(n.id, 0) + 1
     candidates = {}
     for k, x in enumerate(xs):
         flat = x.nodes.ravel()
-        if flat.size >= 2 and all(n.op == "input" for n in flat):
+        if flat.size >= 2 and all(n.op == "input" and count[n.id] == 1 for n in flat):
             candidates[tuple(n.id for n in flat)] = k
     found = [None] * len(xs)
     if not candidates:

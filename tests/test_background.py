@@ -99,6 +99,7 @@ def test_switched_off_or_in_cache_or_large_batch_compiles_in_process(tiered, mon
     symjac.set_background_compile(True)
     g2 = _CacheGuard(g.module, g.source, g.key, g.backend, g.numpy_tier or (lambda: None), g.extra_args)
     assert g2._in_numba_cache()
+    assert not g2.numpy_tier_likely(10)  # so numba-parallel's first call spreads over its threads
     # a batch larger than the NumPy tier is worth: this call waits for Numba
     monkeypatch.setattr(background, "WAIT_SAMPLES", 4)
     J3 = symjac.jacobian(rhs(c + 1.0), backend="numba")

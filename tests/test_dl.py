@@ -453,3 +453,37 @@ def test_whole_gradient_differentiated_again(monkeypatch):
         e[i] = 1e-6
         fd[i] = (p_of(W0 + e) - p_of(W0 - e)) / 2e-6
     np.testing.assert_allclose(GP, fd, rtol=1e-6, atol=1e-10)
+
+
+def test_weight_gradients_sharing_entries_keep_one_derivative_per_entry(monkeypatch):
+    """dlgradient by W and by a part of W (or W twice, or a gather repeating
+    entries): every x gets its full gradient, as the unrolled path gives it."""
+    seen = _record_wholes(monkeypatch)
+    r = np.random.default_rng(6)
+    W = r.normal(size=(8, 8)) / 3
+    X = r.normal(size=(8, 5))
+    rows = [0, 0, 1, 2, 3, 4, 5, 6]
+
+    def loss(X, W):
+        L = np.mean(np.tanh(W @ X)) + np.mean(np.sin(W[:4] @ X))
+        return symjac.dlgradient(L, W, W[:4], W)
+
+    def gathered(X, W):
+        L = np.mean(np.tanh(W[rows] @ X))
+        return symjac.dlgradient(L, W[rows])
+
+    G, G4, G2 = symjac.dlfeval(loss, X, W, batch_axis=(-1, None), backend="numpy")
+    assert seen[-1] == [False, False, False]
+    y, z = np.tanh(W @ X), W[:4] @ X
+    ref = (1 - y ** 2) @ X.T / y.size
+    ref[:4] += np.cos(z) @ X.T / z.size
+    for got in (G, G2):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(G4, ref[:4], rtol=1e-12, atol=1e-15)
+    Gr = symjac.dlfeval(gathered, X, W, batch_axis=(-1, None), backend="numpy")
+    assert seen[-1] == [False]
+    v = np.tanh(W[rows] @ X)
+    per_row = (1 - v ** 2) @ X.T / v.size  # d L / d (row i of W[rows]), as an entry of x
+    full = np.zeros_like(W)
+    np.add.at(full, rows, per_row)
+    np.testing.assert_allclose(Gr, full[rows], rtol=1e-12, atol=1e-15)
