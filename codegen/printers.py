@@ -80,8 +80,13 @@ class Printer:
         ]
         return "\n".join(lines)
 
+    splits = True  # long scalar kernels become parts (`_split_module`); a subclass may print otherwise
+
     def doprint(self, program: Program) -> str:
         self.begin(program)
+        stmts = [s for s in program.body if s.op != "const"]
+        if self.splits and len(stmts) > SPLIT_STATEMENTS and not program.block_stores:
+            return self._split_module(program, stmts)
         consts = [f"    {s.name} = _F({float_literal(s.args[0])})" for s in program.body if s.op == "const"]
         body = [self.print_stmt(s, program) for s in program.body if s.op != "const"]
         zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
@@ -115,6 +120,53 @@ class Printer:
 
     def loop_open(self, program):
         return []
+
+    # -- long kernels ---------------------------------------------------------
+    def _split_module(self, program, stmts):
+        """The statements in consecutive parts of `PART_STATEMENTS`, each its own
+        function called in order (per sample for Numba): Numba's and LLVM's time
+        grows faster than linearly with one function's size (5,005 statements:
+        9 s; 15,005: 50 s in one function), and CPython compiles a long module
+        function by function (`codegen.backends` compiles the text a function
+        at a time, so the syntax tree of one part is alive at once). A value
+        used in a later part passes through scratch (``scratch``; slots by
+        ``scratch_kind``); constants are module globals; each store sits in
+        the part that computes its value."""
+        groups = [stmts[i:i + PART_STATEMENTS] for i in range(0, len(stmts), PART_STATEMENTS)]
+        home = {st.name: g for g, grp in enumerate(groups) for st in grp}
+        slots, used_later = {"sc": {}, "sb": {}}, set()
+        for g, grp in enumerate(groups):
+            for st in grp:
+                for a in st.args if st.op != "load" else ():
+                    if isinstance(a, str) and home.get(a, g) != g:
+                        used_later.add(a)
+        for name in sorted(used_later, key=lambda n: (home[n], int(n[1:]))):
+            kind = self.scratch_kind(self.info[name])
+            slots[kind][name] = len(slots[kind])
+        where = {name: (kind, k) for kind, d in slots.items() for name, k in d.items()}
+        stores_by_group, main_stores = {}, []
+        for k, i, v in program.stores:
+            line = self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
+            (stores_by_group.setdefault(home[v], []) if v in home else main_stores).append(line)
+        params = self.part_params(program)
+        helpers, calls = [], []
+        for g, grp in enumerate(groups):
+            lines = [f"    {a} = {where[a][0]}[{where[a][1]}]" for a in sorted(
+                {a for st in grp if st.op != "load" for a in st.args
+                 if isinstance(a, str) and a in where and home[a] != g}, key=lambda n: int(n[1:]))]
+            for st in grp:
+                lines.append("    " + self.print_stmt(st, program))
+                if st.name in where:
+                    lines.append(f"    {where[st.name][0]}[{where[st.name][1]}] = {st.name}")
+            lines += ["    " + ln for ln in stores_by_group.get(g, ())]
+            helpers += [*self.decorator(), f"def _part{g}({', '.join(params)}):", *lines, "    return None", ""]
+            calls.append(f"_part{g}({', '.join(params)})")
+        consts = [f"{st.name} = _F({float_literal(st.args[0])})" for st in program.body if st.op == "const"]
+        zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
+        body = [*self.scratch(slots), *self.loop_open(program),
+                *[self.indent + ln for ln in zero + calls + main_stores]]
+        preamble = ["# constants: module globals (frozen into the machine code by Numba)", *consts, "", *helpers]
+        return self.module(program, body, preamble)
 
     # -- statements ---------------------------------------------------------
     def print_stmt(self, s, program):
@@ -204,6 +256,16 @@ class NumPyPrinter(Printer):
     def loop_open(self, program):
         return ["    with np.errstate(all='ignore'):"]
 
+    def scratch_kind(self, stmt):
+        return "sc"  # one list of arrays
+
+    def part_params(self, program):
+        return (["start", "stop"] + [f"x{k}" for k in range(len(program.inputs))]
+                + [f"out{k}" for k in range(len(program.outputs))] + ["sc"])
+
+    def scratch(self, slots):
+        return [f"    sc = [None] * {len(slots['sc'])}"]
+
     # -- tensors: a batched value has the batch slice as its leading axis ------------
     def map_arg(self, name, stmt):
         a = self.info.get(name)
@@ -256,58 +318,16 @@ class NumbaPrinter(Printer):
         return f"out{k}[{i}] += {v}"
 
     # -- long kernels: straight-line code in functions of bounded size -------------
-    def doprint(self, program: Program) -> str:
-        self.begin(program)
-        stmts = [s for s in program.body if s.op != "const"]
-        if len(stmts) <= SPLIT_STATEMENTS or program.block_stores:
-            return super().doprint(program)
-        return self._split_module(program, stmts)
+    def scratch_kind(self, stmt):
+        return "sb" if stmt.dtype == "bool" else "sc"
 
-    def _split_module(self, program, stmts):
-        """The per-sample statements in consecutive parts of `PART_STATEMENTS`,
-        each its own function called once per sample: Numba's and LLVM's time
-        grows faster than linearly with one function's size (5,005 statements:
-        9 s; 15,005: 50 s in one function).  A value used in a later part
-        passes through a per-call scratch array (``sc`` floats, ``sb``
-        booleans); constants are module globals (Numba freezes them); each
-        store sits in the part that computes its value."""
-        groups = [stmts[i:i + PART_STATEMENTS] for i in range(0, len(stmts), PART_STATEMENTS)]
-        home = {st.name: g for g, grp in enumerate(groups) for st in grp}
-        slots, used_later = {"sc": {}, "sb": {}}, set()
-        for g, grp in enumerate(groups):
-            for st in grp:
-                for a in st.args if st.op != "load" else ():
-                    if isinstance(a, str) and home.get(a, g) != g:
-                        used_later.add(a)
-        for name in sorted(used_later, key=lambda n: (home[n], int(n[1:]))):
-            kind = "sb" if self.info[name].dtype == "bool" else "sc"
-            slots[kind][name] = len(slots[kind])
-        where = {name: (kind, k) for kind, d in slots.items() for name, k in d.items()}
-        stores_by_group, main_stores = {}, []
-        for k, i, v in program.stores:
-            line = self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
-            (stores_by_group.setdefault(home[v], []) if v in home else main_stores).append(line)
+    def part_params(self, program):
         params = [f"r{k}" if p.batched else f"x{k}" for k, p in enumerate(program.inputs)]
-        params += [f"out{k}" if p.reduce else f"o{k}" for k, p in enumerate(program.outputs)] + ["sc", "sb"]
-        helpers, calls = [], []
-        for g, grp in enumerate(groups):
-            lines = [f"    {a} = {where[a][0]}[{where[a][1]}]" for a in sorted(
-                {a for st in grp if st.op != "load" for a in st.args
-                 if isinstance(a, str) and a in where and home[a] != g}, key=lambda n: int(n[1:]))]
-            for st in grp:
-                lines.append("    " + self.print_stmt(st, program))
-                if st.name in where:
-                    lines.append(f"    {where[st.name][0]}[{where[st.name][1]}] = {st.name}")
-            lines += ["    " + ln for ln in stores_by_group.get(g, ())]
-            helpers += [*self.decorator(), f"def _part{g}({', '.join(params)}):", *lines, "    return None", ""]
-            calls.append(f"_part{g}({', '.join(params)})")
-        consts = [f"{st.name} = _F({float_literal(st.args[0])})" for st in program.body if st.op == "const"]
-        zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
-        body = [f"    sc = np.empty({len(slots['sc'])}, dtype=_F)",
-                f"    sb = np.empty({len(slots['sb'])}, dtype=np.bool_)", *self.loop_open(program),
-                *[self.indent + ln for ln in zero + calls + main_stores]]
-        preamble = ["# constants: module globals, frozen into the machine code by Numba", *consts, "", *helpers]
-        return self.module(program, body, preamble)
+        return params + [f"out{k}" if p.reduce else f"o{k}" for k, p in enumerate(program.outputs)] + ["sc", "sb"]
+
+    def scratch(self, slots):
+        return [f"    sc = np.empty({len(slots['sc'])}, dtype=_F)",
+                f"    sb = np.empty({len(slots['sb'])}, dtype=np.bool_)"]
 
 
 SPLIT_STATEMENTS = 800  # a kernel with more per-sample statements than this is split ...

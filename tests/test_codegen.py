@@ -299,3 +299,41 @@ def test_numba_math_spelling_keeps_numpys_values_at_edge_arguments(dtype):
     assert np.array_equal(np.signbit(got[zero]), np.signbit(want[zero]))
     finite = np.isfinite(want)
     np.testing.assert_allclose(got[finite], want[finite], rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+def test_numpy_kernels_split_and_compiled_in_pieces(monkeypatch):
+    """The NumPy printer splits long kernels into parts as the Numba one does
+    (arrays crossing parts through a scratch list, booleans included), and a
+    long module is compiled a few definitions at a time, keeping its line
+    numbers: values against the model itself, the Jacobian against the complex
+    step, and a traceback that points at the generated line."""
+    from codegen import backends, printers
+
+    monkeypatch.setattr(printers, "SPLIT_STATEMENTS", 12)
+    monkeypatch.setattr(printers, "PART_STATEMENTS", 5)
+    monkeypatch.setattr(backends, "PIECE_LINES", 40)
+
+    def f(x):
+        flag = x[1] > 0.9
+        y = np.where(flag, x[0], x[0] * 1.5)
+        for i in range(8):
+            y = np.sin(y) * 0.7 + x[i % 3] * (0.2 + 0.01 * i)
+        return np.where(flag, y * 2.0, x[2] - y)
+
+    rng = np.random.default_rng(12)
+    X = rng.uniform(0.0, 1.5, size=(6, 3))
+    k = symjac.compile(f, backend="numpy")
+    got = k(X)
+    src = k.source
+    assert "def _part3(" in src and "sc = [None] *" in src and len(src.splitlines()) > 2 * 40
+    pieces = backends._compiled_pieces(src, "<test>")
+    assert len(pieces) > 1
+    np.testing.assert_allclose(got, [f(x) for x in X], rtol=1e-14)
+    J = symjac.jacobian(f, backend="numpy")(X)
+    h = 1e-30
+    cs = np.stack([[f(x + 1j * h * e).imag / h for x in X] for e in np.eye(3)], axis=-1)
+    np.testing.assert_allclose(J, cs, rtol=1e-13, atol=1e-15)
+    # line numbers survive the pieces: a statement's error points at its own line
+    last = max(i for i, ln in enumerate(src.splitlines(), 1) if ln.startswith("def _part"))
+    code = pieces[-1]
+    assert code.co_filename == "<test>" and min(ln for _, _, ln in code.co_lines() if ln) >= last - 60
