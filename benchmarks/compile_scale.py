@@ -5,7 +5,8 @@ Jacobian.  Each size runs in a FRESH process with an empty ``SYMJAC_CACHE_DIR``;
 `symjac.progress` reports (read from its log records, threshold 0): trace + differentiate, lower, print,
 compile + first run; peak RSS of the process.
 
-- graph core: ``symjac.jacobian(chain, backend="numpy")``, N = 10^3, 10^4, 10^5 (``--quick``: 10^3, 10^4);
+- graph core: ``symjac.jacobian(chain, backend="numpy")``, N = 10^3, 10^4, 10^5 and 333,334 (10^6
+  operations; ``--quick``: 10^3, 10^4);
 - Numba compile: ``symjac.compile(chain, backend="numba")`` (the value only), N = 200, 1000, 2000
   (about 1,000, 5,000 and 10,000 statements; ``--quick``: 200, 1000); seconds a statement of the compile;
 - kinetics size: the kinetics benchmark's mass-action network (``benchmarks.kinetics.make_network``) at N
@@ -161,7 +162,7 @@ def main(argv=None):
             with open(args.json, "w") as fh:
                 json.dump(rows, fh, indent=1)
         return 0
-    core = [1000, 10_000] + ([] if args.quick else [100_000])
+    core = [1000, 10_000] + ([] if args.quick else [100_000, 333_334])  # the last: 10^6 operations
     numba_sizes = [200, 1000] + ([] if args.quick else [2000])
     species = [30, 100] + ([] if args.quick else [300])
     print("# compile scale: scalar chains y = sin(y) * 0.5 + x[i % 4] * c_i, fresh process each")

@@ -408,7 +408,17 @@ def _compiled_pieces(source, filename):
             bounds.append((lo, i))
             lo = i
     bounds.append((lo, len(lines)))
-    return [compile("\n" * a + "".join(lines[a:b]), filename, "exec", dont_inherit=True) for a, b in bounds]
+    # each piece compiled alone, then moved to its lines (a prefix of newlines would cost quadratic time;
+    # line tables count from co_firstlineno)
+    return [_shift_lines(compile("".join(lines[a:b]), filename, "exec", dont_inherit=True), a) for a, b in bounds]
+
+
+def _shift_lines(code, by):
+    """``code`` (and the code objects inside it) ``by`` lines further down its file."""
+    if not by:
+        return code
+    consts = tuple(_shift_lines(c, by) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_firstlineno=code.co_firstlineno + by, co_consts=consts)
 
 
 _HEAP_WARM = []
