@@ -125,9 +125,11 @@ class ParallelRunner:
 
     def __call__(self, start, stop, *arrays):
         n = stop - start
-        if self.guard is not None and self.guard.numpy_tier_likely(n):
-            # first calls on the NumPy tier: on this thread, the other cores left to the background compile
-            return self.func(start, stop, *arrays)
+        if self.guard is not None and not self.guard.checked:
+            if self.guard.numpy_tier_likely(n):
+                # first calls on the NumPy tier: on this thread, the other cores left to the background compile
+                return self.func(start, stop, *arrays)
+            self.guard.settle()  # Numba for this call (its slices would each be small enough for NumPy)
         threads = min(num_threads(), max(1, n // self.min_chunk))
         if threads <= 1:
             return self.func(start, stop, *arrays)
@@ -535,16 +537,29 @@ class _CacheGuard:
                     self.numpy_tier = None
                     job.wait()
                     return None
-            if not job.done():
-                if samples <= background.WAIT_SAMPLES:
-                    return self._tier
-                job.wait()
+            if not job.done() and samples <= background.WAIT_SAMPLES:
+                return self._tier
+            self._to_numba()
+            return None
+
+    def _to_numba(self):
+        """From now on Numba (called holding the lock): after the background
+        compile, from the cache the child wrote; without one, compiled here."""
+        job = self.job
+        if job is not None:
+            job.wait()
             if job.returncode != 0:
                 warnings.warn(f"symjac: the background Numba compile of kernel k_{self.key} failed (exit code "
                               f"{job.returncode}); compiling it in this process.\n{job.error()}", RuntimeWarning,
                               stacklevel=_caller_level())
-            self.numpy_tier = self._tier = None  # from now on Numba, from the cache the child wrote
-            return None
+        self.numpy_tier = self._tier = None
+
+    def settle(self):
+        """No NumPy tier from now on: wait for a background compile already
+        running (its machine code then loads from the cache), else compile here."""
+        with self.lock:
+            if not self.checked and self.numpy_tier is not None:
+                self._to_numba()
 
     def numpy_tier_likely(self, samples):
         """Whether a call on ``samples`` samples now would run the NumPy tier

@@ -106,6 +106,11 @@ def test_switched_off_or_in_cache_or_large_batch_compiles_in_process(tiered, mon
     J3(X)
     g3 = guard_of(J3.kernel_for(X))
     assert g3.job is None and g3.checked
+    # numba-parallel: a call too large for the NumPy tier takes Numba even though its slices would not be
+    J4 = symjac.jacobian(rhs(c + 2.0), backend="numba-parallel")
+    np.testing.assert_allclose(J4(X), exact_jacobian(X, c + 2.0), rtol=1e-13, atol=1e-13)
+    g4 = guard_of(J4.kernel_for(X))
+    assert g4.job is None and g4.checked
 
 
 def test_a_failed_background_compile_warns_and_compiles_in_process(tiered, monkeypatch):
