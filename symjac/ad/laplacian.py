@@ -22,7 +22,7 @@ twice the sum of B(d_i a, d_i b).  No op is special-cased here.
 from __future__ import annotations
 
 from symjac.ad.rules import differentiable, jvp, partials, placeholders, template_key, uses_partials
-from symjac.ad.sweeps import depends, jacobian_nodes
+from symjac.ad.sweeps import depends, jacobian_nodes, leaf_blocks_without
 from symjac.errors import MissingRuleError
 from symjac.ir import ONE, ZERO, broadcast_scalar, lookup, make, rebuild, substitute, toposort
 
@@ -136,7 +136,7 @@ def laplacian_nodes(outputs, variables):
     when structurally zero); ``gradients[k]`` the dict {j: d outputs[k]/d v_j}.
     """
     outputs, variables = list(outputs), list(variables)
-    order = toposort(outputs)
+    order = toposort(outputs, opaque=leaf_blocks_without(variables))
     inbits = depends(order, variables)
     pos = {v.id: j for j, v in enumerate(variables)}
     grad, lap = {}, {}

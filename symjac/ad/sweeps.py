@@ -18,7 +18,7 @@ import numpy as np
 from symjac.ad.rules import accumulate, differentiable, jvp, partials, uses_partials, vjp
 from symjac.ir import ONE, ZERO, lookup, toposort
 
-__all__ = ["jacobian_nodes", "estimate_costs", "depends", "seeded_forward"]
+__all__ = ["jacobian_nodes", "estimate_costs", "depends", "seeded_forward", "leaf_blocks_without"]
 
 
 def _reach(order, outputs, variables):
@@ -45,6 +45,15 @@ def _reach(order, outputs, variables):
     return inbits, outbits
 
 
+def leaf_blocks_without(variables):
+    """``opaque`` for `toposort`: a pack of input leaves none of which is a
+    variable (a weight held whole, when the derivative is by other arguments)
+    is a constant of the sweep; its leaves (81,920 for seedcnn's last layer)
+    need no visit."""
+    ids = {v.id for v in variables}
+    return lambda node: node.op == "pack" and all(a.op == "input" and a.id not in ids for a in node.args)
+
+
 def depends(order, variables):
     """Nodes that depend on any variable (as a dict id -> 1, like the bitsets
     of `_reach` without their width: a gradient of a million weights needs no
@@ -59,7 +68,7 @@ def depends(order, variables):
 
 def estimate_costs(outputs, variables):
     """(forward cost, reverse cost): derivative terms each sweep would build."""
-    order = toposort(outputs)
+    order = toposort(outputs, opaque=leaf_blocks_without(variables))
     inbits, outbits = _reach(order, outputs, variables)
     return _costs(order, inbits, outbits)
 
@@ -132,7 +141,7 @@ def jacobian_nodes(outputs, variables, mode="auto"):
     outputs, variables = list(outputs), list(variables)
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
-    order = toposort(outputs)
+    order = toposort(outputs, opaque=leaf_blocks_without(variables))
     if mode == "auto" and len(outputs) == 1 and len(variables) > 1:
         mode = "rev"  # one output: each node's reverse cost is at most its forward cost
     if mode == "rev":
