@@ -80,7 +80,12 @@ def set_background_compile(enabled):
 
 
 def background_enabled():
-    """Whether first calls of Numba kernels compile in the background now."""
+    """Whether first calls of Numba kernels compile in the background now.
+    Never in a frozen application (PyInstaller and the like: its executable
+    is the application, not a Python to run the compile in) or without an
+    executable."""
+    if getattr(sys, "frozen", False) or not sys.executable:
+        return False
     if _SETTING is not None:
         return _SETTING
     return os.environ.get("SYMJAC_BACKGROUND_COMPILE", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -104,7 +109,8 @@ class Job:
         self.started = time.perf_counter()
         try:
             self._err = tempfile.TemporaryFile()
-            self.proc = subprocess.Popen([sys.executable, "-c", _CHILD, self.path, self.module_name, self.digest],
+            # -P: no directory on sys.path ahead of the installed packages (python -c would put the cwd there)
+            self.proc = subprocess.Popen([sys.executable, "-P", "-c", _CHILD, self.path, self.module_name, self.digest],
                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err,
                                          cwd=os.path.dirname(self.path))
         except OSError as e:  # no process could be started: the caller compiles in-process

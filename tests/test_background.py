@@ -180,3 +180,26 @@ def test_numba_takes_the_rest_of_a_slice_once_ready(tiered):
     L0, G0 = exact(X)
     np.testing.assert_allclose(L, L0, rtol=1e-13)
     np.testing.assert_allclose(G, G0, rtol=1e-12, atol=1e-14)
+
+
+def test_no_background_compile_in_a_frozen_application(monkeypatch):
+    """A frozen application's executable is the application itself: never run it as a compiler."""
+    monkeypatch.setattr(background.sys, "frozen", True, raising=False)
+    symjac.set_background_compile(True)
+    try:
+        assert not background.background_enabled()
+    finally:
+        symjac.set_background_compile(None)
+
+
+def test_the_child_does_not_import_from_its_working_directory(tiered, tmp_path):
+    """A file named like a module the child imports, in the cache directory (its
+    working directory), is not imported: the child runs with ``python -P``."""
+    (tmp_path / "pickle.py").write_text("raise SystemExit('planted module imported')\n")
+    c = float(np.random.default_rng().uniform(0.5, 1.5))
+    X = np.random.default_rng(7).random((4, 2))
+    J = symjac.jacobian(rhs(c), backend="numba")
+    J(X)
+    g = guard_of(J.kernel_for(X))
+    assert g.job.wait(300)
+    assert g.job.returncode == 0, g.job.error()
