@@ -203,3 +203,5 @@ def test_the_child_does_not_import_from_its_working_directory(tiered, tmp_path):
     g = guard_of(J.kernel_for(X))
     assert g.job.wait(300)
     assert g.job.returncode == 0, g.job.error()
+    J(X)  # Numba from the cache (and no guard left half-way for the tests after this one)
+    assert g.checked
