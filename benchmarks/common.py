@@ -618,10 +618,15 @@ def main(problem_mod, argv=None):
     print()
     print_table(res, problem_mod.REFS)
     print_targets(res, problem_mod.TARGETS)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(res, fh, indent=1, default=str)
+    write_json(args.json, res)
     return res
+
+
+def write_json(path, data):
+    """``data`` as indented JSON at ``path`` (nothing when ``path`` is None)."""
+    if path:
+        with open(path, "w") as fh:
+            json.dump(data, fh, indent=1, default=str)
 
 
 def _by_name(res, name):

@@ -157,10 +157,7 @@ def main(argv=None):
     if args.problems:
         print("# first calls on the reference problems, fresh process each")
         print(f"- machine: {common.machine_line()}")
-        rows = reference_first_calls()
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump(rows, fh, indent=1)
+        common.write_json(args.json, reference_first_calls())
         return 0
     core = [1000, 10_000] + ([] if args.quick else [100_000, 333_334])  # the last: 10^6 operations
     numba_sizes = [200, 1000] + ([] if args.quick else [2000])
@@ -186,9 +183,7 @@ def main(argv=None):
     if not args.quick:
         print()
         rows = {"chains": rows, "problems": reference_first_calls()}
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+    common.write_json(args.json, rows)
     return 0
 
 

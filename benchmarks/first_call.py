@@ -194,9 +194,7 @@ def main(argv=None):
         print(f"| {label} | {r['first']:.2f} s | {r['ready']:.2f} s | {r['per_step'] * 1e3:.3f} ms | "
               f"{cell('new_batch', 'new_batch_compiles')} | {cell('renamed', 'renamed_compiles')} | "
               f"{cell('lambda_max', 'lambda_compiles', 'lambda_traces')} |")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+    common.write_json(args.json, rows)
     return 0
 
 

@@ -516,8 +516,7 @@ class _CacheGuard:
             samples = args[1] - args[0]
             job = self.job
             if job is None:
-                if (not background.background_enabled() or self.module.__file__.startswith("<")
-                        or samples > background.WAIT_SAMPLES or self._in_numba_cache()):
+                if not self._may_start(samples):
                     self.numpy_tier = None
                     return None
                 import numba
@@ -566,10 +565,12 @@ class _CacheGuard:
         (a hint for `ParallelRunner`: such calls run on one thread)."""
         if self.checked or self.numpy_tier is None or samples > background.WAIT_SAMPLES:
             return False
-        if self.job is not None:
-            return True
+        return self.job is not None or self._may_start(samples)
+
+    def _may_start(self, samples):
+        """Whether a first call on ``samples`` samples starts a background compile."""
         return (background.background_enabled() and not self.module.__file__.startswith("<")
-                and not self._in_numba_cache())
+                and samples <= background.WAIT_SAMPLES and not self._in_numba_cache())
 
     def _in_numba_cache(self):
         if self._cached is None:

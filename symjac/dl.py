@@ -25,7 +25,7 @@ from symjac.frontend.batched import BatchedArray, BatchMixingError, Reduced, inv
 from symjac.frontend.graph import Graph, Whole
 from symjac.frontend.trace import call_traced, make_inputs
 from symjac.frontend.traced import _nodes
-from symjac.ir import BUILDING, ZERO, Node, evaluate_nodes, lookup, make, toposort
+from symjac.ir import BUILDING, ZERO, Node, evaluate_nodes, make, toposort
 from symjac.kernel import Kernel, refuse_container, resolve_backend
 from symjac.progress import first_call, stage
 
@@ -185,9 +185,7 @@ def _whole_gradient(g, shape, enable):
 
 def _entries(g, shape):
     """The entries of tensor ``g`` as an object array of ``shape``."""
-    size = math.prod(shape)
-    build = lookup("elem").build
-    return node_array(np.fromiter((build((g,), i) for i in range(size)), dtype=object, count=size).reshape(shape))
+    return Whole(g).ravel().reshape(shape)
 
 
 def _freeze(nodes, enable):
@@ -198,9 +196,7 @@ def _freeze(nodes, enable):
     if t is not None and flat.size == math.prod(t.shape) and all(
             n.op == "elem" and n.attr == i and n.args[0] is t for i, n in enumerate(flat)):
         # the entries of one tensor, in order (a weight gradient): stop the tensor once
-        build, s = lookup("elem").build, make("stop", t)
-        return node_array(np.fromiter((build((s,), i) for i in range(flat.size)), dtype=object,
-                                      count=flat.size).reshape(nodes.shape))
+        return _entries(make("stop", t), nodes.shape)
     return node_array(np.frompyfunc(lambda n: make("stop", n), 1, 1)(nodes))
 
 

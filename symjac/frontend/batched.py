@@ -22,7 +22,7 @@ import numpy as np
 
 from symjac.errors import SymjacError, UnsupportedOperationError
 from symjac.frontend.traced import TracedArray, _nodes, is_tensor, scalar_array
-from symjac.ir import FUNCTIONS, lookup, make, ufunc_builder
+from symjac.ir import FUNCTIONS, make, ufunc_builder
 
 __all__ = ["BatchedArray", "Reduced", "BatchMixingError", "node_array", "inverse_batch"]
 
@@ -371,9 +371,7 @@ class Reduced(np.lib.mixins.NDArrayOperatorsMixin):
     @property
     def terms(self):
         if self._terms is None and self.whole is not None:
-            t, n = self.whole, math.prod(self.whole.shape)
-            elem = lookup("elem").build
-            self._terms = np.fromiter((elem((t,), i) for i in range(n)), dtype=object, count=n).reshape(t.shape)
+            self._terms = TracedArray(tensor=self.whole).nodes
         return self._terms
 
     def is_whole(self):

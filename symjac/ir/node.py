@@ -159,10 +159,10 @@ def intern(op, args, attr=None, kind="float", shape=()):
     is not part of the key.  A tensor op whose arguments are all constant is
     evaluated now (`fold`): a constant tensor, not a loop in the kernel.
     """
-    key = (op, tuple(a.id for a in args), _const_key(attr) if op == "const" else attr)
+    key = (op, tuple([a.id for a in args]), _const_key(attr) if op == "const" else attr)
     node = _TABLE.get(key)
     if node is None:
-        if args and op not in _NO_FOLD:
+        if args and op not in _NO_FOLD and args[0].op in _MAYBE_CONSTANT:  # fold needs every argument constant
             folded = fold(op, args, attr)
             if folded is not None:
                 return folded
@@ -174,6 +174,7 @@ def intern(op, args, attr=None, kind="float", shape=()):
 # Tensor constants: weights a model captured, and tensor ops evaluated at trace time.
 _CONSTANTS: dict = {}  # (shape, digest) -> read-only float64 array
 _NO_FOLD = frozenset({"pack", "bcast", "input", "const", "tconst", "iconst"})  # kept symbolic: they print compactly
+_MAYBE_CONSTANT = frozenset({"const", "tconst", "iconst", "pack", "bcast"})  # the ops constant_value may evaluate
 
 
 def tconst(array):
@@ -330,17 +331,13 @@ def make(op, *args):
     if constant:
         with np.errstate(all="ignore"):
             return const(float(info.evaluate([np.float64(a.attr) for a in args], None)))
-    if scalar:  # the common case, without the tensor cases' checks (a scalar op of non-constants never folds)
+    if scalar:  # the common case, without the tensor cases' checks
         simpler = info.simplify(*args) if info.simplify is not None else None
         if simpler is not None:
             return simpler if not simpler.shape else broadcast_scalar(simpler, ())
         if info.commutative and _order_key(args[0]) > _order_key(args[1]):
             args = (args[1], args[0])
-        key = (op, tuple([a.id for a in args]), None)
-        node = _TABLE.get(key)
-        if node is None:
-            node = _TABLE[key] = Node(op, args, None, info.dtype, ())
-        return node
+        return intern(op, args, None, info.dtype, ())
     shape = _map_shape(op, args)
     if shape and info.dtype == "float" and all(a.op in ("const", "tconst", "pack", "bcast") for a in args):
         folded = fold(op, args, None)  # every argument a constant tensor or number: a constant tensor
