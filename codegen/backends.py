@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import codegen.background as background
+import codegen.blas as blas
 from codegen.printers import PRINTERS
 from codegen.tiled import TiledNumbaPrinter
 from codegen.program import Program
@@ -485,11 +486,15 @@ class _CacheGuard:
                 func, chunk = tier
                 start, stop, arrays = args[0], args[1], args[2:]
                 plain = arrays[:len(arrays) - self.extra_args]
-                for lo in range(start, stop, chunk):
-                    if lo > start and self.job.done():  # Numba is ready: it takes the rest of the slice
-                        return self(lo, stop, *arrays)
-                    func(lo, min(stop, lo + chunk), *plain)
-                return None
+                rest = None
+                # BLAS threads only on the cores the compiles leave free (`codegen.blas`)
+                with blas.limited(background.free_cores()):
+                    for lo in range(start, stop, chunk):
+                        if lo > start and self.job.done():  # Numba is ready: it takes the rest of the slice
+                            rest = lo
+                            break
+                        func(lo, min(stop, lo + chunk), *plain)
+                return None if rest is None else self(rest, stop, *arrays)
         with self.lock:
             if not self.checked:
                 try:

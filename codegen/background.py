@@ -40,7 +40,8 @@ import threading
 import time
 from collections import deque
 
-__all__ = ["set_background_compile", "background_enabled", "wait_compiled", "Job", "submit", "WAIT_SAMPLES"]
+__all__ = ["set_background_compile", "background_enabled", "wait_compiled", "Job", "submit", "WAIT_SAMPLES",
+           "free_cores"]
 
 logger = logging.getLogger("symjac")
 WAIT_SAMPLES = 1 << 17  # a call on more samples than this waits for Numba instead of running NumPy
@@ -173,6 +174,13 @@ def _max_running():
     except AttributeError:
         cpus = os.cpu_count() or 1
     return max(1, cpus - 1)  # one core stays with the caller, which runs the NumPy tier meanwhile
+
+
+def free_cores():
+    """Cores not taken by running background compiles (at least one: the caller's)."""
+    with _LOCK:
+        running = len(_RUNNING)
+    return max(1, _max_running() + 1 - running)
 
 
 def _pump():

@@ -66,24 +66,22 @@ def _pack(lead, shape, items):
 ''',
     '_windows': '''
 def _windows(x, kh, kw, stride, pads, ho, wo):
-    # x: (..., H, W, C) zero-padded; yields (dy, dx, view (..., ho, wo, C))
+    # x: (..., H, W, C) zero-padded; its kh*kw windows as one array (..., ho, wo, kh*kw, C)
     pad = [(0, 0)] * (x.ndim - 3) + [tuple(pads[0]), tuple(pads[1]), (0, 0)]
     xp = np.pad(x, pad)
-    for dy in range(kh):
-        for dx in range(kw):
-            yield dy, dx, xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :]
+    return np.stack([xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :]
+                     for dy in range(kh) for dx in range(kw)], axis=-2)
 ''',
     '_conv2d': '''
 def _conv2d(x, w, bx, bw, attr):
+    # one contraction over the windows and channels (a single matrix product, not one per window)
     stride, pads = attr
     kh, kw = w.shape[-4], w.shape[-3]
     H, W = x.shape[-3], x.shape[-2]
     ho = (H + pads[0][0] + pads[0][1] - kh) // stride + 1
     wo = (W + pads[1][0] + pads[1][1] - kw) // stride + 1
-    out = 0
-    for dy, dx, v in _windows(x, kh, kw, stride, pads, ho, wo):
-        out = out + np.einsum("...hwi,...io->...hwo", v, w[..., dy, dx, :, :], optimize=True)
-    return out
+    wk = w.reshape(w.shape[:-4] + (kh * kw,) + w.shape[-2:])
+    return np.einsum("...hwki,...kio->...hwo", _windows(x, kh, kw, stride, pads, ho, wo), wk, optimize=True)
 ''',
     '_conv2d_bx': '''
 def _conv2d_bx(g, w, bg, bw, attr):
@@ -92,10 +90,11 @@ def _conv2d_bx(g, w, bg, bw, attr):
     ho, wo = g.shape[-3], g.shape[-2]
     lead = np.broadcast_shapes(g.shape[:-3], w.shape[:-4])
     xp = np.zeros(lead + (H + pads[0][0] + pads[0][1], W + pads[1][0] + pads[1][1], w.shape[-2]), dtype=_F)
+    parts = np.einsum("...hwo,...yxio->...hwyxi", g, w, optimize=True)  # every window in one product
     for dy in range(kh):
         for dx in range(kw):
             xp[..., dy: dy + stride * (ho - 1) + 1: stride, dx: dx + stride * (wo - 1) + 1: stride, :] += \\
-                np.einsum("...hwo,...io->...hwi", g, w[..., dy, dx, :, :], optimize=True)
+                parts[..., dy, dx, :]
     return xp[..., pads[0][0]: pads[0][0] + H, pads[1][0]: pads[1][0] + W, :]
 ''',
     '_positions': '''
@@ -144,10 +143,7 @@ def _concat(lead, axis, shape, parts):
 def _conv2d_bw(x, g, bx, bg, attr):
     stride, pads, (kh, kw) = attr
     ho, wo = g.shape[-3], g.shape[-2]
-    parts = []
-    for dy, dx, v in _windows(x, kh, kw, stride, pads, ho, wo):
-        parts.append(np.einsum("...hwi,...hwo->...io", v, g, optimize=True))
-    out = np.stack(parts, axis=-3)
+    out = np.einsum("...hwki,...hwo->...kio", _windows(x, kh, kw, stride, pads, ho, wo), g, optimize=True)
     return out.reshape(out.shape[:-3] + (kh, kw) + out.shape[-2:])
 ''',
 }

@@ -205,3 +205,36 @@ def test_the_child_does_not_import_from_its_working_directory(tiered, tmp_path):
     assert g.job.returncode == 0, g.job.error()
     J(X)  # Numba from the cache (and no guard left half-way for the tests after this one)
     assert g.checked
+
+
+def test_blas_threads_are_limited_while_a_compile_runs_and_restored_after(tiered, monkeypatch):
+    """The NumPy tier's matrix products leave the compiling cores alone: OpenBLAS's
+    spinning threads on a core the compiler holds slowed pinn's first call 3x."""
+    from codegen import blas
+
+    before = blas.threads()
+    if before is None:
+        pytest.skip("NumPy's BLAS is not one codegen.blas knows (OpenBLAS or MKL on Linux)")
+    with blas.limited(1):
+        assert blas.threads() == 1
+        with blas.limited(1):  # overlapping blocks share the limit; the last one out restores
+            assert blas.threads() == 1
+        assert blas.threads() == 1
+    assert blas.threads() == before
+    seen = []
+    monkeypatch.setattr(background, "free_cores", lambda: 1)
+    real = np.einsum
+
+    def spy(*args, **kwargs):
+        seen.append(blas.threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "einsum", spy)
+    W = np.random.default_rng(3).normal(size=(16, 8))
+    c = float(np.random.default_rng().uniform(0.5, 1.0))  # a fresh kernel (a constant in its source)
+    k = symjac.compile(lambda x, W: np.tanh(W @ x) * c, in_axes=(0, None), backend="numba")  # a tensor op
+    X = np.random.default_rng(4).random((40, 8))  # more than a quarter tile: the tiled kernel
+    np.testing.assert_allclose(k(X, W), np.tanh(X @ W.T) * c, rtol=1e-13)
+    assert guard_of(k).job is not None  # the NumPy tier ran ...
+    assert seen and set(seen) == {1}  # ... its products on one BLAS thread
+    assert blas.threads() == before
