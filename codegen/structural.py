@@ -154,9 +154,8 @@ HELPER_CALLS = {"_conv2d": ("_windows",), "_conv2d_bw": ("_windows",), "_view": 
 def numpy_helpers(program):
     """The helper source the NumPy forms of ``program``'s structural ops call."""
     need = set()
-    for s in program.body:
-        form = STRUCTURAL.get(s.op)
-        for h in getattr(form, "helpers", ()) if program.is_structural(s) else ():
+    for op in program.structural_ops():
+        for h in getattr(STRUCTURAL.get(op), "helpers", ()):
             need.add(h)
             need.update(HELPER_CALLS.get(h, ()))
     return "".join("\n" + text for name, text in NUMPY_HELPERS.items() if name in need)

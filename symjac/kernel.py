@@ -18,7 +18,7 @@ from codegen import compile_program, numba_available
 from symjac.frontend.graph import unflatten
 from symjac.frontend.trace import NOTE_PREFIX, trace_shapes
 from symjac.frontend.traced import TracedArray
-from symjac.ir import BUILDING, lookup, toposort, tree_size
+from symjac.ir import BUILDING, gc_paused, lookup, toposort, tree_size
 from symjac.lower import lower
 from symjac.progress import first_call, stage
 
@@ -252,7 +252,7 @@ class Kernel:
             with self._lock:
                 compiled = self._compiled.get((key, tile))
                 if compiled is None:
-                    with stage("print"):
+                    with stage("print"), gc_paused():
                         compiled = self._compiled[key, tile] = compile_program(self._program, self.backend,
                                                                                key, tile)
         return compiled

@@ -89,45 +89,61 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
             input_blocks[node.id] = blk
         return blk is not None
 
-    names, body, is_batched, hidden, functions = {}, [], {}, [], {}
+    stmts, body, hidden, functions, ops = {}, [], [], {}, {}  # stmts: node id -> its statement
+    emit = body.append
     nv = nc = nt = 0
     for node in toposort(roots, opaque=is_input_block):
-        if node.op == "input":
+        op = node.op
+        if op == "input":
             if node.id not in where:
                 raise ValueError("the function's result depends on a traced value that is not one of "
                                  "its arguments (a value captured from another trace?); pass it as an argument")
             k, i = where[node.id]
-            stmt = Stmt(f"v{nv}", "load", (k, i), batched=bool(batched[k]))
+            stmt = Stmt(f"v{nv}", "load", (k, i), None, (), bool(batched[k]))
             nv += 1
-        elif node.op == "const":
-            stmt = Stmt(f"c{nc}", "const", (node.attr,), batched=False)
+        elif op == "const":
+            stmt = Stmt(f"c{nc}", "const", (node.attr,), None, (), False)
             nc += 1
-        elif node.op in ("tconst", "iconst"):
+        elif op in ("tconst", "iconst"):
             hidden.append(constant_value(node))
-            stmt = Stmt(f"t{nt}", "loadblock", (len(graph.inputs) + len(hidden) - 1, 0), shape=node.shape,
-                        batched=False, dtype=lookup(node.op).dtype)
+            stmt = Stmt(f"t{nt}", "loadblock", (len(graph.inputs) + len(hidden) - 1, 0), None, node.shape, False,
+                        lookup(op).dtype)
             nt += 1
         elif node.id in input_blocks:
             k, i0 = input_blocks[node.id]
-            stmt = Stmt(f"t{nt}", "loadblock", (k, i0), shape=node.shape, batched=bool(batched[k]))
+            stmt = Stmt(f"t{nt}", "loadblock", (k, i0), None, node.shape, bool(batched[k]))
             nt += 1
         else:
-            tensor = bool(node.shape)
-            name = f"t{nt}" if tensor else f"v{nv}"
-            nt, nv = (nt + 1, nv) if tensor else (nt, nv + 1)
-            b = any(is_batched[a.id] for a in node.args)
-            info = lookup(node.op)
-            attr = node.attr if info.kind == "structural" else None
-            if info.kind == "elementwise":
-                functions[node.op] = dict(info.printing)
-            stmt = Stmt(name, node.op, tuple(names[a.id] for a in node.args), attr, node.shape, b, info.dtype)
-        names[node.id] = stmt.name
-        is_batched[node.id] = stmt.batched
-        body.append(stmt)
+            known = ops.get(op)
+            if known is None:  # once per op: its registry entry
+                info = lookup(op)
+                known = ops[op] = (info.kind == "structural", info.dtype)
+                if info.kind == "elementwise":
+                    functions[op] = dict(info.printing)
+            structural, dtype = known
+            if node.shape:
+                name = f"t{nt}"
+                nt += 1
+            else:
+                name = f"v{nv}"
+                nv += 1
+            args = node.args
+            if len(args) == 2:
+                s0, s1 = stmts[args[0].id], stmts[args[1].id]
+                names, b = (s0.name, s1.name), s0.batched or s1.batched
+            elif len(args) == 1:
+                s0 = stmts[args[0].id]
+                names, b = (s0.name,), s0.batched
+            else:
+                parts = [stmts[a.id] for a in args]
+                names, b = tuple([p.name for p in parts]), any([p.batched for p in parts])
+            stmt = Stmt(name, op, names, node.attr if structural else None, node.shape, b, dtype)
+        stmts[node.id] = stmt
+        emit(stmt)
     for k, blocks, singles in plan:
         for i, t, j0, n in blocks:
-            block_stores.append((k, i, names[t.id], j0, n))
-        stores += [(k, i, names[n.id]) for i, n in singles]
+            block_stores.append((k, i, stmts[t.id].name, j0, n))
+        stores += [(k, i, stmts[n.id].name) for i, n in singles]
     inputs = [Param(int(leaf.size), bool(b)) for leaf, b in zip(graph.inputs, batched)]
     inputs += [Param(int(c.size), False) for c in hidden]
     outputs = [Param(int(out.size), k not in reduced, k in reduced) for k, out in enumerate(graph.outputs)]

@@ -96,6 +96,14 @@ def scalar_array(node):
     return out
 
 
+def _traced_scalar(node):
+    """A 0-d TracedArray of ``node``, without `TracedArray.__init__`'s checks
+    (the step of a scalar chain: one per traced operation)."""
+    t = TracedArray.__new__(TracedArray)
+    t._view, t._checked, t.tensor, t._nodes = None, -1, None, scalar_array(node)
+    return t
+
+
 def _normalize(arr):
     """Replace the non-node elements of an object array by nodes."""
     flat = arr.ravel()
@@ -417,7 +425,8 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
             else:
                 break
         else:
-            return TracedArray(scalar_array(builder(*nodes)))
+            result = builder(*nodes)
+            return _traced_scalar(result) if type(result) is Node else TracedArray(scalar_array(result))
         if any(is_tensor(x) for x in inputs) or stays_whole(inputs) or _big_result(inputs):
             return map_tensor(builder, inputs)
         arrays = [_nodes(x) for x in inputs]

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import gc
 import hashlib
 import itertools
 import numbers
+import sys
 import threading
-import weakref
 
 import math
 
@@ -41,18 +42,78 @@ from symjac.ir.registry import REGISTRY, UFUNCS, lookup
 
 __all__ = ["Node", "intern", "make", "rebuild", "const", "to_node", "ZERO", "ONE", "is_zero", "is_one",
            "non_ieee_rewrites", "non_ieee", "make_inputs", "ufunc_builder", "BUILDING", "broadcast_scalar",
-           "tconst", "iconst", "tconst_of", "constant_value", "fold"]
+           "tconst", "iconst", "tconst_of", "constant_value", "fold", "gc_paused"]
 
 _ids = itertools.count()
 _trace_ids = itertools.count()
-_TABLE: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+# The intern table: key -> node, strong references.  A node nothing else holds
+# any more is dropped by `_sweep` when the table has doubled since the last
+# one (a weak-value table cost 1.5 us and 140 bytes a node: a weak reference
+# object per node and its callback on every death).
+_TABLE: dict = {}
+_SWEEP = {"at": 1 << 16}
 
-# Held while a graph is built (trace, differentiate, lower).  The intern table
-# is one per process, and node ids order commutative arguments: two threads
-# building at once could make two nodes for one key and interleave ids (a
-# retrace would print different source).  Tracing is pure Python, so holding
-# the GIL-bound work to one thread at a time costs no parallelism.
-BUILDING = threading.RLock()
+_GC = {"depth": 0, "resume": False}
+_GC_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector for the block (if it is on).
+
+    A build allocates millions of objects that all stay alive (nodes point
+    to older nodes only: no cycles), and the collector's full passes over
+    them grow with the graph: at 10^6 statements they took 5 of 26 seconds
+    (`benchmarks/RESULTS.md`).  Blocks on several threads share one pause;
+    garbage cycles made meanwhile are collected after the last one ends.
+    """
+    with _GC_LOCK:
+        if _GC["depth"] == 0:
+            _GC["resume"] = gc.isenabled()
+            gc.disable()
+        _GC["depth"] += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _GC["depth"] -= 1
+            if _GC["depth"] == 0 and _GC["resume"]:
+                gc.enable()
+
+
+class _BuildLock:
+    """Held while a graph is built (trace, differentiate, lower): a re-entrant
+    lock, with the garbage collector paused (`gc_paused`) while it is held.
+
+    The intern table is one per process, and node ids order commutative
+    arguments: two threads building at once could make two nodes for one key
+    and interleave ids (a retrace would print different source).  Tracing is
+    pure Python, so holding the GIL-bound work to one thread at a time costs
+    no parallelism.
+    """
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._depth = 0  # changed only by the thread holding the lock
+        self._pause = None
+
+    def __enter__(self):
+        self._lock.acquire()
+        self._depth += 1
+        if self._depth == 1:
+            self._pause = gc_paused()
+            self._pause.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._depth -= 1
+        if self._depth == 0:
+            self._pause.__exit__(None, None, None)
+        self._lock.release()
+        return False
+
+
+BUILDING = _BuildLock()
 
 
 class Node:
@@ -66,7 +127,7 @@ class Node:
     the same node, which hash-consing makes the same as structurally equal.
     """
 
-    __slots__ = ("op", "args", "attr", "shape", "kind", "id", "__weakref__")
+    __slots__ = ("op", "args", "attr", "shape", "kind", "id")
 
     def __init__(self, op, args, attr, kind, shape=()):
         self.op = op
@@ -159,7 +220,7 @@ def intern(op, args, attr=None, kind="float", shape=()):
     is not part of the key.  A tensor op whose arguments are all constant is
     evaluated now (`fold`): a constant tensor, not a loop in the kernel.
     """
-    key = (op, tuple([a.id for a in args]), _const_key(attr) if op == "const" else attr)
+    key = (op, _const_key(attr) if op == "const" else attr, *[a.id for a in args])
     node = _TABLE.get(key)
     if node is None:
         if args and op not in _NO_FOLD and args[0].op in _MAYBE_CONSTANT:  # fold needs every argument constant
@@ -168,7 +229,31 @@ def intern(op, args, attr=None, kind="float", shape=()):
                 return folded
         node = Node(op, tuple(args), attr, kind, shape)
         _TABLE[key] = node
+        if len(_TABLE) > _SWEEP["at"]:
+            _sweep()
     return node
+
+
+def _only_held_by_a_dict():
+    # what sys.getrefcount reports for an object only a dict holds (the
+    # interpreter's own references vary between Python versions)
+    probe = {0: object()}
+    return sys.getrefcount(probe[0])
+
+
+_ALONE = _only_held_by_a_dict()
+
+
+def _sweep():
+    """Drop the table's nodes that nothing else holds.  Newest first: a dropped
+    node releases its arguments, which the same pass then finds alone too
+    (nodes are created after their arguments, and the table keeps creation
+    order), so one pass frees a whole dead graph."""
+    table, refcount, alone = _TABLE, sys.getrefcount, _ALONE
+    for key in reversed(list(table)):
+        if refcount(table[key]) == alone:
+            del table[key]
+    _SWEEP["at"] = max(1 << 16, 2 * len(table))
 
 
 # Tensor constants: weights a model captured, and tensor ops evaluated at trace time.

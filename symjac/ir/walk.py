@@ -11,26 +11,35 @@ __all__ = ["toposort", "substitute", "tree_size"]
 def toposort(roots, opaque=None):
     """All nodes reachable from ``roots``, each after its arguments.
 
-    Iterative depth-first search.  The arguments of a node for which
-    ``opaque(node)`` is true are not visited.
+    Iterative depth-first search (post-order, arguments left to right).  The
+    arguments of a node for which ``opaque(node)`` is true are not visited.
     """
     order = []
-    seen = set()
-    stack = [(r, False) for r in reversed(list(roots))]
+    state = {}  # id -> 1 (arguments being visited: its next pop emits it), 2 (emitted)
+    stack = list(roots)
+    stack.reverse()
+    pop, push, emit, get = stack.pop, stack.append, order.append, state.get
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node.id in seen:
-            continue
-        seen.add(node.id)
-        stack.append((node, True))
-        if opaque is not None and opaque(node):
-            continue
-        for a in reversed(node.args):
-            if a.id not in seen:
-                stack.append((a, False))
+        node = pop()
+        s = get(node.id)
+        if s is None:
+            # a DAG: nothing above this entry on the stack can reach the node again, so
+            # the next time it is popped in state 1 is this entry, after its arguments
+            state[node.id] = 1
+            push(node)
+            if opaque is not None and opaque(node):
+                continue
+            args = node.args
+            if len(args) == 1:
+                if args[0].id not in state:
+                    push(args[0])
+            else:
+                for a in reversed(args):
+                    if a.id not in state:
+                        push(a)
+        elif s == 1:
+            state[node.id] = 2
+            emit(node)
     return order
 
 
