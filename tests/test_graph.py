@@ -25,6 +25,50 @@ def test_hash_consing_identical_nodes_are_one():
     assert len(g1) == 2
 
 
+def test_intern_table_keeps_live_nodes_and_sweeps_dropped_graphs():
+    from symjac.ir import node as ir_node
+
+    a, b = leaves(2)
+    kept = make("mul", make("sin", a), b)
+    ids = []
+    for k in range(200):  # a dead chain: each node holds the one before
+        y = make("add", make("cos", a), const(float(k)))
+        for _ in range(50):
+            y = make("sin", y)
+        ids.append(y.id)
+        del y
+    size = len(ir_node._TABLE)
+    ir_node._sweep()
+    assert len(ir_node._TABLE) <= size - 200 * 51  # every dead chain went in one pass, newest first
+    assert make("mul", make("sin", a), b) is kept  # a live node stays the node of its key
+    sin_a = make("sin", a)
+    assert any(arg is sin_a for arg in kept.args)  # and so do its arguments
+    y = make("add", make("cos", a), const(199.0))
+    for _ in range(50):
+        y = make("sin", y)
+    assert y.id not in ids  # built again: a new node
+
+
+def test_garbage_collector_is_paused_while_building_and_restored_after():
+    import gc
+
+    seen = []
+
+    def f(x):
+        seen.append(gc.isenabled())
+        return np.sin(x)
+
+    assert gc.isenabled()
+    symjac.compile(f, backend="numpy")(np.ones((2, 3)))
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        symjac.compile(lambda x: f(x) * 2.0, backend="numpy")(np.ones((2, 3)))
+        assert seen == [False, False] and not gc.isenabled()  # left off, as the caller had it
+    finally:
+        gc.enable()
+
+
 def test_constant_folding_and_ieee_exact_identities():
     a, = leaves(1)
     assert make("add", 2.0, 3.0) is const(5.0)
