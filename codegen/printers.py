@@ -48,7 +48,7 @@ class Printer:
         self.dtype = dtype
         self.imports = {"import numpy as np"}
         self.consts = {}
-        self.info = {}
+        self._info = {}
         self.tensors = False
         self.program = None
         self._forms = {}
@@ -59,10 +59,17 @@ class Printer:
         program.validate()
         self.program = program
         self._forms = {}  # op -> its printing form, looked up once per program
-        self.info = {s.name: s for s in program.body}
+        self._info = None  # name -> statement, made on first use (`info`)
         self.tensors = program.has_tensors()
         self.reduce_outputs = [p.reduce for p in program.outputs]
         self.consts = {s.name: float(s.args[0]) for s in program.body if s.op == "const"}
+
+    @property
+    def info(self):
+        """The program's statements by name (a long scalar kernel's split never needs all of them)."""
+        if self._info is None:
+            self._info = {s.name: s for s in self.program.body}
+        return self._info
 
     def module(self, program, body, preamble=(), extra=()):
         """The module's text: header, ``preamble`` lines, then the kernel function
@@ -135,34 +142,36 @@ class Printer:
         ``scratch_kind``); constants are module globals; each store sits in
         the part that computes its value."""
         groups = [stmts[i:i + PART_STATEMENTS] for i in range(0, len(stmts), PART_STATEMENTS)]
-        home = {st.name: g for g, grp in enumerate(groups) for st in grp}
+        pos = {st.name: i for i, st in enumerate(stmts)}  # the part of a name: its position // PART_STATEMENTS
         slots, needs = {"sc": {}, "sb": {}}, []  # needs[g]: the names part g reads from earlier parts
         for g, grp in enumerate(groups):
-            need = set()
+            need, first = set(), g * PART_STATEMENTS
             for st in grp:
                 if st.op != "load":
                     for a in st.args:
-                        if home.get(a, g) != g:  # a name from another part (constants and numbers have none)
+                        if pos.get(a, first) < first:  # a name from an earlier part (constants have none)
                             need.add(a)
             needs.append(need)
-        for name in sorted(set().union(*needs), key=lambda n: (home[n], int(n[1:]))):
-            kind = self.scratch_kind(self.info[name])
+        for name in sorted(set().union(*needs), key=pos.__getitem__):
+            kind = self.scratch_kind(stmts[pos[name]])
             slots[kind][name] = len(slots[kind])
         where = {name: (kind, k) for kind, d in slots.items() for name, k in d.items()}
         stores_by_group, main_stores = {}, []
         for k, i, v in program.stores:
             line = self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
-            (stores_by_group.setdefault(home[v], []) if v in home else main_stores).append(line)
+            (stores_by_group.setdefault(pos[v] // PART_STATEMENTS, []) if v in pos else main_stores).append(line)
         params = self.part_params(program)
         helpers, calls = [], []
         for g, grp in enumerate(groups):
-            lines = [f"    {a} = {where[a][0]}[{where[a][1]}]" for a in sorted(needs[g], key=lambda n: int(n[1:]))]
+            lines = [f"    {a} = {where[a][0]}[{where[a][1]}]" for a in sorted(needs[g], key=pos.__getitem__)]
             for st in grp:
                 lines.append("    " + self.print_stmt(st, program))
                 if st.name in where:
                     lines.append(f"    {where[st.name][0]}[{where[st.name][1]}] = {st.name}")
             lines += ["    " + ln for ln in stores_by_group.get(g, ())]
-            helpers += [*self.decorator(), f"def _part{g}({', '.join(params)}):", *lines, "    return None", ""]
+            # one string a part: the module's text is never a list of all its lines
+            helpers.append("\n".join([*self.decorator(), f"def _part{g}({', '.join(params)}):", *lines,
+                                       "    return None", ""]))
             calls.append(f"_part{g}({', '.join(params)})")
         consts = [f"{st.name} = _F({float_literal(st.args[0])})" for st in program.body if st.op == "const"]
         zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
