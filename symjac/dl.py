@@ -373,26 +373,47 @@ def _dlfeval_run(entry, arrays, axes, B):
 
 
 def function_key(fn, depth=0):
-    """What identifies ``fn``'s trace: its code, and the contents of its closure
-    cells, defaults and bound instance, so that a function re-created on each
-    call (a lambda in a training loop) with the same code and equal captured
-    values finds its trace.  Arrays count by dtype, shape and bytes (a weight
-    captured and changed in place gets a new trace), numbers and strings by
-    value, nested functions by their own key; any other object by identity
-    (the key holds it, so its id cannot be reused)."""
+    """What identifies ``fn``'s trace: its code, and the values it reads from
+    outside (its closure cells, the module globals its code names, defaults,
+    a bound instance), so that a function re-created on each call (a lambda in
+    a training loop) with the same code and equal captured values finds its
+    trace, and one whose captured values changed is traced again (dlfeval
+    evaluates ``fn`` anew on every call, as MATLAB's does: the cache must
+    never show).  Arrays count by dtype, shape and bytes, numbers and strings
+    by value, lists, tuples, dicts and sets by their contents, a plain
+    object by its attributes, functions by their own key; modules, classes
+    and other objects by identity (the key holds them, so an id is never
+    reused)."""
     if isinstance(fn, types.MethodType):
-        return ("method", function_key(fn.__func__, depth + 1), _Same(fn.__self__))
+        return ("method", function_key(fn.__func__, depth + 1), _value_key(fn.__self__, depth + 1))
     code = getattr(fn, "__code__", None)
-    if code is None or depth > 4:
+    if code is None or depth > _KEY_DEPTH:
         return ("object", _Same(fn))
     cells = []
     for cell in fn.__closure__ or ():
         try:
-            cells.append(_value_key(cell.cell_contents, depth))
+            cells.append(_value_key(cell.cell_contents, depth + 1))
         except ValueError:  # a cell not yet filled
             cells.append(("empty",))
-    return ("function", code, _Same(fn.__globals__), tuple(cells), _value_key(fn.__defaults__, depth),
-            _value_key(fn.__kwdefaults__, depth))
+    scope = fn.__globals__
+    names = tuple((name, _value_key(scope[name], depth + 1)) for name in _global_names(code) if name in scope)
+    return ("function", code, tuple(cells), names, _value_key(fn.__defaults__, depth + 1),
+            _value_key(fn.__kwdefaults__, depth + 1))
+
+
+_KEY_DEPTH = 6  # nesting followed by `function_key`; deeper values count by identity
+
+
+def _global_names(code):
+    """The names ``code`` and the code nested in it (comprehensions, lambdas) may
+    read as globals (attribute names included: the caller keeps those that are
+    globals)."""
+    names, stack = set(), [code]
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    return sorted(names)
 
 
 def _value_key(v, depth):
@@ -403,12 +424,19 @@ def _value_key(v, depth):
                                                                digest_size=16).digest())
     if isinstance(v, np.generic):
         return ("scalar", v.dtype.str, v.item())
-    if isinstance(v, tuple):
-        return ("tuple",) + tuple(_value_key(e, depth) for e in v)
-    if isinstance(v, dict) and all(isinstance(k, str) for k in v):  # keyword defaults
-        return ("kwdefaults",) + tuple((k, _value_key(e, depth)) for k, e in sorted(v.items()))
     if isinstance(v, (types.FunctionType, types.MethodType)):
         return function_key(v, depth + 1)
+    if depth > _KEY_DEPTH or isinstance(v, (types.ModuleType, type)):
+        return ("object", _Same(v))
+    if isinstance(v, (tuple, list)):
+        return (type(v).__name__,) + tuple(_value_key(e, depth + 1) for e in v)
+    if isinstance(v, dict):
+        return ("dict",) + tuple((_value_key(k, depth + 1), _value_key(e, depth + 1)) for k, e in v.items())
+    if isinstance(v, (set, frozenset)):
+        return ("set", frozenset(_value_key(e, depth + 1) for e in v))
+    attrs = getattr(v, "__dict__", None)
+    if isinstance(attrs, dict) and type(v).__module__ != "builtins":  # a plain object: by its attributes
+        return ("object", _Same(type(v)), _value_key(attrs, depth + 1))
     return ("object", _Same(v))
 
 

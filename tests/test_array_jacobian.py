@@ -11,7 +11,7 @@ kernel's size does not grow with the arrays.
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import symjac
 
@@ -224,6 +224,11 @@ def test_array_path_agrees_with_the_unrolled_path(steps, seed):
         return vals[-1]
 
     x = np.random.default_rng(seed).uniform(-1, 1, size=(2, n))
+    with np.errstate(all="ignore"):
+        finite = all(np.isfinite(f(xi)).all() for xi in x)
+    # where the model overflows, its derivatives hold inf * 0 products, which two equivalent derivative
+    # graphs (and two canonical argument orders) may place differently: nothing to compare there
+    assume(finite)
     with symjac.tensor_policy(min_work=None):
         want = symjac.jacobian(f, backend="numpy")(x)
     got = symjac.jacobian(f, backend="numpy")(x)

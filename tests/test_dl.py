@@ -340,6 +340,49 @@ def test_new_batch_size_renamed_function_and_recreated_lambda_compile_nothing(mo
     assert len(traces) == 6
 
 
+GAIN = 1.0  # a module global read by a model below
+
+
+def test_dlfeval_traces_again_when_a_value_the_function_reads_changed():
+    """dlfeval evaluates the function anew on each call, as MATLAB's does: its
+    trace cache must never return a value computed from a stale capture,
+    whether the captured value is a list changed in place, a rebound module
+    global, an attribute of a captured object, or a global read by a helper."""
+    from types import SimpleNamespace
+
+    global GAIN
+    X = rng.normal(size=(3, 5))
+    run = lambda fn: symjac.dlfeval(fn, X, backend="numpy")  # noqa: E731
+    params, cfg = [1.0], SimpleNamespace(a=1.0, nested={"b": [1.0]})
+
+    def helper(x):
+        return x * GAIN
+
+    def by_list(x):
+        return x * params[0]
+
+    def by_global(x):
+        return helper(x) + 1.0
+
+    def by_attr(x):
+        return x * cfg.a * cfg.nested["b"][0]
+
+    np.testing.assert_allclose(run(by_list), X)
+    params[0] = 2.0
+    np.testing.assert_allclose(run(by_list), 2.0 * X)
+    np.testing.assert_allclose(run(by_global), X + 1.0)
+    GAIN = 3.0
+    try:
+        np.testing.assert_allclose(run(by_global), 3.0 * X + 1.0)
+    finally:
+        GAIN = 1.0
+    np.testing.assert_allclose(run(by_attr), X)
+    cfg.a = 4.0
+    np.testing.assert_allclose(run(by_attr), 4.0 * X)
+    cfg.nested["b"][0] = 0.5
+    np.testing.assert_allclose(run(by_attr), 2.0 * X)
+
+
 def test_progress_reports_the_stages_of_a_slow_first_call(monkeypatch, caplog):
     import logging
 
