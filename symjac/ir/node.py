@@ -227,10 +227,15 @@ def intern(op, args, attr=None, kind="float", shape=()):
             folded = fold(op, args, attr)
             if folded is not None:
                 return folded
-        node = Node(op, tuple(args), attr, kind, shape)
-        _TABLE[key] = node
-        if len(_TABLE) > _SWEEP["at"]:
-            _sweep()
+        node = _new(key, op, tuple(args), attr, kind, shape)
+    return node
+
+
+def _new(key, op, args, attr, kind, shape):
+    """A new node, entered in the intern table under ``key``."""
+    node = _TABLE[key] = Node(op, args, attr, kind, shape)
+    if len(_TABLE) > _SWEEP["at"]:
+        _sweep()
     return node
 
 
@@ -401,7 +406,11 @@ def non_ieee():
 
 def make(op, *args):
     """Build (or find) the simplified elementwise node ``op(*args)``."""
-    args = tuple([a if type(a) is Node else to_node(a) for a in args])
+    if len(args) == 2:  # most ops: without building a list
+        a, b = args
+        args = (a if type(a) is Node else to_node(a), b if type(b) is Node else to_node(b))
+    else:
+        args = tuple([a if type(a) is Node else to_node(a) for a in args])
     info = REGISTRY.get(op) or lookup(op)
     if info.kind != "elementwise":
         raise TypeError(f"op {op!r} is {info.kind}: build it with its own constructor (symjac.ops), not make()")
@@ -422,7 +431,10 @@ def make(op, *args):
             return simpler if not simpler.shape else broadcast_scalar(simpler, ())
         if info.commutative and _order_key(args[0]) > _order_key(args[1]):
             args = (args[1], args[0])
-        return intern(op, args, None, info.dtype, ())
+        # intern's lookup without its fold check: a scalar op with a non-constant argument never folds
+        key = (op, None, *[a.id for a in args])
+        node = _TABLE.get(key)
+        return node if node is not None else _new(key, op, args, None, info.dtype, ())
     shape = _map_shape(op, args)
     if shape and info.dtype == "float" and all(a.op in ("const", "tconst", "pack", "bcast") for a in args):
         folded = fold(op, args, None)  # every argument a constant tensor or number: a constant tensor
