@@ -417,13 +417,15 @@ def _global_names(code):
 
 
 def _value_key(v, depth):
-    if v is None or isinstance(v, (bool, int, float, complex, str, bytes)):
+    if isinstance(v, float):  # by its bits: 0.0 and -0.0 differ (1 / c is inf or -inf)
+        return (float, v.hex())
+    if v is None or isinstance(v, (bool, int, complex, str, bytes)):
         return (type(v), v)
     if isinstance(v, np.ndarray) and v.dtype.kind in "biufc":
         return ("array", v.dtype.str, v.shape, hashlib.blake2b(np.ascontiguousarray(v).tobytes(),
                                                                digest_size=16).digest())
     if isinstance(v, np.generic):
-        return ("scalar", v.dtype.str, v.item())
+        return ("scalar", v.dtype.str, v.tobytes())
     if isinstance(v, (types.FunctionType, types.MethodType)):
         return function_key(v, depth + 1)
     if depth > _KEY_DEPTH or isinstance(v, (types.ModuleType, type)):

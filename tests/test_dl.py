@@ -381,6 +381,11 @@ def test_dlfeval_traces_again_when_a_value_the_function_reads_changed():
     np.testing.assert_allclose(run(by_attr), 4.0 * X)
     cfg.nested["b"][0] = 0.5
     np.testing.assert_allclose(run(by_attr), 2.0 * X)
+    params[0] = 0.0
+    with np.errstate(divide="ignore"):
+        np.testing.assert_array_equal(1.0 / run(by_list), np.where(X < 0, -np.inf, np.inf))
+        params[0] = -0.0  # equal to 0.0, but not the same value: 1 / (x * -0.0) flips the infinities
+        np.testing.assert_array_equal(1.0 / run(by_list), np.where(X < 0, np.inf, -np.inf))
 
 
 def test_progress_reports_the_stages_of_a_slow_first_call(monkeypatch, caplog):

@@ -243,7 +243,7 @@ def _only_held_by_a_dict():
     # what sys.getrefcount reports for an object only a dict holds (the
     # interpreter's own references vary between Python versions)
     probe = {0: object()}
-    return sys.getrefcount(probe[0])
+    return sys.getrefcount(probe.get(0))  # as `_sweep` asks
 
 
 _ALONE = _only_held_by_a_dict()
@@ -256,7 +256,7 @@ def _sweep():
     order), so one pass frees a whole dead graph."""
     table, refcount, alone = _TABLE, sys.getrefcount, _ALONE
     for key in reversed(list(table)):
-        if refcount(table[key]) == alone:
+        if refcount(table.get(key)) == alone:
             del table[key]
     _SWEEP["at"] = max(1 << 16, 2 * len(table))
 
