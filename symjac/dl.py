@@ -430,16 +430,19 @@ def _value_key(v, depth):
         return function_key(v, depth + 1)
     if depth > _KEY_DEPTH or isinstance(v, (types.ModuleType, type)):
         return ("object", _Same(v))
-    if isinstance(v, (tuple, list)):
-        return (type(v).__name__,) + tuple(_value_key(e, depth + 1) for e in v)
-    if isinstance(v, dict):
-        return ("dict",) + tuple((_value_key(k, depth + 1), _value_key(e, depth + 1)) for k, e in v.items())
-    if isinstance(v, (set, frozenset)):
-        return ("set", frozenset(_value_key(e, depth + 1) for e in v))
     attrs = getattr(v, "__dict__", None)
-    if isinstance(attrs, dict) and type(v).__module__ != "builtins":  # a plain object: by its attributes
-        return ("object", _Same(type(v)), _value_key(attrs, depth + 1))
-    return ("object", _Same(v))
+    attrs = _value_key(attrs, depth + 1) if type(attrs) is dict else None  # a Python object's attributes
+    # a container by its items (and its type); an instance of a subclass, or any other object, also by
+    # identity: it may hold state beside its items and attributes (functools.partial's arguments)
+    who = _Same(type(v)) if type(v) in (tuple, list, dict, set, frozenset) else _Same(v)
+    if isinstance(v, (tuple, list)):
+        return ("items", who, attrs) + tuple(_value_key(e, depth + 1) for e in v)
+    if isinstance(v, dict):
+        return ("dict", who, attrs) + tuple((_value_key(k, depth + 1), _value_key(e, depth + 1))
+                                            for k, e in v.items())
+    if isinstance(v, (set, frozenset)):
+        return ("set", who, attrs, frozenset(_value_key(e, depth + 1) for e in v))
+    return ("object", who, attrs)
 
 
 class _Same:

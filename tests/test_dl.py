@@ -348,6 +348,7 @@ def test_dlfeval_traces_again_when_a_value_the_function_reads_changed():
     trace cache must never return a value computed from a stale capture,
     whether the captured value is a list changed in place, a rebound module
     global, an attribute of a captured object, or a global read by a helper."""
+    import functools
     from types import SimpleNamespace
 
     global GAIN
@@ -381,6 +382,15 @@ def test_dlfeval_traces_again_when_a_value_the_function_reads_changed():
     np.testing.assert_allclose(run(by_attr), 4.0 * X)
     cfg.nested["b"][0] = 0.5
     np.testing.assert_allclose(run(by_attr), 2.0 * X)
+    # an object with state outside its attributes counts by identity too (a partial's arguments)
+    scaled = {"f": functools.partial(np.multiply, 2.0)}
+
+    def by_partial(x):
+        return scaled["f"](x)
+
+    np.testing.assert_allclose(run(by_partial), 2.0 * X)
+    scaled["f"] = functools.partial(np.multiply, 5.0)
+    np.testing.assert_allclose(run(by_partial), 5.0 * X)
     params[0] = 0.0
     with np.errstate(divide="ignore"):
         np.testing.assert_array_equal(1.0 / run(by_list), np.where(X < 0, -np.inf, np.inf))
