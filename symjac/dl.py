@@ -12,7 +12,6 @@ batch axes) into one kernel.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import types
@@ -339,7 +338,7 @@ def _dlfeval_cold(fn, key, per_shapes, axes, B, backend, arrays):
             with stage("trace, differentiate, lower"):
                 entry = _trace_dlfeval(fn, per_shapes, axes, B, backend)
             with _CACHE_LOCK:
-                _CACHE[key] = entry
+                _CACHE[_frozen(key)] = entry  # its arrays copied: a later change in place is a new key
                 if len(_CACHE) > _CACHE_SIZE:
                     _CACHE.popitem(last=False)
     return _dlfeval_run(entry, arrays, axes, B)
@@ -422,8 +421,7 @@ def _value_key(v, depth):
     if v is None or isinstance(v, (bool, int, complex, str, bytes)):
         return (type(v), v)
     if isinstance(v, np.ndarray) and v.dtype.kind in "biufc":
-        return ("array", v.dtype.str, v.shape, hashlib.blake2b(np.ascontiguousarray(v).tobytes(),
-                                                               digest_size=16).digest())
+        return _ArrayKey(v)
     if isinstance(v, np.generic):
         return ("scalar", v.dtype.str, v.tobytes())
     if isinstance(v, (types.FunctionType, types.MethodType)):
@@ -443,6 +441,43 @@ def _value_key(v, depth):
     if isinstance(v, (set, frozenset)):
         return ("set", who, attrs, frozenset(_value_key(e, depth + 1) for e in v))
     return ("object", who, attrs)
+
+
+class _ArrayKey:
+    """An array in a cache key: equal to one of the same dtype, shape and bits.
+    Compared, not hashed (an 8 MB array: 0.23 ms against 8.5 ms for blake2b):
+    a lookup key holds the caller's array as it is, a stored key a copy
+    (`_frozen`), so an array changed in place no longer matches its old key."""
+
+    __slots__ = ("a",)
+
+    def __init__(self, a):
+        self.a = a
+
+    def __hash__(self):
+        return hash((self.a.dtype.str, self.a.shape))
+
+    def __eq__(self, other):
+        if not isinstance(other, _ArrayKey):
+            return False
+        a, b = self.a, other.a
+        return a is b or (a.dtype == b.dtype and a.shape == b.shape and np.array_equal(_bits(a), _bits(b)))
+
+
+def _bits(a):
+    raw = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    return raw.view(np.uint64) if raw.size % 8 == 0 else raw
+
+
+def _frozen(key):
+    """``key`` with every array in it copied (what the cache stores)."""
+    if isinstance(key, _ArrayKey):
+        return _ArrayKey(np.array(key.a, copy=True))
+    if type(key) is tuple:
+        return tuple(_frozen(k) for k in key)
+    if type(key) is frozenset:
+        return frozenset(_frozen(k) for k in key)
+    return key
 
 
 class _Same:

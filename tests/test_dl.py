@@ -340,7 +340,8 @@ def test_new_batch_size_renamed_function_and_recreated_lambda_compile_nothing(mo
     assert len(traces) == 6
 
 
-GAIN = 1.0  # a module global read by a model below
+GAIN = 1.0  # module globals read by a model below
+OFFSET = np.zeros(3)
 
 
 def test_dlfeval_traces_again_when_a_value_the_function_reads_changed():
@@ -363,7 +364,7 @@ def test_dlfeval_traces_again_when_a_value_the_function_reads_changed():
         return x * params[0]
 
     def by_global(x):
-        return helper(x) + 1.0
+        return helper(x) + 1.0 + OFFSET[:, None]
 
     def by_attr(x):
         return x * cfg.a * cfg.nested["b"][0]
@@ -375,8 +376,11 @@ def test_dlfeval_traces_again_when_a_value_the_function_reads_changed():
     GAIN = 3.0
     try:
         np.testing.assert_allclose(run(by_global), 3.0 * X + 1.0)
+        OFFSET[1] = 2.0  # a global array changed in place
+        np.testing.assert_allclose(run(by_global), 3.0 * X + 1.0 + OFFSET[:, None])
     finally:
         GAIN = 1.0
+        OFFSET[:] = 0.0
     np.testing.assert_allclose(run(by_attr), X)
     cfg.a = 4.0
     np.testing.assert_allclose(run(by_attr), 4.0 * X)
