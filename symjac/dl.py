@@ -371,7 +371,7 @@ def _dlfeval_run(entry, arrays, axes, B):
     return _rebuild(treedef, outs)
 
 
-def function_key(fn, depth=0):
+def function_key(fn, depth=0, memo=None):
     """What identifies ``fn``'s trace: its code, and the values it reads from
     outside (its closure cells, the module globals its code names, defaults,
     a bound instance), so that a function re-created on each call (a lambda in
@@ -382,22 +382,32 @@ def function_key(fn, depth=0):
     by value, lists, tuples, dicts and sets by their contents, a plain
     object by its attributes, functions by their own key; modules, classes
     and other objects by identity (the key holds them, so an id is never
-    reused)."""
+    reused).  Each function is keyed once per call (``memo``: id -> key; a
+    function met again inside its own key, recursion, counts by identity
+    there), so helpers that call each other cost their number, not their
+    paths."""
+    memo = {} if memo is None else memo
     if isinstance(fn, types.MethodType):
-        return ("method", function_key(fn.__func__, depth + 1), _value_key(fn.__self__, depth + 1))
+        return ("method", function_key(fn.__func__, depth + 1, memo), _value_key(fn.__self__, depth + 1, memo))
     code = getattr(fn, "__code__", None)
     if code is None or depth > _KEY_DEPTH:
         return ("object", _Same(fn))
+    known = memo.get(id(fn))
+    if known is not None:
+        return known
+    memo[id(fn)] = ("function", _Same(fn))  # while its key is being made (fn held by the memo's caller)
     cells = []
     for cell in fn.__closure__ or ():
         try:
-            cells.append(_value_key(cell.cell_contents, depth + 1))
+            cells.append(_value_key(cell.cell_contents, depth + 1, memo))
         except ValueError:  # a cell not yet filled
             cells.append(("empty",))
     scope = fn.__globals__
-    names = tuple((name, _value_key(scope[name], depth + 1)) for name in _global_names(code) if name in scope)
-    return ("function", code, tuple(cells), names, _value_key(fn.__defaults__, depth + 1),
-            _value_key(fn.__kwdefaults__, depth + 1))
+    names = tuple((name, _value_key(scope[name], depth + 1, memo)) for name in _global_names(code)
+                  if name in scope)
+    key = memo[id(fn)] = ("function", code, tuple(cells), names, _value_key(fn.__defaults__, depth + 1, memo),
+                          _value_key(fn.__kwdefaults__, depth + 1, memo))
+    return key
 
 
 _KEY_DEPTH = 6  # nesting followed by `function_key`; deeper values count by identity
@@ -415,7 +425,7 @@ def _global_names(code):
     return sorted(names)
 
 
-def _value_key(v, depth):
+def _value_key(v, depth, memo):
     if isinstance(v, float):  # by its bits: 0.0 and -0.0 differ (1 / c is inf or -inf)
         return (float, v.hex())
     if v is None or isinstance(v, (bool, int, complex, str, bytes)):
@@ -425,21 +435,21 @@ def _value_key(v, depth):
     if isinstance(v, np.generic):
         return ("scalar", v.dtype.str, v.tobytes())
     if isinstance(v, (types.FunctionType, types.MethodType)):
-        return function_key(v, depth + 1)
+        return function_key(v, depth + 1, memo)
     if depth > _KEY_DEPTH or isinstance(v, (types.ModuleType, type)):
         return ("object", _Same(v))
     attrs = getattr(v, "__dict__", None)
-    attrs = _value_key(attrs, depth + 1) if type(attrs) is dict else None  # a Python object's attributes
+    attrs = _value_key(attrs, depth + 1, memo) if type(attrs) is dict else None  # a Python object's attributes
     # a container by its items (and its type); an instance of a subclass, or any other object, also by
     # identity: it may hold state beside its items and attributes (functools.partial's arguments)
     who = _Same(type(v)) if type(v) in (tuple, list, dict, set, frozenset) else _Same(v)
     if isinstance(v, (tuple, list)):
-        return ("items", who, attrs) + tuple(_value_key(e, depth + 1) for e in v)
+        return ("items", who, attrs) + tuple(_value_key(e, depth + 1, memo) for e in v)
     if isinstance(v, dict):
-        return ("dict", who, attrs) + tuple((_value_key(k, depth + 1), _value_key(e, depth + 1))
+        return ("dict", who, attrs) + tuple((_value_key(k, depth + 1, memo), _value_key(e, depth + 1, memo))
                                             for k, e in v.items())
     if isinstance(v, (set, frozenset)):
-        return ("set", who, attrs, frozenset(_value_key(e, depth + 1) for e in v))
+        return ("set", who, attrs, frozenset(_value_key(e, depth + 1, memo) for e in v))
     return ("object", who, attrs)
 
 

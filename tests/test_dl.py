@@ -402,6 +402,31 @@ def test_dlfeval_traces_again_when_a_value_the_function_reads_changed():
         np.testing.assert_array_equal(1.0 / run(by_list), np.where(X < 0, np.inf, -np.inf))
 
 
+def _even(x, n):  # helpers that call each other: each is keyed once, whatever the paths between them
+    return x if n == 0 else _odd(x, n - 1) * GAIN
+
+
+def _odd(x, n):
+    return x if n == 0 else _even(x, n - 1) + 0.5
+
+
+def test_dlfeval_key_of_helpers_that_call_each_other():
+    from symjac.dl import function_key
+
+    global GAIN
+    X = rng.normal(size=(2, 4))
+    f = lambda x: _even(x, 3)  # noqa: E731
+    key = function_key(f)
+    assert function_key(f) == key  # recursion: a finite key, the same each call
+    np.testing.assert_allclose(symjac.dlfeval(f, X, backend="numpy"), (X * GAIN + 0.5) * GAIN)
+    GAIN = 2.0  # read two calls deep
+    try:
+        assert function_key(f) != key
+        np.testing.assert_allclose(symjac.dlfeval(f, X, backend="numpy"), (X * 2.0 + 0.5) * 2.0)
+    finally:
+        GAIN = 1.0
+
+
 def test_progress_reports_the_stages_of_a_slow_first_call(monkeypatch, caplog):
     import logging
 
