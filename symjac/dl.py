@@ -12,6 +12,7 @@ batch axes) into one kernel.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import types
@@ -455,23 +456,45 @@ def _value_key(v, depth, memo):
 
 class _ArrayKey:
     """An array in a cache key: equal to one of the same dtype, shape and bits.
-    Compared, not hashed (an 8 MB array: 0.23 ms against 8.5 ms for blake2b):
-    a lookup key holds the caller's array as it is, a stored key a copy
-    (`_frozen`), so an array changed in place no longer matches its old key."""
 
-    __slots__ = ("a",)
+    A lookup key holds the caller's array as it is; a stored key (`_frozen`)
+    a copy of it, or, above `COPY_BYTES`, the blake2b digest of its bytes (a
+    cache of 64 entries must not hold 64 copies of a large captured
+    dataset).  Copies compare in 0.23 ms for 8 MB where the digest takes
+    8.5 ms, so an array changed in place no longer matches its old key
+    either way, and a small one costs little per call."""
 
-    def __init__(self, a):
-        self.a = a
+    __slots__ = ("a", "dtype", "shape", "digest")
+
+    def __init__(self, a, dtype=None, shape=None, digest=None):
+        self.a = a  # None in a stored key that keeps only the digest
+        self.dtype = a.dtype.str if a is not None else dtype
+        self.shape = a.shape if a is not None else shape
+        self.digest = digest
 
     def __hash__(self):
-        return hash((self.a.dtype.str, self.a.shape))
+        return hash((self.dtype, self.shape))
 
     def __eq__(self, other):
-        if not isinstance(other, _ArrayKey):
+        if not isinstance(other, _ArrayKey) or self.dtype != other.dtype or self.shape != other.shape:
             return False
         a, b = self.a, other.a
-        return a is b or (a.dtype == b.dtype and a.shape == b.shape and np.array_equal(_bits(a), _bits(b)))
+        if a is None or b is None:
+            return self._digest() == other._digest()
+        return a is b or np.array_equal(_bits(a), _bits(b))
+
+    def _digest(self):
+        if self.digest is None:
+            self.digest = hashlib.blake2b(np.ascontiguousarray(self.a).tobytes(), digest_size=16).digest()
+        return self.digest
+
+    def frozen(self):
+        if self.a is None or self.a.nbytes > COPY_BYTES:
+            return _ArrayKey(None, self.dtype, self.shape, self._digest())
+        return _ArrayKey(np.array(self.a, copy=True))
+
+
+COPY_BYTES = 1 << 22  # a captured array up to 4 MB is kept in the cache key as a copy, a larger one as a digest
 
 
 def _bits(a):
@@ -480,9 +503,9 @@ def _bits(a):
 
 
 def _frozen(key):
-    """``key`` with every array in it copied (what the cache stores)."""
+    """``key`` as the cache stores it (arrays copied or digested)."""
     if isinstance(key, _ArrayKey):
-        return _ArrayKey(np.array(key.a, copy=True))
+        return key.frozen()
     if type(key) is tuple:
         return tuple(_frozen(k) for k in key)
     if type(key) is frozenset:

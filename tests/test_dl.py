@@ -352,7 +352,10 @@ def test_dlfeval_traces_again_when_a_value_the_function_reads_changed():
     import functools
     from types import SimpleNamespace
 
+    from symjac import dl
+
     global GAIN
+    copy_bytes = dl.COPY_BYTES
     X = rng.normal(size=(3, 5))
     run = lambda fn: symjac.dlfeval(fn, X, backend="numpy")  # noqa: E731
     params, cfg = [1.0], SimpleNamespace(a=1.0, nested={"b": [1.0]})
@@ -378,9 +381,15 @@ def test_dlfeval_traces_again_when_a_value_the_function_reads_changed():
         np.testing.assert_allclose(run(by_global), 3.0 * X + 1.0)
         OFFSET[1] = 2.0  # a global array changed in place
         np.testing.assert_allclose(run(by_global), 3.0 * X + 1.0 + OFFSET[:, None])
+        dl.COPY_BYTES = 0  # the same with the cache keeping digests instead of copies
+        np.testing.assert_allclose(run(by_global), 3.0 * X + 1.0 + OFFSET[:, None])
+        OFFSET[2] = -1.0
+        np.testing.assert_allclose(run(by_global), 3.0 * X + 1.0 + OFFSET[:, None])
+        np.testing.assert_allclose(run(by_global), 3.0 * X + 1.0 + OFFSET[:, None])
     finally:
         GAIN = 1.0
         OFFSET[:] = 0.0
+        dl.COPY_BYTES = copy_bytes
     np.testing.assert_allclose(run(by_attr), X)
     cfg.a = 4.0
     np.testing.assert_allclose(run(by_attr), 4.0 * X)
