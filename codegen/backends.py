@@ -98,10 +98,7 @@ def num_threads():
         if not env.isdigit() or int(env) < 1:
             raise ValueError(f"SYMJAC_NUM_THREADS must be a positive integer, got {env!r}")
         return int(env)
-    try:
-        return len(os.sched_getaffinity(0)) or 1  # respects taskset and container CPU sets
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return background.cpus()
 
 
 class ParallelRunner:

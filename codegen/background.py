@@ -41,7 +41,7 @@ import time
 from collections import deque
 
 __all__ = ["set_background_compile", "background_enabled", "wait_compiled", "Job", "submit", "WAIT_SAMPLES",
-           "free_cores"]
+           "free_cores", "cpus"]
 
 logger = logging.getLogger("symjac")
 WAIT_SAMPLES = 1 << 17  # a call on more samples than this waits for Numba instead of running NumPy
@@ -168,19 +168,23 @@ class Job:
         return self._failure
 
 
-def _max_running():
+def cpus():
+    """The CPUs this process may use (respects taskset and container CPU sets)."""
     try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    return max(1, cpus - 1)  # one core stays with the caller, which runs the NumPy tier meanwhile
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _max_running():
+    return max(1, cpus() - 1)  # one core stays with the caller, which runs the NumPy tier meanwhile
 
 
 def free_cores():
     """Cores not taken by running background compiles (at least one: the caller's)."""
     with _LOCK:
         running = len(_RUNNING)
-    return max(1, _max_running() + 1 - running)
+    return max(1, cpus() - running)
 
 
 def _pump():

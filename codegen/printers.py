@@ -99,8 +99,7 @@ class Printer:
         consts = [f"    {s.name} = _F({float_literal(s.args[0])})" for s in program.body if s.op == "const"]
         body = [self.print_stmt(s, program) for s in stmts]
         zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
-        stores = [self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
-                  for k, i, v in program.stores]
+        stores = [self._store_line(program, k, i, v) for k, i, v in program.stores]
         stores += [self.print_block_store(*b) for b in program.block_stores]
         return self.module(program, [*consts, *self.loop_open(program),
                                      *[self.indent + ln for ln in (zero + body + stores or ["pass"])]])
@@ -130,6 +129,10 @@ class Printer:
     def loop_open(self, program):
         return []
 
+    def _store_line(self, program, k, i, v):
+        """Output ``k``'s entry ``i`` from value ``v``: stored, or added to a batch sum."""
+        return self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
+
     # -- long kernels ---------------------------------------------------------
     def _split_module(self, program, stmts):
         """The statements in consecutive parts of `PART_STATEMENTS`, each its own
@@ -158,7 +161,7 @@ class Printer:
         where = {name: (kind, k) for kind, d in slots.items() for name, k in d.items()}
         stores_by_group, main_stores = {}, []
         for k, i, v in program.stores:
-            line = self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
+            line = self._store_line(program, k, i, v)
             (stores_by_group.setdefault(pos[v] // PART_STATEMENTS, []) if v in pos else main_stores).append(line)
         params = self.part_params(program)
         helpers, calls = [], []

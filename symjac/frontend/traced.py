@@ -96,14 +96,6 @@ def scalar_array(node):
     return out
 
 
-def _traced_scalar(node):
-    """A 0-d TracedArray of ``node``, without `TracedArray.__init__`'s checks
-    (the step of a scalar chain: one per traced operation)."""
-    t = TracedArray.__new__(TracedArray)
-    t._view, t._checked, t.tensor, t._nodes = None, -1, None, scalar_array(node)
-    return t
-
-
 def _normalize(arr):
     """Replace the non-node elements of an object array by nodes."""
     flat = arr.ravel()
@@ -190,6 +182,14 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
         nodes = np.asarray(nodes, dtype=object) if not isinstance(nodes, np.ndarray) else nodes
         self._nodes = _normalize(nodes)
         self.tensor = None
+
+    @classmethod
+    def of_node(cls, node):
+        """The 0-d traced value of ``node`` (one node: nothing to normalize), for
+        the step of a scalar chain, one per traced operation."""
+        t = cls.__new__(cls)
+        t._view, t._checked, t.tensor, t._nodes = None, -1, None, scalar_array(node)
+        return t
 
     @property
     def nodes(self):
@@ -426,7 +426,7 @@ class TracedArray(np.lib.mixins.NDArrayOperatorsMixin):
                 break
         else:
             result = builder(*nodes)
-            return _traced_scalar(result) if type(result) is Node else TracedArray(scalar_array(result))
+            return TracedArray.of_node(result) if type(result) is Node else TracedArray(scalar_array(result))
         if any(is_tensor(x) for x in inputs) or stays_whole(inputs) or _big_result(inputs):
             return map_tensor(builder, inputs)
         arrays = [_nodes(x) for x in inputs]

@@ -224,19 +224,15 @@ def intern(op, args, attr=None, kind="float", shape=()):
     key = (op, _const_key(attr) if op == "const" else attr, *[a.id for a in args])
     node = _TABLE.get(key)
     if node is None:
-        if args and op not in _NO_FOLD and args[0].op in _MAYBE_CONSTANT:  # fold needs every argument constant
+        # fold needs every argument constant: the first and the last (where a commutative op puts a
+        # non-constant) are looked at before fold walks them all
+        if args and op not in _NO_FOLD and args[0].op in _MAYBE_CONSTANT and args[-1].op in _MAYBE_CONSTANT:
             folded = fold(op, args, attr)
             if folded is not None:
                 return folded
-        node = _new(key, op, tuple(args), attr, kind, shape)
-    return node
-
-
-def _new(key, op, args, attr, kind, shape):
-    """A new node, entered in the intern table under ``key``."""
-    node = _TABLE[key] = Node(op, args, attr, kind, shape)
-    if len(_TABLE) > _SWEEP["at"]:
-        _sweep()
+        node = _TABLE[key] = Node(op, tuple(args), attr, kind, shape)
+        if len(_TABLE) > _SWEEP["at"]:
+            _sweep()
     return node
 
 
@@ -432,10 +428,7 @@ def make(op, *args):
             return simpler if not simpler.shape else broadcast_scalar(simpler, ())
         if info.commutative and _order_key(args[0]) > _order_key(args[1]):
             args = (args[1], args[0])
-        # intern's lookup without its fold check: a scalar op with a non-constant argument never folds
-        key = (op, None, *[a.id for a in args])
-        node = _TABLE.get(key)
-        return node if node is not None else _new(key, op, args, None, info.dtype, ())
+        return intern(op, args, None, info.dtype, ())
     shape = _map_shape(op, args)
     if shape and info.dtype == "float" and all(a.op in ("const", "tconst", "pack", "bcast") for a in args):
         folded = fold(op, args, None)  # every argument a constant tensor or number: a constant tensor
