@@ -38,7 +38,7 @@ __all__ = ["CompiledKernel", "compile_program", "print_program", "cache_dir", "c
            "CacheDirectoryError", "numba_available", "BACKENDS", "ParallelRunner", "Workspaces", "num_threads",
            "kernels_loaded"]
 
-BACKENDS = tuple(PRINTERS)
+BACKENDS = tuple(PRINTERS) + ("cuda",)
 _LOADED: dict = {}
 _MODULES: dict = {}
 
@@ -76,8 +76,12 @@ class CompiledKernel:
 def print_program(program: Program, backend: str, dtype: str, tile=None) -> str:
     """The kernel module's source; ``tile`` fixes the samples per tile of a
     tiled (tensor) Numba kernel and is ignored by the other printers."""
-    if backend not in PRINTERS:
+    if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "cuda":
+        from codegen.cuda import CudaPrinter, CudaTiledPrinter
+
+        return (CudaTiledPrinter if program.has_tensors() else CudaPrinter)(dtype).doprint(program)
     if backend.startswith("numba") and program.has_tensors():
         return TiledNumbaPrinter(dtype, tile).doprint(program)
     return PRINTERS[backend](dtype).doprint(program)
@@ -195,10 +199,14 @@ class Workspaces:
 def compile_program(program: Program, backend: str, dtype: str = "float64", tile=None) -> CompiledKernel:
     """Print ``program`` for ``backend`` (``tile``: see `print_program`), write
     it to the cache and load it (Numba compiles at the first call)."""
-    if backend.startswith("numba"):
+    if backend.startswith("numba") or backend == "cuda":
         if not numba_available():
             raise ImportError(f"backend {backend!r} needs numba; install it or use backend='numpy'")
         import numba  # noqa: F401  (so its version enters the key)
+    if backend == "cuda":
+        from codegen.cuda import cuda_ready
+
+        cuda_ready()  # no GPU: a clear error before any work
     source = print_program(program, backend, dtype, tile)
     digest = hashlib.sha256(source.encode())
     digest.update(_versions().encode())  # the hash of source + versions, without a copy of the source
@@ -210,6 +218,13 @@ def compile_program(program: Program, backend: str, dtype: str = "float64", tile
         module = _MODULES.get(key)
         if module is None:
             module = _MODULES[key] = _load(source, key, backend)
+        if backend == "cuda":
+            from codegen.cuda import Launcher
+
+            compiled = _LOADED[key, backend] = CompiledKernel(
+                Launcher(module, len(program.inputs)), source,
+                Path(module.__file__) if not module.__file__.startswith("<") else None, backend, dtype)
+            return compiled
         if backend.startswith("numba"):
             _check_numba_cache(module)
         guard = None

@@ -37,6 +37,10 @@ __all__ = ["Param", "Stmt", "Program", "STATEMENT_KINDS"]
 STATEMENT_KINDS = frozenset({"load", "loadblock", "const"})  # statements that are not ops
 
 
+# a printer target without its own template for an op uses the first of these that has one
+TEMPLATE_FALLBACK = {"cuda": ("cuda", "numba", "numpy"), "numba": ("numba", "numpy")}
+
+
 @dataclass(frozen=True)
 class Param:
     size: int
@@ -91,7 +95,10 @@ class Program:
         forms = self.functions.get(op)
         if forms is None:
             return None
-        return forms.get(target, forms.get("numpy"))
+        for t in TEMPLATE_FALLBACK.get(target, (target,)):
+            if t in forms:
+                return forms[t]
+        return forms.get("numpy")
 
     def validate(self):
         """Check that every name is defined before use and every store is in range."""

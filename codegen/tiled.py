@@ -229,13 +229,22 @@ class TiledNumbaPrinter(NumbaPrinter):
         helpers, calls = self._split(parts, defined)
         helpers = shared_helpers + helpers
         body += [f"    for b0 in range(start, stop, {self.tile}):",
-                 f"        n = min({self.tile}, stop - b0)"]
+                 "        n = 1" if self.tile == 1 else f"        n = min({self.tile}, stop - b0)"]
         body += ["        " + ln for ln in calls]
+        self.workspace_sizes = (used["wsf"], used["wsb"])
         preamble = [f"TILE = {self.tile}  # samples per tile",
                     f"MIN_CHUNK = {max(2 * self.tile, 16)}  # samples per thread worth starting one for",
                     f"WORKSPACE = ({used['wsf']}, {used['wsb']})  # entries of the float and boolean workspaces",
                     "", *helpers]
         return self.module(program, body, preamble, extra=("wsf", "wsb"))
+
+    def _last_row(self):
+        """The row of tile slot ``s``: slots past a partial tile's end repeat its last sample."""
+        return "b0 + s" if self.tile == 1 else "min(b0 + s, b0 + n - 1)"
+
+    def zeros(self, name, size, dt):
+        """Lines making ``name`` a zeroed buffer of ``size`` entries (a shared tensor value)."""
+        return [f"{name} = np.zeros({size}, dtype={dt})"]
 
     def decorator(self):
         return ["@numba.njit(nogil=True, cache=True, error_model='numpy', boundscheck=False, "
@@ -438,7 +447,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         dt = "np.bool_" if s.dtype == "bool" else "_F"
         if _alias(s):
             return [f"    {s.name} = {s.args[0]}{_alias_rows(s)}"]
-        lines = [f"    {s.name} = np.zeros({_size(s.shape)}, dtype={dt})"]
+        lines = ["    " + ln for ln in self.zeros(s.name, _size(s.shape), dt)]
         if s.op == "pack":  # zero entries: the buffer starts at zero and nothing else writes it
             return lines + [f"    {s.name}[{j}] = {a}" for j, a in enumerate(s.args) if not self.is_plus_zero(a)]
         if s.shape and not self.program.is_structural(s):
@@ -462,7 +471,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         local = {s.name for s in stmts if not s.shape}
         lines = [f"for s in range({self.tile}):"]
         if any(s.op == "load" for s in stmts):
-            lines.append("    b = min(b0 + s, b0 + n - 1)")
+            lines.append(f"    b = {self._last_row()}")
         for s in stmts:
             if s.op == "load":
                 lines.append(f"    e_{s.name} = x{s.args[0]}[b, {s.args[1]}]")
@@ -534,7 +543,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         """The element of statement ``s``'s own buffer (or output row) being written."""
         if tile and s.name in self.direct:  # the slots past a partial tile's end repeat its last sample
             k, i = self.direct[s.name]
-            row = "b0 + s" if self.tile == 1 or self.outer_s else "min(b0 + s, b0 + n - 1)"
+            row = "b0 + s" if self.outer_s else self._last_row()
             return f"out{k}[{row}, {i} + {flat}]" if i else f"out{k}[{row}, {flat}]"
         return f"{s.name}[{flat}, s]" if tile else f"{s.name}[{flat}]"
 
@@ -569,7 +578,7 @@ class TiledNumbaPrinter(NumbaPrinter):
     def _loop_loadblock(self, s, tile):
         k, i0 = s.args
         n = _size(s.shape)
-        return [f"for s in range({self.tile}):", "    b = min(b0 + s, b0 + n - 1)",
+        return [f"for s in range({self.tile}):", f"    b = {self._last_row()}",
                 f"    for j in range({self.extent(n)}):", f"        {s.name}[j, s] = x{k}[b, {i0} + j]"]
 
     # -- outputs ------------------------------------------------------------------------------------

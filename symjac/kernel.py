@@ -15,6 +15,7 @@ import threading
 import numpy as np
 
 from codegen import compile_program, numba_available
+from codegen.cuda import is_device_array
 from symjac.frontend.graph import unflatten
 from symjac.frontend.trace import NOTE_PREFIX, trace_shapes
 from symjac.frontend.traced import TracedArray
@@ -24,12 +25,17 @@ from symjac.progress import first_call, stage
 
 __all__ = ["Kernel", "resolve_backend", "normalize_in_axes", "check_arguments", "graph_stats"]
 
-BACKEND_NAMES = ("auto", "numba", "numba-parallel", "numpy")
+BACKEND_NAMES = ("auto", "numba", "numba-parallel", "numpy", "cuda")
 
 
 def resolve_backend(backend):
     if backend not in BACKEND_NAMES:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}, got {backend!r}")
+    if backend == "cuda":
+        from codegen.cuda import cuda_ready
+
+        cuda_ready()  # no GPU: the error names the simulator option, before any tracing
+        return backend
     if backend != "auto":
         return backend
     if not numba_available():
@@ -144,7 +150,10 @@ def check_arguments(fn, args, in_axes):
             raise TypeError(f"{labels[i]} is a traced value; internal error: use the traced path")
         if isinstance(a, (tuple, list, dict)):  # (labels are made only for an error: they cost)
             refuse_container(a, labels[i])
-        arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+        if is_device_array(a):
+            arr = _device_argument(a, ax, labels[i])
+        else:
+            arr = a if isinstance(a, np.ndarray) else np.asarray(a)
         if arr.dtype.kind == "c":
             raise TypeError(f"{labels[i]} is complex ({arr.dtype}); symjac kernels are real-valued")
         if arr.dtype.kind not in "biuf":
@@ -153,7 +162,7 @@ def check_arguments(fn, args, in_axes):
             if not -arr.ndim <= ax < arr.ndim:
                 raise ValueError(f"in_axes puts the batch axis of {labels[i]} at {ax}, but it has only "
                                  f"{arr.ndim} dimension(s) (shape {arr.shape})")
-            arr = np.moveaxis(arr, ax, 0) if ax else arr
+            arr = np.moveaxis(arr, ax, 0) if ax and isinstance(arr, np.ndarray) else arr
             if batch is None:
                 batch, first = arr.shape[0], i
             elif arr.shape[0] != batch:
@@ -162,6 +171,20 @@ def check_arguments(fn, args, in_axes):
         arrays.append(arr)
     dtype = np.float32 if all(arr.dtype == np.float32 for arr in arrays) else np.float64
     return arrays, axes, batch, np.dtype(dtype), labels
+
+
+def _device_argument(a, ax, label):
+    """A GPU array argument as a Numba device array (no copy); only the CUDA
+    backend takes them (`Kernel.run` checks), with the batch axis first."""
+    from codegen.cuda import as_device
+
+    d = as_device(a)
+    if ax is not None and ax % max(1, d.ndim) != 0:
+        raise ValueError(f"{label} is a GPU array with its batch axis at in_axes {ax}; GPU arrays must carry "
+                         "the batch on their first axis (in_axes 0): move it there on the device first")
+    if d.ndim and not d.is_c_contiguous():
+        raise ValueError(f"{label} is a GPU array that is not C-contiguous; pass a contiguous copy")
+    return d
 
 
 class Kernel:
@@ -313,6 +336,15 @@ class Kernel:
                 if self.graph is None:
                     self.specialize(shapes, axes, checked)
         self._check_signature(shapes, axes, labels)
+        device = [i for i, a in enumerate(arrays) if not isinstance(a, np.ndarray)]
+        if out is not None and self.backend == "cuda":
+            device += [-1] if any(not isinstance(o, np.ndarray) for o in
+                                  (out if isinstance(out, (tuple, list)) else [out])) else []
+        if device and self.backend != "cuda":
+            raise TypeError(f"{labels[device[0]]} is a GPU array, but this kernel runs on the CPU (backend "
+                            f"{self.backend!r}); use backend='cuda', or copy it to the host")
+        if device:
+            return self._run_device(arrays, axes, batch, dtype, labels, out, start, stop)
         outs = self._outputs(out, batch, dtype)
         ins = []
         for arr, ax in zip(arrays, axes):
@@ -335,6 +367,63 @@ class Kernel:
                 compiled.func(start, stop, *ins, *flat_outs)
             compiled.ran = True
         return unflatten(self.graph.treedef, outs)
+
+    def _run_device(self, arrays, axes, batch, dtype, labels, out, start, stop):
+        """`_run` with GPU arrays among the arguments or ``out``: inputs stay on the
+        device (host ones are copied there), outputs are device arrays."""
+        from codegen.cuda import as_device, cuda_module
+
+        cuda = cuda_module()
+        ins = []
+        for i, (arr, ax) in enumerate(zip(arrays, axes)):
+            if isinstance(arr, np.ndarray):
+                arr = cuda.to_device(np.ascontiguousarray(arr, dtype=dtype))
+            elif arr.dtype != dtype:
+                raise TypeError(f"{labels[i]} is a GPU array of dtype {arr.dtype}, but this call computes in "
+                                f"{dtype} (every argument float32 gives float32, else float64); convert it "
+                                "on the device first")
+            ins.append(arr.reshape(batch, math.prod(arr.shape[1:])) if ax is not None else arr.reshape(-1))
+        ins += self._device_hidden(dtype)
+        shapes = [o.shape if k in self.reduced else (batch,) + o.shape for k, o in enumerate(self.graph.outputs)]
+        if out is None:
+            outs = [cuda.device_array(s, dtype=dtype) for s in shapes]
+        else:
+            given = list(out) if isinstance(out, (tuple, list)) else [out]
+            if len(given) != len(shapes):
+                raise ValueError(f"out= must hold {len(shapes)} array(s), one per output, got {len(given)}")
+            outs = []
+            for k, (b, s) in enumerate(zip(given, shapes)):
+                d = as_device(b) if not isinstance(b, np.ndarray) else None
+                if d is None:
+                    raise TypeError(f"out[{k}] is a host array while other arguments are on the GPU; give "
+                                    "device buffers (or none)")
+                if tuple(d.shape) != tuple(s) or d.dtype != dtype or not d.is_c_contiguous():
+                    raise ValueError(f"out[{k}] must be a C-contiguous GPU array of shape {s} and dtype {dtype}, "
+                                     f"got {tuple(d.shape)} {d.dtype}")
+                outs.append(d)
+        for k in self.reduced:
+            outs[k].copy_to_device(np.zeros(outs[k].shape, dtype=dtype))  # a batch sum starts from zero
+        flat_outs = [o.reshape(math.prod(o.shape)) if k in self.reduced else
+                     o.reshape(batch, math.prod(o.shape[1:])) for k, o in enumerate(outs)]
+        compiled = self._compile(dtype)
+        if compiled.ran:
+            compiled.func(start, stop, *ins, *flat_outs)
+        else:
+            with first_call(self.name), stage("compile, first run", f"cuda, {len(self._program.body)} statements"):
+                compiled.func(start, stop, *ins, *flat_outs)
+            compiled.ran = True
+        result = outs if out is None else (list(out) if isinstance(out, (tuple, list)) else [out])
+        return unflatten(self.graph.treedef, result)
+
+    def _device_hidden(self, dtype):
+        """The model's constant tensors on the device (copied once per dtype)."""
+        key = ("device", np.dtype(dtype).name)
+        if key not in self._hidden_cache:
+            from codegen.cuda import cuda_module
+
+            cuda = cuda_module()
+            self._hidden_cache[key] = [cuda.to_device(h) for h in self._hidden(dtype)]
+        return self._hidden_cache[key]
 
     def _hidden(self, dtype):
         """The model's constant tensors, flat, in the kernel's dtype (made once)."""

@@ -378,7 +378,9 @@ def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=Fal
     A model on whole arrays (see `tensor_policy`) gets its Jacobian at the
     array level (sparse forward mode on blocks of rows, columns and values;
     the kernel's size does not grow with the arrays), unless its output has
-    at most 8 entries (one reverse sweep per entry).
+    at most 8 entries (one reverse sweep per entry).  ``backend``: ``"auto"``,
+    ``"numba"``, ``"numba-parallel"``, ``"numpy"`` or ``"cuda"`` (an NVIDIA GPU;
+    GPU arrays in give GPU arrays out: the README's GPU section).
 
     >>> import numpy as np, symjac
     >>> J = symjac.jacobian(lambda x: np.array([x[0] * x[1], np.sin(x[1])]), backend="numpy")

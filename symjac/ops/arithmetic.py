@@ -164,17 +164,17 @@ defelementwise("min", 2, np.minimum, commutative=True, ufuncs=("minimum",),
 # a - floor(a/b) b (the sign of b, as Python's %): d/da = 1, d/db = -floor(a/b)
 defelementwise("mod", 2, np.mod, cost=8, ufuncs=("remainder",),
                partials=lambda n, a, b: (ONE, m("neg", m("floor", m("div", a, b)))),
-               sympy=sympy_function("Mod"), printing=call("np.mod"))
+               sympy=sympy_function("Mod"), printing=call("np.mod", cuda="_cu_mod"))
 # a - trunc(a/b) b (the sign of a, as C's fmod): d/da = 1, d/db = -trunc(a/b)
 defelementwise("fmod", 2, np.fmod, cost=8, ufuncs=("fmod",),
                partials=lambda n, a, b: (ONE, m("neg", m("trunc", m("div", a, b)))),
                sympy=(_numeric(lambda sp, a, b: a - b * sp.sign(a / b) * sp.floor(sp.Abs(a / b))), lambda sp: ()),
-               printing=call("np.fmod"))
+               printing=call("np.fmod", cuda="_cu_fmod"))
 # |a| with the sign of b: d/da = sign(a) copysign(1, b) (0 at a = 0, as abs), d/db = 0
 defelementwise("copysign", 2, np.copysign, ufuncs=("copysign",),
                partials=lambda n, a, b: (m("mul", m("sign", a), m("copysign", 1.0, b)), ZERO),
                sympy=(_numeric(lambda sp, a, b: sp.Abs(a) * sp.Piecewise((-1, b < 0), (1, True))), lambda sp: ()),
-               printing=call("np.copysign"))
+               printing=call("np.copysign", cuda="_cu_copysign"))
 def _logaddexp_partials(power):
     """d/da log(e^a + e^b) = e^(a - n); where a == b (both infinite too) 1/2 each, as JAX."""
     def partials(n, a, b):
@@ -188,8 +188,8 @@ def _logaddexp_partials(power):
 defelementwise("logaddexp", 2, np.logaddexp, cost=40, commutative=True, ufuncs=("logaddexp",),
                partials=_logaddexp_partials("exp"),
                sympy=(_numeric(lambda sp, a, b: sp.log(sp.exp(a) + sp.exp(b))), lambda sp: ()),
-               printing=call("np.logaddexp"))
+               printing=call("np.logaddexp", cuda="_cu_logaddexp"))
 defelementwise("logaddexp2", 2, np.logaddexp2, cost=40, commutative=True, ufuncs=("logaddexp2",),
                partials=_logaddexp_partials("exp2"),
                sympy=(_numeric(lambda sp, a, b: sp.log(2 ** a + 2 ** b) / sp.log(2)), lambda sp: ()),
-               printing=call("np.logaddexp2"))
+               printing=call("np.logaddexp2", cuda="_cu_logaddexp2"))

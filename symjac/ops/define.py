@@ -16,12 +16,14 @@ from symjac.ir import ZERO, OpDef, broadcast_scalar, make, register
 __all__ = ["defelementwise", "deflinear", "defbilinear", "deftensor", "sympy_function", "call", "zeros_like"]
 
 
-def call(function, numba=None):
-    """Printer templates for a function call ``function(args...)`` (and a
-    different Numba spelling if given)."""
+def call(function, numba=None, cuda=None):
+    """Printer templates for a function call ``function(args...)`` (and
+    different Numba and CUDA spellings if given; CUDA falls back to Numba's)."""
     templates = {"numpy": function}
     if numba is not None:
         templates["numba"] = numba
+    if cuda is not None:
+        templates["cuda"] = cuda
     return {t: f"{fn}({{args}})" for t, fn in templates.items()}
 
 

@@ -36,6 +36,8 @@ def _vectorize(fn):
 # Numba compiles math.f(x) of a scalar about a sixth faster than np.f(x), to the same code: 3,005-statement
 # sin chain 3.65 -> 3.05 s; identical values and result types for float64 and float32 on +-0, +-inf, NaN,
 # subnormals and out-of-domain arguments (`tests/test_numerics.py`).
+# no NumPy ufunc in a CUDA kernel: libdevice through codegen.cuda's helper of this name (`_cu_<op>`)
+CUDA_HELPER = {"cbrt", "exp2", "sinc", "sign", "floor", "ceil", "trunc", "rint"}
 MATH_SPELLING = {"sqrt", "exp", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "asin", "acos",
                  "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh"}
 
@@ -45,7 +47,8 @@ def _unary(name, fn, partial, *, cost=20, ufunc=None, sympy=None, printing=None,
     (the NumPy ufunc of the same name traces to it, unless ``ufunc=""``)."""
     ufuncs = () if ufunc == "" else (ufunc or name,)
     if printing is None:
-        printing = call(f"np.{ufunc or name}", f"math.{name}" if name in MATH_SPELLING else None)
+        printing = call(f"np.{ufunc or name}", f"math.{name}" if name in MATH_SPELLING else None,
+                        f"_cu_{name}" if name in CUDA_HELPER else None)
     defelementwise(name, 1, fn, cost=cost, ufuncs=ufuncs, partials=lambda n, a: (partial(n, a),),
                    sympy=sympy or sympy_function(name), printing=printing, **kw)
 
@@ -97,9 +100,9 @@ _unary("erfc", _vectorize(math.erfc),
 # n (1 - n): finite for every x, where the quotient rule on 1/(1+exp(-x)) gives inf/inf
 _unary("expit", lambda x: 1.0 / (1.0 + np.exp(-x)), lambda n, a: m("mul", n, m("sub", 1.0, n)), cost=24,
        sympy=(_numeric(lambda sp, a: 1 / (1 + sp.exp(-a))), lambda sp: ()),
-       printing={"numpy": "_F(1.0) / (_F(1.0) + np.exp(-{0}))"})
+       printing={"numpy": "_F(1.0) / (_F(1.0) + np.exp(-{0}))", "cuda": "_F(1.0) / (_F(1.0) + math.exp(-{0}))"})
 _unary("abs", np.abs, lambda n, a: m("sign", a), cost=1, ufunc="absolute", sympy=sympy_function("Abs"),
-       printing=call("np.abs"))
+       printing=call("np.abs", cuda="abs"))
 defufunc("fabs", lambda x: m("abs", x))
 
 
@@ -117,7 +120,7 @@ def _sinc_partial(n, x):
 
 
 # SymPy's sinc is sin(x)/x; NumPy's is sin(pi x)/(pi x)
-_unary("sinc", np.sinc, _sinc_partial, cost=30, ufunc="", printing=call("np.sinc"),
+_unary("sinc", np.sinc, _sinc_partial, cost=30, ufunc="", printing=call("np.sinc", cuda="_cu_sinc"),
        sympy=(_numeric(lambda sp, a: sp.sinc(sp.pi * a)), lambda sp: (sp.sinc,),
               lambda e, a: m("sinc", m("div", a[0], math.pi))))
 defunction(np.sinc, lambda x: m("sinc", x), elementwise=True)  # a NumPy function, not a ufunc
@@ -153,7 +156,7 @@ def _cfunctions(name):
 
 def _constant(name, fn, sympy=None, ufunc=None):
     defelementwise(name, 1, fn, differentiable=False, ufuncs=(ufunc or name,),
-                   sympy=sympy, printing=call(f"np.{ufunc or name}"))
+                   sympy=sympy, printing=call(f"np.{ufunc or name}", cuda=f"_cu_{name}" if name in CUDA_HELPER else None))
 
 
 _constant("sign", np.sign, sympy=sympy_function("sign"))

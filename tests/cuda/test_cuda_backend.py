@@ -1,0 +1,183 @@
+"""backend="cuda" against the CPU backends and the oracles, on small batches.
+
+`tests/test_cuda.py` runs this file in a pytest process of its own with
+``NUMBA_ENABLE_CUDASIM=1`` (the flag must be set before Numba is imported);
+on a machine with a GPU, ``pytest tests/cuda`` runs it there.  Elsewhere
+(the main test process) it is skipped.
+Scalar programs (the whole op table as one fused model, forward and reverse
+mode, and a kernel long enough to be split into parts), sparse Jacobians,
+tensor programs (an MLP's Jacobian, the forward Laplacian), dlfeval's batch
+sums (deterministic), float32, and device arrays in and out.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+
+import symjac
+from codegen.cuda import NoGpuError, cuda_ready
+from optable import OPS, TENSOR, fused, layout, sample
+
+
+def _runnable():
+    try:
+        cuda_ready()
+    except NoGpuError:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _runnable(), reason="no GPU, and not on the simulator (NUMBA_ENABLE_CUDASIM=1)")
+
+B = 5
+X = sample(np.random.default_rng(42), B)
+OFFSETS, N_IN = layout()
+rng = np.random.default_rng(0)
+W1, b1, W2 = rng.standard_normal((16, 2)), rng.standard_normal(16), rng.standard_normal((1, 16))
+
+
+def cuda():
+    from numba import cuda
+
+    return cuda
+
+
+@functools.cache
+def table(backend, mode, run):
+    with symjac.tensor_policy(**({"min_array": None} if run == "scalar" else TENSOR)):
+        return symjac.jacobian(fused, mode=mode, backend=backend)(X)
+
+
+@pytest.mark.parametrize("run", ["scalar", "tensor"])
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_op_table_matches_numpy_and_complex_step(mode, run):
+    got, want = table("cuda", mode, run), table("numpy", "fwd", "scalar")
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    h = 1e-30  # complex step, op by op (rows whose NumPy function is complex-analytic)
+    sizes = [np.size(fn(X[0, o: o + k])) for (_, fn, k, *_), o in zip(OPS, OFFSETS)]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    for i, ((name, fn, k, lo, hi, analytic), o) in enumerate(zip(OPS, OFFSETS)):
+        if not analytic:
+            continue
+        for j in range(k):
+            e = np.zeros(k, complex)
+            e[j] = h * 1j
+            cs = np.stack([np.ravel(fn(X[b, o: o + k] + e)).imag / h for b in range(B)])
+            np.testing.assert_allclose(got[:, starts[i]:starts[i + 1], o + j], cs, rtol=1e-12, atol=1e-13,
+                                       err_msg=name)
+
+
+def test_values_match_numpy():
+    got = symjac.compile(fused, backend="cuda")(X)
+    np.testing.assert_allclose(got, np.stack([fused(x) for x in X]), rtol=1e-13, atol=1e-14)
+
+
+def test_long_kernel_in_parts_float32():
+    def chain(x):
+        y = x[0]
+        for i in range(400):
+            y = np.sin(y) * 0.5 + x[i % 3] * (0.1 + i * 1e-3)
+        return y
+
+    X3 = rng.uniform(-1, 1, (6, 3))
+    J = symjac.jacobian(chain, backend="cuda")
+    got = J(X3)
+    assert "def _part1(" in J.kernel_for(X3).source  # split into parts: scratch in local arrays
+    want = symjac.jacobian(chain, backend="numpy")(X3)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    got32 = J(X3.astype(np.float32))
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, want, rtol=2e-4, atol=1e-5)
+
+
+def test_sparse_jacobian_on_host_and_device():
+    def f(x):
+        return np.concatenate([x[:1] ** 2, np.sin(x[1:] * x[:-1]), [np.cbrt(x[0]) + np.sinc(x[2])]])
+
+    Xs = rng.uniform(0.2, 2.0, (7, 5))
+    want = symjac.jacobian(f, sparse=True, backend="numpy")(Xs)
+    J = symjac.jacobian(f, sparse=True, backend="cuda")
+    got = J(Xs)
+    assert isinstance(got.values, np.ndarray)
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-13)
+    assert (got.rows == want.rows).all() and (got.cols == want.cols).all()
+    dev = J(cuda().to_device(Xs))
+    assert not isinstance(dev.values, np.ndarray)  # values stay on the device
+    np.testing.assert_allclose(dev.values.copy_to_host(), want.values, rtol=1e-13)
+
+
+def mlp(x):
+    return (W2 @ np.tanh(W1 @ x + b1))[0]
+
+
+def test_tensor_program_jacobian_and_out_buffers():
+    Xm = rng.standard_normal((9, 2))
+    want = symjac.jacobian(mlp, backend="numpy")(Xm)
+    J = symjac.jacobian(mlp, backend="cuda")
+    np.testing.assert_allclose(J(Xm), want, rtol=1e-13)
+    assert J.kernel_for(Xm).program.has_tensors()
+    out = np.full((9, 2), np.nan)
+    J(Xm, out=out, start=2, stop=5)  # only rows [2, 5) are written
+    np.testing.assert_allclose(out[2:5], want[2:5], rtol=1e-13)
+    assert np.isnan(out[:2]).all() and np.isnan(out[5:]).all()
+    dout = cuda().device_array((9, 2))
+    assert J(cuda().to_device(Xm), out=dout) is dout
+    np.testing.assert_allclose(dout.copy_to_host(), want, rtol=1e-13)
+
+
+def test_forward_laplacian_float32_and_float64():
+    def pinn(X):
+        U = W2 @ np.tanh(W1 @ X + b1[:, None])
+        return U, symjac.dllaplacian(U, X, 0)
+
+    Xp = rng.standard_normal((2, 11))
+    want = symjac.dlfeval(pinn, Xp, batch_axis=-1, backend="numpy")
+    got = symjac.dlfeval(pinn, Xp, batch_axis=-1, backend="cuda")
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-13)
+    got32 = symjac.dlfeval(pinn, Xp.astype(np.float32), batch_axis=-1, backend="cuda")
+    for g, w in zip(got32, want):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_dlfeval_batch_sums_are_deterministic():
+    def loss(X, W1, b1, W2):
+        L = np.mean((W2 @ np.tanh(W1 @ X + b1[:, None])) ** 2)
+        return L, symjac.dlgradient(L, W1, b1, W2)
+
+    Xl = rng.standard_normal((2, 19))  # three blocks of the simulator's 8 threads
+    args = (Xl, W1[:5], b1[:5], W2[:, :5])
+    want = symjac.dlfeval(loss, *args, batch_axis=(-1, None, None, None), backend="numpy")
+    first = symjac.dlfeval(loss, *args, batch_axis=(-1, None, None, None), backend="cuda")
+    again = symjac.dlfeval(loss, *args, batch_axis=(-1, None, None, None), backend="cuda")
+    np.testing.assert_allclose(first[0], want[0], rtol=1e-13)
+    for g, w, a in zip(first[1], want[1], again[1]):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+        assert np.array_equal(g, a)  # the same bits for the same launch
+
+
+def test_device_arguments_keep_results_on_the_device():
+    def f(x, k):
+        return np.exp(-k[0] * x) * np.mod(x, 0.7) + np.logaddexp(x, k[1])
+
+    Xd = rng.uniform(0.1, 2.0, (8, 3))
+    k = np.array([0.5, -0.25])
+    J = symjac.jacobian(f, in_axes=(0, None), backend="cuda")
+    want = symjac.jacobian(f, in_axes=(0, None), backend="numpy")(Xd, k)
+    got = J(cuda().to_device(Xd), k)  # a host weight beside a device batch: copied there
+    assert not isinstance(got, np.ndarray)
+    np.testing.assert_allclose(got.copy_to_host(), want, rtol=1e-13)
+
+
+def test_device_arrays_need_the_batch_axis_first_and_the_right_dtype():
+    J = symjac.jacobian(lambda x: x ** 2, in_axes=1, backend="cuda")
+    with pytest.raises(ValueError, match="batch on their first axis"):
+        J(cuda().to_device(np.ones((3, 4))))
+    J2 = symjac.jacobian(lambda x, y: x * y, in_axes=(0, None), backend="cuda")
+    with pytest.raises(TypeError, match="argument 0 .*GPU array of dtype float32.*float64"):
+        J2(cuda().to_device(np.ones((4, 3), np.float32)), np.ones(3))  # float64 y: the call computes in float64
+    J0 = symjac.jacobian(lambda x: x ** 2, backend="cuda")
+    with pytest.raises(ValueError, match=r"out\[0\] must be a C-contiguous GPU array of shape \(4, 3, 3\)"):
+        J0(cuda().to_device(np.ones((4, 3), np.float32)), out=cuda().device_array((4, 3, 3)))
