@@ -30,6 +30,7 @@ import numpy as np
 
 import codegen.background as background
 import codegen.blas as blas
+import codegen.cache as kernel_cache
 from codegen.printers import PRINTERS
 from codegen.tiled import TiledNumbaPrinter
 from codegen.program import Program
@@ -222,7 +223,7 @@ def compile_program(program: Program, backend: str, dtype: str = "float64", tile
             from codegen.cuda import Launcher
 
             compiled = _LOADED[key, backend] = CompiledKernel(
-                Launcher(module, len(program.inputs)), source,
+                Launcher(module.kernel, module._sum_parts, module.REDUCE, len(program.inputs)), source,
                 Path(module.__file__) if not module.__file__.startswith("<") else None, backend, dtype)
             return compiled
         if backend.startswith("numba"):
@@ -351,23 +352,27 @@ def _caller_level():
 
 def _write(directory, name, source):
     """The path of ``name`` in ``directory`` holding exactly ``source`` (a damaged
-    or different file is replaced atomically)."""
+    or different file is replaced atomically).  A file already there counts as
+    used now; a new one may evict old entries (`codegen.cache`)."""
     path = directory / name
     data = source.encode("utf-8")
     try:
         same = path.read_bytes() == data
     except OSError:
         same = False
-    if not same:
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    if same:
+        kernel_cache.touch(path)
+        return path
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    kernel_cache.evict(directory)
     return path
 
 
@@ -390,17 +395,20 @@ def _load(source, key, backend):
         directory = _fallback(root, backend, None)
         if directory is not None:
             path = _write(directory, f"k_{key}.py", source)
-    return _execute(source, key, path)
+    return _execute(source, key, path, register=backend.startswith("numba"))
 
 
-def _execute(source, key, path):
+def _execute(source, key, path, register=True):
+    """The module of ``source``; in ``sys.modules`` only when ``register`` (Numba's
+    cache finds a kernel's globals by module name; `release` drops it after)."""
     name = f"symjac_kernel_{key}"
     filename = str(path) if path is not None else f"<symjac kernel k_{key}>"
     if path is None:  # tracebacks still show the generated line
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     module = types.ModuleType(name)
     module.__file__ = filename
-    sys.modules[name] = module  # Numba's cache finds the kernel's globals by module name
+    if register:
+        sys.modules[name] = module
     for code in _compiled_pieces(source, filename):
         exec(code, module.__dict__)
     return module
@@ -532,6 +540,8 @@ class _CacheGuard:
                     self.func = self.module.kernel
                     result = self.func(*args)
                 self.checked = True
+                if sys.modules.get(self.module.__name__) is self.module:
+                    del sys.modules[self.module.__name__]  # loaded or compiled: Numba's cache is done with it
                 return result
         return self.func(*args)
 

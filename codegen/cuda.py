@@ -321,7 +321,8 @@ class CudaTiledPrinter(_CudaMixin, TiledNumbaPrinter):
 
 # -- running --------------------------------------------------------------------------------------
 class Launcher:
-    """``func(start, stop, *inputs, *outputs)`` for a CUDA kernel module.
+    """``func(start, stop, *inputs, *outputs)`` for a CUDA kernel module (its
+    ``kernel``, ``_sum_parts`` and ``REDUCE``; exported modules carry this class).
 
     Arrays may be host (NumPy) or device arrays: host inputs are copied to
     the device, host outputs are filled from device buffers after the run
@@ -335,11 +336,10 @@ class Launcher:
 
     MAX_BLOCKS_PER_SM = 32
 
-    def __init__(self, module, n_inputs):
-        self.module = module
-        self.kernel, self.sum_parts = module.kernel, module._sum_parts
+    def __init__(self, kernel, sum_parts, reduce, n_inputs):
+        self.kernel, self.sum_parts = kernel, sum_parts  # a module's ``kernel`` and ``_sum_parts``
         self.n_inputs = n_inputs
-        self.reduce = tuple(module.REDUCE)
+        self.reduce = tuple(reduce)  # its ``REDUCE``
         self._threads = {}
 
     def launchable(self, args):

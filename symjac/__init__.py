@@ -14,7 +14,7 @@ symjac.
 
 from codegen.background import set_background_compile, wait_compiled
 from symjac import ops  # noqa: F401  (fills the op registry)
-from symjac.dl import BatchedArray, dldivergence, dlfeval, dlgradient, dljacobian, dllaplacian
+from symjac.dl import BatchedArray, dldivergence, dlfeval, dlgradient, dljacobian, dllaplacian, export_dlfeval
 from symjac.errors import MissingRuleError, NumericArrayError, SymjacError, TracerBoolError, UnsupportedOperationError
 from symjac.frontend import nn
 from symjac.frontend.graph import Graph
@@ -27,9 +27,9 @@ from symjac.progress import set_progress
 from symjac.sparse import SparseJacobian
 from symjac.transforms import compile, divergence, gradient, hessian, jacobian, laplacian
 
-__version__ = "0.1.0"
+from symjac.version import __version__
 
-__all__ = ["dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient", "BatchedArray", "jacobian",
+__all__ = ["dlfeval", "export_dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient", "BatchedArray", "jacobian",
            "gradient", "hessian", "divergence", "laplacian", "compile", "trace", "from_sympy", "Graph", "Kernel",
            "SparseJacobian", "TracedArray", "non_ieee_rewrites", "tensor_policy", "set_progress",
            "set_background_compile", "wait_compiled", "nn", "SymjacError",

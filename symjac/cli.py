@@ -1,8 +1,13 @@
-"""The command line: ``python -m symjac demo``.
+"""The command line: ``symjac compile``, ``symjac cache``, ``symjac demo``
+(also ``python -m symjac ...``); ``symjac --help`` and ``symjac COMMAND
+--help`` say how.
 
-``demo`` compiles the Jacobian of a built-in mass-action kinetics model,
-checks it against the complex step, times it against NumPy finite
-differences, and prints the first lines of the generated kernel.
+``compile`` traces a function from a file or module, differentiates it as
+asked and exports a standalone kernel module (`symjac.Kernel.export`);
+``cache`` shows or clears the kernel cache; ``demo`` compiles the Jacobian
+of a built-in mass-action kinetics model, checks it against the complex
+step, times it against NumPy finite differences, and prints the first lines
+of the generated kernel.
 """
 
 from __future__ import annotations
@@ -115,16 +120,229 @@ def demo(batch=200_000, backend="auto"):
     return 0
 
 
+EXIT_OK, EXIT_MODEL, EXIT_USAGE, EXIT_LOAD = 0, 1, 2, 3
+
+DESCRIPTION = """symjac: compile Jacobians of NumPy models into kernels you can keep.
+
+commands:
+  compile   trace a function, differentiate it, export a standalone kernel module
+  cache     show or clear the kernel cache
+  demo      compile and time a built-in model's Jacobian
+"""
+
+EPILOG = """exit codes:
+  0  done
+  1  the model could not be traced or differentiated (the message says why)
+  2  bad command line (a missing or malformed option)
+  3  the file, module or function could not be loaded
+"""
+
+COMPILE_HELP = """Trace FUNCTION from a Python file or module, differentiate it as asked, and
+write one standalone module (NumPy, and Numba for the Numba backends) whose
+evaluate(*args) runs it over a batch.
+
+  symjac compile model.py:rhs --arg y=3 --arg k=5:shared --jacobian y -o rhs_jac.py
+  symjac compile mypkg.models:u --arg x=2 --laplacian x --backend numpy -o lap.py
+
+--arg NAME=SHAPE gives each positional argument of FUNCTION, in order: SHAPE
+is one sample's shape (3, 3x4, or scalar), batched along the first axis;
+NAME=SHAPE:shared marks an argument every sample shares (weights,
+parameters).  Without --jacobian/--gradient/--hessian/--laplacian the
+function's own values are compiled.
+"""
+
+
+def _shape(text, name):
+    text = text.strip().lower()
+    if text in ("", "scalar", "()"):
+        return ()
+    try:
+        dims = tuple(int(d) for d in text.replace("*", "x").split("x"))
+    except ValueError:
+        raise _Usage(f"--arg {name}: shape {text!r} is not a shape (write 3, 3x4 or scalar)") from None
+    if any(d < 0 for d in dims):
+        raise _Usage(f"--arg {name}: shape {text!r} has a negative size")
+    return dims
+
+
+class _Usage(Exception):
+    """A bad command line: one line, exit code 2."""
+
+
+class _Load(Exception):
+    """The model could not be loaded: one line, exit code 3."""
+
+
+def _parse_args(specs, fn):
+    """[(name, shape, shared)] from --arg NAME=SHAPE[:shared], in FUNCTION's parameter order."""
+    import inspect
+
+    parsed = {}
+    for spec in specs:
+        name, eq, rest = spec.partition("=")
+        if not eq or not name.isidentifier():
+            raise _Usage(f"--arg {spec!r}: write NAME=SHAPE or NAME=SHAPE:shared (for example y=3 or k=5:shared)")
+        shape, _, flag = rest.partition(":")
+        if flag not in ("", "shared"):
+            raise _Usage(f"--arg {spec!r}: the only flag after the shape is ':shared', got ':{flag}'")
+        if name in parsed:
+            raise _Usage(f"--arg {name} is given twice")
+        parsed[name] = (_shape(shape, name), flag == "shared")
+    try:
+        params = [p.name for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    except (TypeError, ValueError):
+        params = list(parsed)
+    missing = [p for p in params if p not in parsed]
+    unknown = [n for n in parsed if n not in params]
+    if missing or unknown:
+        what = (f"missing --arg for {', '.join(missing)}" if missing else "") + \
+            ("; " if missing and unknown else "") + (f"no parameter named {', '.join(unknown)}" if unknown else "")
+        raise _Usage(f"{what} (the function takes {', '.join(params) or 'no positional arguments'})")
+    if all(parsed[p][1] for p in params):
+        raise _Usage("every --arg is :shared; at least one argument must be batched")
+    return [(p, *parsed[p]) for p in params]
+
+
+def _load_function(target):
+    import importlib
+    import importlib.util
+    import os
+
+    where, colon, name = target.rpartition(":")
+    if not colon or not where or not name:
+        raise _Usage(f"{target!r}: write FILE.py:FUNCTION or MODULE:FUNCTION")
+    try:
+        if where.endswith(".py") or os.sep in where:
+            if not os.path.isfile(where):
+                raise _Load(f"no file {where!r}")
+            spec = importlib.util.spec_from_file_location(os.path.basename(where)[:-3] or "model", where)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except (_Load, _Usage):
+        raise
+    except Exception as e:  # noqa: BLE001  (the user's module failed to import: say how, in one line)
+        raise _Load(f"importing {where!r} failed: {type(e).__name__}: {e}") from e
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise _Load(f"{where!r} has no function {name!r}")
+    return fn
+
+
+def compile_command(args):
+    """``symjac compile``: returns the exit code."""
+    fn = _load_function(args.target)
+    spec = _parse_args(args.arg or [], fn)
+    names = [n for n, _, _ in spec]
+    in_axes = tuple(None if shared else 0 for _, _, shared in spec)
+    dtype = np.dtype(args.dtype)
+    examples = [np.zeros(shape, dtype) if shared else np.zeros((1,) + shape, dtype) for _, shape, shared in spec]
+
+    def argnum(name, option):
+        if name not in names:
+            raise _Usage(f"{option} {name}: no argument named {name!r} (arguments: {', '.join(names)})")
+        return names.index(name)
+
+    if args.sparse and not (args.jacobian or args.hessian):
+        raise _Usage("--sparse needs --jacobian or --hessian")
+    kw = {"in_axes": in_axes, "backend": args.backend}
+    if args.jacobian:
+        t = symjac.jacobian(fn, argnum(args.jacobian, "--jacobian"), sparse=args.sparse, **kw)
+    elif args.gradient:
+        t = symjac.gradient(fn, 0, **kw)
+    elif args.hessian:
+        t = symjac.jacobian(symjac.jacobian(fn, 0), 0, sparse=args.sparse, **kw) if args.sparse \
+            else symjac.hessian(fn, 0, **kw)
+    elif args.laplacian:
+        t = symjac.laplacian(fn, argnum(args.laplacian, "--laplacian"), **kw)
+    else:
+        t = symjac.compile(fn, **kw)
+    if args.quiet:
+        symjac.set_progress(False)
+    else:
+        import logging
+
+        if not logging.getLogger("symjac").handlers and not logging.getLogger().handlers:
+            logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)
+    try:
+        if isinstance(t, symjac.Kernel):
+            t(*examples)
+            path = t.export(args.output, dtype=args.dtype)
+        else:
+            path = t.export(args.output, *examples, dtype=args.dtype)
+    except Exception as e:  # noqa: BLE001  (the model failed to trace: one line, the first of its message)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"symjac: {type(e).__name__}: {first}", file=sys.stderr)
+        return EXIT_MODEL
+    if not args.quiet:
+        print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cache_command(args):
+    from codegen import cache as kernel_cache
+    from codegen.backends import cache_dir
+
+    root = cache_dir()
+    if args.action == "clear":
+        n = kernel_cache.clear(root)
+        print(f"removed {n} kernel(s) from {root}")
+        return EXIT_OK
+    entries, files, size = kernel_cache.info(root)
+    limit = kernel_cache.limit_bytes()
+    print(f"location  {root}")
+    print(f"entries   {entries} kernel(s), {files} file(s)")
+    print(f"size      {size / 2**20:.1f} MB of " + (f"{limit / 2**20:.0f} MB" if limit else "no limit")
+          + " (SYMJAC_CACHE_MAX)")
+    return EXIT_OK
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="symjac", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="symjac", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"symjac {symjac.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    c = sub.add_parser("compile", help="trace, differentiate and export a kernel module", description=COMPILE_HELP,
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("target", metavar="FILE_OR_MODULE:FUNCTION")
+    c.add_argument("--arg", action="append", metavar="NAME=SHAPE[:shared]", help="one per argument, in order")
+    what = c.add_mutually_exclusive_group()
+    what.add_argument("--jacobian", metavar="NAME", help="Jacobian with respect to argument NAME")
+    what.add_argument("--gradient", action="store_true", help="gradient with respect to the first argument")
+    what.add_argument("--hessian", action="store_true", help="Hessian with respect to the first argument")
+    what.add_argument("--laplacian", metavar="NAME", help="Laplacian with respect to argument NAME")
+    c.add_argument("--sparse", action="store_true", help="only the structural nonzeros (with --jacobian/--hessian)")
+    c.add_argument("--backend", default="numba", choices=["numba", "numba-parallel", "numpy"])
+    c.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    c.add_argument("-o", "--output", required=True, metavar="FILE.py", help="where to write the module")
+    c.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    k = sub.add_parser("cache", help="the kernel cache: info or clear", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("action", choices=["info", "clear"])
     d = sub.add_parser("demo", help="compile and time the built-in kinetics model's Jacobian")
     d.add_argument("--batch", type=int, default=200_000)
     d.add_argument("--backend", default="auto", choices=["auto", "numba", "numba-parallel", "numpy"])
     args = parser.parse_args(argv)
-    if args.batch < 8:
-        parser.error("--batch must be at least 8")
-    return demo(args.batch, args.backend)
+    try:
+        if args.command == "compile":
+            return compile_command(args)
+        if args.command == "cache":
+            return cache_command(args)
+        if args.batch < 8:
+            parser.error("--batch must be at least 8")
+        return demo(args.batch, args.backend)
+    except _Usage as e:
+        print(f"symjac: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except _Load as e:
+        print(f"symjac: error: {e}", file=sys.stderr)
+        return EXIT_LOAD
+    except symjac.SymjacError as e:
+        print(f"symjac: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return EXIT_MODEL
 
 
 if __name__ == "__main__":

@@ -316,6 +316,16 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
     """
     if not callable(fn):
         raise TypeError(f"dlfeval: fn must be callable, got {type(fn).__name__}")
+    key, arrays, axes, per_shapes, B = _dlfeval_key(fn, args, batch_axis, backend)
+    entry = _cached(key)
+    if entry is None:
+        with first_call(getattr(fn, "__name__", "fn")):  # stages reported when it takes long
+            return _dlfeval_run(_dlfeval_cold(fn, key, per_shapes, axes, B, backend), arrays, axes, B)
+    return _dlfeval_run(entry, arrays, axes, B)
+
+
+def _dlfeval_key(fn, args, batch_axis, backend):
+    """(cache key, arrays, batch axes, per-sample shapes, batch size) of a dlfeval call."""
     axes = _normalize_batch_axes(batch_axis, args)
     arrays = [np.asarray(a) for a in args]
     batch = {arrays[k].shape[ax] for k, ax in enumerate(axes) if ax is not None}
@@ -325,14 +335,45 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
     per_shapes = [a.shape[:ax] + a.shape[ax + 1:] if ax is not None else a.shape for a, ax in zip(arrays, axes)]
     key = (function_key(fn), tuple(per_shapes), tuple(axes), B, tuple(a.dtype.name for a in arrays),
            resolve_backend(backend))
+    return key, arrays, axes, per_shapes, B
+
+
+def export_dlfeval(path, fn, *args, batch_axis=-1, backend="numba", dtype=None):
+    """Write what ``dlfeval(fn, *args, batch_axis=...)`` computes as a standalone
+    module at ``path`` (NumPy, and Numba for the Numba backends; no symjac):
+    its ``evaluate(*args)`` takes new arguments of the same shapes and returns
+    what dlfeval returns (batch sums included, namedtuples as tuples).
+    ``dtype``: the arguments' (float32 if all are, else float64) by default.
+
+    >>> import numpy as np, symjac, tempfile, os, importlib.util
+    >>> def loss(X, w):
+    ...     L = np.mean((w @ X) ** 2) + 0.5 * np.sum(w ** 2)
+    ...     return L, symjac.dlgradient(L, w)
+    >>> X, w = np.array([[1.0, 2.0], [0.0, 1.0]]), np.array([1.0, 1.0])
+    >>> path = symjac.export_dlfeval(os.path.join(tempfile.mkdtemp(), "loss_grad.py"), loss, X, w,
+    ...                              batch_axis=(-1, None), backend="numpy")
+    >>> spec = importlib.util.spec_from_file_location("loss_grad", path)
+    >>> mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    >>> mod.evaluate(X, w)
+    (array(6.), array([8., 4.]))
+    """
+    from symjac.export import export_kernel, plain_tree
+
+    key, arrays, axes, per_shapes, B = _dlfeval_key(fn, args, batch_axis, backend)
     entry = _cached(key)
     if entry is None:
-        with first_call(getattr(fn, "__name__", "fn")):  # stages reported when it takes long
-            return _dlfeval_cold(fn, key, per_shapes, axes, B, backend, arrays)
-    return _dlfeval_run(entry, arrays, axes, B)
+        with first_call(getattr(fn, "__name__", "fn")):
+            entry = _dlfeval_cold(fn, key, per_shapes, axes, B, backend)
+    kernel, plan, treedef = entry
+    if dtype is None:
+        dtype = "float32" if all(a.dtype == np.float32 for a in arrays) else "float64"
+    return export_kernel(kernel, path, backend=backend if backend != "auto" else kernel.backend, dtype=dtype,
+                         title=f"dlfeval of {getattr(fn, '__qualname__', 'fn')}", in_axes=axes,
+                         dlfeval=(plan, plain_tree(treedef), axes))
 
 
-def _dlfeval_cold(fn, key, per_shapes, axes, B, backend, arrays):
+def _dlfeval_cold(fn, key, per_shapes, axes, B, backend):
+    """The traced entry of a dlfeval call, made once (cached)."""
     with BUILDING:  # first calls from several threads: one traces, the others wait
         entry = _cached(key)
         if entry is None:
@@ -342,7 +383,7 @@ def _dlfeval_cold(fn, key, per_shapes, axes, B, backend, arrays):
                 _CACHE[_frozen(key)] = entry  # its arrays copied: a later change in place is a new key
                 if len(_CACHE) > _CACHE_SIZE:
                     _CACHE.popitem(last=False)
-    return _dlfeval_run(entry, arrays, axes, B)
+    return entry
 
 
 def _dlfeval_run(entry, arrays, axes, B):

@@ -314,6 +314,32 @@ class Kernel:
         s["statements"] = len(self._program.body) + len(self._program.stores)
         return s
 
+    def export(self, path, *, backend=None, dtype=None):
+        """Write this kernel as one standalone module at ``path`` (a ``.py`` file)
+        that needs only NumPy (and Numba for the Numba backends): its
+        ``evaluate(*args, out=None, start=0, stop=None)`` does what calling
+        the kernel does, with the same checks; its docstring says what the
+        arguments and outputs are.  ``backend``: this kernel's by default
+        (``"numba"``, ``"numba-parallel"`` or ``"numpy"``); ``dtype``: the one
+        compiled first, else float64.  The same model and options give the
+        same bytes.  Returns the path.
+
+        >>> import numpy as np, symjac, tempfile, os, importlib.util
+        >>> k = symjac.compile(lambda x: np.sin(x) * x[0], backend="numpy")
+        >>> X = np.ones((4, 2))
+        >>> _ = k(X)
+        >>> path = k.export(os.path.join(tempfile.mkdtemp(), "sinx.py"))
+        >>> spec = importlib.util.spec_from_file_location("sinx", path)
+        >>> mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+        >>> bool(np.array_equal(mod.evaluate(X), k(X)))
+        True
+        """
+        from symjac.export import export_kernel
+
+        self._need_trace("export")
+        dtype = dtype or next(iter(self._compiled), ("float64",))[0]
+        return export_kernel(self, path, backend=backend, dtype=dtype, title=self.name)
+
     # -- running ---------------------------------------------------------
     def __call__(self, *args, out=None, start=0, stop=None):
         return self.run(check_arguments(self.fn, args, self.in_axes), out=out, start=start, stop=stop)

@@ -251,6 +251,37 @@ class Transformed:
         with first_call(self.name):  # a long first call reports its stages
             return self._kernel_for(checked).run(checked, out=out, start=start, stop=stop)
 
+    def export(self, path, *args, backend=None, dtype=None):
+        """Write the kernel for ``args`` (example arguments; none if this transform
+        has compiled one shape only) as a standalone module at ``path``: see
+        `symjac.Kernel.export`.  ``dtype``: the arguments' by default.
+
+        >>> import numpy as np, symjac, tempfile, os, importlib.util
+        >>> J = symjac.jacobian(lambda x, p: np.sin(x) * p, in_axes=(0, None), backend="numpy")
+        >>> path = J.export(os.path.join(tempfile.mkdtemp(), "jac.py"), np.ones((3, 2)), np.array([2.0, 3.0]))
+        >>> spec = importlib.util.spec_from_file_location("jac", path)
+        >>> mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+        >>> mod.evaluate(np.zeros((1, 2)), np.array([2.0, 3.0]))
+        array([[[2., 0.],
+                [0., 3.]]])
+        """
+        from symjac.export import export_kernel
+
+        k, dtype = self._for_export(args, dtype)
+        return export_kernel(k, path, backend=backend, dtype=dtype, title=self.name, **self._export_extra(k))
+
+    def _for_export(self, args, dtype):
+        if args:
+            checked = check_arguments(self._traced, args, self.in_axes)
+            return self._kernel_for(checked), dtype or checked[3].name
+        if len(self._kernels) != 1:
+            raise ValueError(f"export: this transform has compiled {len(self._kernels)} shapes; pass example "
+                             "arguments (export(path, *args)) to say which kernel to write")
+        return next(iter(self._kernels.values())), dtype or "float64"
+
+    def _export_extra(self, k):
+        return {}
+
     def __repr__(self):
         return f"<symjac transform {self.name!r}, {len(self._kernels)} compiled shape(s)>"
 
@@ -332,6 +363,13 @@ class SparseTransformed(Transformed):
         patterns, treedef = k.sparsity
         leaves, _ = _flatten_values(values)
         return unflatten(treedef, [SparseJacobian(v, *p) for v, p in zip(leaves, patterns)])
+
+    def _export_extra(self, k):
+        patterns, treedef = k.sparsity
+        if len(patterns) != 1:
+            raise ValueError(f"export: this sparse Jacobian has {len(patterns)} blocks (several outputs or "
+                             "argnums); export one block at a time (one output, one argnum)")
+        return {"sparsity": patterns[0]}
 
 
 def _placed(J):

@@ -181,3 +181,49 @@ def test_device_arrays_need_the_batch_axis_first_and_the_right_dtype():
     J0 = symjac.jacobian(lambda x: x ** 2, backend="cuda")
     with pytest.raises(ValueError, match=r"out\[0\] must be a C-contiguous GPU array of shape \(4, 3, 3\)"):
         J0(cuda().to_device(np.ones((4, 3), np.float32)), out=cuda().device_array((4, 3, 3)))
+
+
+def test_exported_cuda_module_runs_without_symjac(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    Xm = rng.standard_normal((9, 2))
+    J = symjac.jacobian(mlp, backend="cuda")
+    want = J(Xm)
+    path = J.export(tmp_path / "mlp_cuda.py", Xm)
+
+    def loss(X, W1, b1, W2):
+        L = np.mean((W2 @ np.tanh(W1 @ X + b1[:, None])) ** 2) + 0.1 * np.sum(b1 ** 2)
+        return L, symjac.dlgradient(L, W1, b1)
+
+    args = (rng.standard_normal((2, 11)), W1[:4], b1[:4], W2[:, :4])
+    want_loss = symjac.dlfeval(loss, *args, batch_axis=(-1, None, None, None), backend="cuda")
+    dl_path = symjac.export_dlfeval(tmp_path / "loss_cuda.py", loss, *args, batch_axis=(-1, None, None, None),
+                                    backend="cuda")
+    np.savez(tmp_path / "in.npz", Xm, *args)
+    script = f"""
+import importlib.util, sys, json
+sys.modules["symjac"] = None
+sys.modules["codegen"] = None
+import numpy as np
+a = np.load({str(tmp_path / "in.npz")!r})
+a = [a[f"arr_{{i}}"] for i in range(len(a.files))]
+res = {{}}
+for name, path in (("mlp", {str(path)!r}), ("loss", {str(dl_path)!r})):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.evaluate(a[0]) if name == "mlp" else mod.evaluate(*a[1:])
+    res[name] = np.asarray(out).tolist() if name == "mlp" else [np.asarray(out[0]).tolist(), [np.asarray(g).tolist() for g in out[1]]]
+print("RES" + json.dumps(res))
+"""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.split("RES", 1)[1])
+    np.testing.assert_allclose(np.array(res["mlp"]), want, rtol=1e-13)
+    np.testing.assert_allclose(res["loss"][0], want_loss[0], rtol=1e-13)
+    for g, w in zip(res["loss"][1], want_loss[1]):
+        np.testing.assert_allclose(np.array(g), w, rtol=1e-12, atol=1e-15)
