@@ -82,7 +82,13 @@ def unflatten(treedef, leaves):
     it = iter(leaves)
 
     def build(d):
-        return next(it) if d == "*" else tuple(build(e) for e in d)
+        if d == "*":
+            return next(it)
+        if d and d[0] == "L":
+            return [build(e) for e in d[1]]
+        if d and d[0] == "D":
+            return {k: build(e) for k, e in zip(d[1], d[2])}
+        return tuple(build(e) for e in d)
 
     return build(treedef)
 
@@ -124,7 +130,10 @@ def _call(kernel, spec, start, stop, ins, flat, workspace, min_chunk):
     threads = 1
     if spec["backend"] == "numba-parallel":
         env = os.environ.get("SYMJAC_NUM_THREADS", "")
-        cpus = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+        if env and (not env.isdigit() or int(env) < 1):
+            raise ValueError(f"SYMJAC_NUM_THREADS must be a positive integer, got {env!r}")
+        cpus = int(env) if env else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                     else os.cpu_count() or 1)
         threads = max(1, min(cpus, n // min_chunk))  # below min_chunk samples a thread costs more than it saves
     if threads == 1:
         return one(start, stop, flat)

@@ -25,12 +25,14 @@ from symjac.ir import non_ieee_rewrites
 from symjac.kernel import Kernel
 from symjac.progress import set_progress
 from symjac.sparse import SparseJacobian
-from symjac.transforms import compile, divergence, gradient, hessian, jacobian, laplacian
+from symjac.transforms import (compile, divergence, gradient, hessian, hvp, jacobian, jvp, laplacian, sparsity,
+                               value_and_gradient, vjp)
 
 from symjac.version import __version__
 
 __all__ = ["dlfeval", "export_dlfeval", "dljacobian", "dldivergence", "dllaplacian", "dlgradient", "BatchedArray", "jacobian",
-           "gradient", "hessian", "divergence", "laplacian", "compile", "trace", "from_sympy", "Graph", "Kernel",
+           "gradient", "hessian", "divergence", "laplacian", "compile", "sparsity", "jvp", "vjp", "hvp",
+           "value_and_gradient", "trace", "from_sympy", "Graph", "Kernel",
            "SparseJacobian", "TracedArray", "non_ieee_rewrites", "tensor_policy", "set_progress",
            "set_background_compile", "wait_compiled", "nn", "SymjacError",
            "TracerBoolError", "NumericArrayError", "UnsupportedOperationError", "MissingRuleError", "__version__"]

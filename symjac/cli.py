@@ -134,7 +134,7 @@ EPILOG = """exit codes:
   0  done
   1  the model could not be traced or differentiated (the message says why)
   2  bad command line (a missing or malformed option)
-  3  the file, module or function could not be loaded
+  3  the file, module or function could not be loaded, or the cache directory used
 """
 
 COMPILE_HELP = """Trace FUNCTION from a Python file or module, differentiate it as asked, and
@@ -150,6 +150,20 @@ NAME=SHAPE:shared marks an argument every sample shares (weights,
 parameters).  Without --jacobian/--gradient/--hessian/--laplacian the
 function's own values are compiled.
 """
+
+
+CACHE_HELP = """The kernel cache ($SYMJAC_CACHE_DIR, else ~/.cache/symjac).
+
+  symjac cache info     where it is, how many kernels it holds, its size against SYMJAC_CACHE_MAX
+  symjac cache clear    remove every kernel (running processes keep the kernels they loaded)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"symjac: error: {message} (see {self.prog} --help)\n")
 
 
 def _shape(text, name):
@@ -216,11 +230,14 @@ def _load_function(target):
         if where.endswith(".py") or os.sep in where:
             if not os.path.isfile(where):
                 raise _Load(f"no file {where!r}")
-            spec = importlib.util.spec_from_file_location(os.path.basename(where)[:-3] or "model", where)
+            # the file's directory first on the path (modules beside it import), under a name of its own
+            sys.path.insert(0, os.path.dirname(os.path.abspath(where)))
+            spec = importlib.util.spec_from_file_location("_symjac_model_" + os.path.basename(where)[:-3], where)
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
         else:
+            sys.path.insert(0, os.getcwd())  # as `python -m` does: packages in the current directory
             module = importlib.import_module(where)
     except (_Load, _Usage):
         raise
@@ -234,6 +251,13 @@ def _load_function(target):
 
 def compile_command(args):
     """``symjac compile``: returns the exit code."""
+    import os
+
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not args.output.endswith(".py") or not os.path.basename(args.output)[:-3].isidentifier():
+        raise _Usage(f"-o {args.output!r}: write the module to a .py file with a valid module name")
+    if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+        raise _Usage(f"-o {args.output!r}: directory {out_dir!r} does not exist or is not writable")
     fn = _load_function(args.target)
     spec = _parse_args(args.arg or [], fn)
     names = [n for n, _, _ in spec]
@@ -260,33 +284,51 @@ def compile_command(args):
         t = symjac.laplacian(fn, argnum(args.laplacian, "--laplacian"), **kw)
     else:
         t = symjac.compile(fn, **kw)
-    if args.quiet:
-        symjac.set_progress(False)
-    else:
-        import logging
-
-        if not logging.getLogger("symjac").handlers and not logging.getLogger().handlers:
-            logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)
-    try:
-        if isinstance(t, symjac.Kernel):
-            t(*examples)
-            path = t.export(args.output, dtype=args.dtype)
-        else:
-            path = t.export(args.output, *examples, dtype=args.dtype)
-    except Exception as e:  # noqa: BLE001  (the model failed to trace: one line, the first of its message)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"symjac: {type(e).__name__}: {first}", file=sys.stderr)
-        return EXIT_MODEL
+    with _progress(not args.quiet):
+        try:
+            if isinstance(t, symjac.Kernel):  # traced and lowered only: the module compiles where it runs
+                t.specialize([e.shape[1:] if not shared else e.shape for e, (_, _, shared) in zip(examples, spec)],
+                             in_axes)
+                path = t.export(args.output, dtype=args.dtype)
+            else:
+                path = t.export(args.output, *examples, dtype=args.dtype)
+        except Exception as e:  # noqa: BLE001  (the model failed to trace: one line, the first of its message)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            print(f"symjac: {type(e).__name__}: {first}", file=sys.stderr)
+            return EXIT_MODEL
     if not args.quiet:
         print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
+
+
+class _progress:
+    """Stage reports on stderr while a command runs (``on``), or none; the
+    caller's progress setting is as it was after (`symjac.progress` writes to
+    stderr when logging is not configured)."""
+
+    def __init__(self, on):
+        self.on = on
+
+    def __enter__(self):
+        from symjac import progress
+
+        self.saved = progress._SETTING  # None: the environment decides
+        symjac.set_progress(self.on)
+        return self
+
+    def __exit__(self, *exc):
+        symjac.set_progress(self.saved)
+        return False
 
 
 def cache_command(args):
     from codegen import cache as kernel_cache
     from codegen.backends import cache_dir
 
-    root = cache_dir()
+    try:
+        root = cache_dir()
+    except OSError as e:  # refused (CacheDirectoryError) or cannot be made
+        raise _Load(str(e).splitlines()[0]) from e
     if args.action == "clear":
         n = kernel_cache.clear(root)
         print(f"removed {n} kernel(s) from {root}")
@@ -301,10 +343,10 @@ def cache_command(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="symjac", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="symjac", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"symjac {symjac.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     c = sub.add_parser("compile", help="trace, differentiate and export a kernel module", description=COMPILE_HELP,
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("target", metavar="FILE_OR_MODULE:FUNCTION")
@@ -320,11 +362,12 @@ def main(argv=None):
     c.add_argument("-o", "--output", required=True, metavar="FILE.py", help="where to write the module")
     c.add_argument("--quiet", action="store_true", help="no progress on stderr")
     k = sub.add_parser("cache", help="the kernel cache: info or clear", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    k.add_argument("action", choices=["info", "clear"])
+                       description=CACHE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("action", choices=["info", "clear"], help="info: where, how many, how big; clear: remove all")
     d = sub.add_parser("demo", help="compile and time the built-in kinetics model's Jacobian")
-    d.add_argument("--batch", type=int, default=200_000)
-    d.add_argument("--backend", default="auto", choices=["auto", "numba", "numba-parallel", "numpy"])
+    d.add_argument("--batch", type=int, default=200_000, help="samples in the timed batch (default 200000)")
+    d.add_argument("--backend", default="auto", choices=["auto", "numba", "numba-parallel", "numpy"],
+                   help="where the kernel runs (default auto)")
     args = parser.parse_args(argv)
     try:
         if args.command == "compile":

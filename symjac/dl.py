@@ -369,7 +369,7 @@ def export_dlfeval(path, fn, *args, batch_axis=-1, backend="numba", dtype=None):
         dtype = "float32" if all(a.dtype == np.float32 for a in arrays) else "float64"
     return export_kernel(kernel, path, backend=backend if backend != "auto" else kernel.backend, dtype=dtype,
                          title=f"dlfeval of {getattr(fn, '__qualname__', 'fn')}", in_axes=axes,
-                         dlfeval=(plan, plain_tree(treedef), axes))
+                         dlfeval=(plan, plain_tree(treedef), axes, B))
 
 
 def _dlfeval_cold(fn, key, per_shapes, axes, B, backend):
@@ -571,13 +571,15 @@ class _Same:
 
 
 def _flatten(result):
-    """Leaves of a tree of tuples and lists (MATLAB's multiple outputs, nested
-    as the function returned them) and its structure for `_rebuild`."""
+    """Leaves of a tree of tuples, lists and dicts (MATLAB's multiple outputs,
+    nested as the function returned them) and its structure for `_rebuild`."""
     leaves = []
 
     def walk(r):
         if isinstance(r, (tuple, list)):
             return type(r), [walk(e) for e in r]
+        if isinstance(r, dict):
+            return (dict, tuple(r)), [walk(e) for e in r.values()]
         leaves.append(r)
         return None
 
@@ -592,6 +594,8 @@ def _rebuild(treedef, leaves):
             return next(it)
         kind, parts = d
         items = [build(e) for e in parts]
+        if isinstance(kind, tuple):  # (dict, keys)
+            return dict(zip(kind[1], items))
         return kind(*items) if hasattr(kind, "_fields") else kind(items)  # a namedtuple takes fields
 
     return build(treedef)

@@ -14,8 +14,10 @@ enters only through ``repr`` or an escaped docstring.
 from __future__ import annotations
 
 import base64
+import contextlib
 import inspect
 import os
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -39,8 +41,11 @@ def _runtime_text():
 
 
 def _safe(text):
-    """``text`` fit to sit inside a triple-quoted docstring."""
-    return str(text).replace("\\", "\\\\").replace('"""', '\\"\\"\\"').encode("ascii", "backslashreplace").decode()
+    """``text`` fit to sit inside a triple-quoted docstring: backslashes and quotes
+    escaped, control and non-ASCII characters as escapes (newlines kept)."""
+    text = str(text).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    text = "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
+    return text.encode("ascii", "backslashreplace").decode()
 
 
 def _const(a):
@@ -66,6 +71,8 @@ def plain_tree(treedef):
     if treedef is None:
         return "*"
     kind, parts = treedef
+    if isinstance(kind, tuple):  # (dict, keys)
+        return ("dict", list(kind[1]), [plain_tree(p) for p in parts])
     return ("list" if kind is list else "tuple", [plain_tree(p) for p in parts])
 
 
@@ -95,7 +102,7 @@ def _check_target(path, backend, dtype, kernel_backend):
 
 
 def export_kernel(kernel, path, *, backend=None, dtype="float64", title, in_axes=None, sparsity=None,
-                  dlfeval=None):
+                  dlfeval=None, one_sample=False, options=""):
     """Write ``kernel`` (a traced `symjac.Kernel`) as a standalone module at ``path``.
 
     ``title`` names the model; ``in_axes`` the batch axis of each argument (the
@@ -116,7 +123,9 @@ def export_kernel(kernel, path, *, backend=None, dtype="float64", title, in_axes
     hidden = [np.ascontiguousarray(h, dtype=dtype if np.asarray(h).dtype.kind == "f" else np.asarray(h).dtype)
               .reshape(-1) for h in program.hidden_inputs]
     spec = {"args": args, "outs": outs, "treedef": kernel.graph.treedef, "dtype": dtype, "backend": backend}
-    doc = _docstring(title, args, outs, backend, dtype, __version__, sparsity, dlfeval, kernel)
+    if dlfeval is not None:
+        spec["batch"] = int(dlfeval[3])  # the model may read its batch size: another one is refused
+    doc = _docstring(title, args, outs, backend, dtype, __version__, sparsity, dlfeval, kernel, one_sample, options)
     parts = [f'"""{_safe(doc)}"""\n', source.rstrip("\n") + "\n", _CONST_HELPER,
              f"SPEC = {spec!r}", f"HIDDEN = [{', '.join(_const(h) for h in hidden)}]", ""]
     if sparsity is not None:
@@ -129,12 +138,19 @@ def export_kernel(kernel, path, *, backend=None, dtype="float64", title, in_axes
                   "_WORKSPACE = None  # a CUDA kernel's buffers are its threads' local arrays", ""]
     else:
         parts += ["_KERNEL = kernel", "_WORKSPACE = globals().get(\"WORKSPACE\")  # a tiled kernel's buffers", ""]
-    parts.append(_dlfeval_part(kernel, dlfeval, dtype) if dlfeval is not None else _EVALUATE)
+    parts.append(_dlfeval_part(kernel, dlfeval, dtype) if dlfeval is not None else
+                 _EVALUATE_ONE if one_sample else _EVALUATE)
     text = "\n".join(parts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 
@@ -148,16 +164,34 @@ def evaluate(*args, out=None, start=0, stop=None):
                                           min_chunk=globals().get("MIN_CHUNK", 2048)))
 '''
 
+_EVALUATE_ONE = '''
+
+def evaluate(*args, out=None):
+    """The kernel on one sample (see the module docstring): arguments and results
+    in per-sample shapes; ``out`` buffers (per-sample shapes) are filled in place."""
+    if out is not None:
+        bufs = list(out) if isinstance(out, (tuple, list)) else [out]
+        if not all(isinstance(b, np.ndarray) for b in bufs):
+            raise TypeError("out= must hold NumPy arrays")
+        run(_KERNEL, SPEC, HIDDEN, [np.asarray(a)[None] for a in args], [b[None] for b in bufs],
+            workspace=_WORKSPACE, min_chunk=globals().get("MIN_CHUNK", 2048))
+        return out
+    res = run(_KERNEL, SPEC, HIDDEN, [np.asarray(a)[None] for a in args], workspace=_WORKSPACE,
+              min_chunk=globals().get("MIN_CHUNK", 2048))
+    return unflatten(SPEC["treedef"], [r[0] for r in res])
+'''
+
 _TO_SCIPY = '''
 
 def to_scipy(values, sample=0):
     """One sample's Jacobian as a ``scipy.sparse.csr_array`` (SciPy imported only here);
-    ``values`` is what ``evaluate`` returns, ``(B, nnz)``."""
+    ``values`` is what ``evaluate`` returns: ``(B, nnz)`` (``sample`` picks one), or ``(nnz,)``."""
     from scipy.sparse import csr_array
 
     m, n = int(np.prod(OUT_SHAPE)), int(np.prod(IN_SHAPE))
     indptr = np.searchsorted(ROWS, np.arange(m + 1))
-    return csr_array((np.asarray(values)[sample], COLS, indptr), shape=(m, n))
+    values = np.asarray(values)
+    return csr_array((values if values.ndim == 1 else values[sample], COLS, indptr), shape=(m, n))
 '''
 
 
@@ -169,22 +203,28 @@ def _cuda_runtime():
     return "\n_ROW_STACK_SHIM = False\n\n\n" + "\n\n".join(inspect.getsource(p) for p in pieces)
 
 
-def _docstring(title, args, outs, backend, dtype, version, sparsity, dlfeval, kernel):
-    lines = [f"{title}: a kernel exported by symjac {version}.", "",
+def _docstring(title, args, outs, backend, dtype, version, sparsity, dlfeval, kernel, one_sample, options):
+    lines = [f"{title}: a kernel exported by symjac {version}." + (f" ({options})" if options else ""), "",
              "Standalone: needs NumPy" + (" and Numba." if backend.startswith("numba") else
                                           " and Numba's CUDA target (host arrays in and out)."
                                           if backend == "cuda" else "."),
              f"Backend {backend}, {dtype} (arguments are converted to {dtype}).", "", "Arguments, in order:"]
     for name, shape, axis in args:
+        if one_sample:
+            lines.append(f"  {name}: one sample, shape {shape}")
+            continue
         where = "shared by every sample" if axis is None else f"batched along axis {axis}, one sample of shape {shape}"
         lines.append(f"  {name}: {where}" + (f", shape {shape}" if axis is None else ""))
-    lines += ["", "evaluate(*args, out=None, start=0, stop=None) returns:"]
+    lines += ["", "evaluate(*args, out=None) returns (one sample):" if one_sample else
+              "evaluate(*args) returns:" if dlfeval is not None else
+              "evaluate(*args, out=None, start=0, stop=None) returns:"]
     if dlfeval is not None:
-        lines.append("  what dlfeval returned (the same nesting), batch axes where dlfeval put them")
+        lines.append("  what dlfeval returned (the same nesting), batch axes where dlfeval put them;")
+        lines.append(f"  for batches of {int(dlfeval[3])} samples only, the batch size it was traced for")
     for k, (shape, reduced) in enumerate(outs):
         if dlfeval is None:
             lines.append(f"  output {k}: " + (f"a sum over the batch, shape {shape}" if reduced
-                                               else f"shape (B,) + {shape}"))
+                                               else f"shape {shape}" if one_sample else f"shape (B,) + {shape}"))
     if sparsity is not None:
         rows, cols, out_shape, in_shape = sparsity
         lines += ["", f"Sparse: the values (B, nnz) of the {len(rows)} structural nonzeros of each "
@@ -200,7 +240,7 @@ def _docstring(title, args, outs, backend, dtype, version, sparsity, dlfeval, ke
 def _dlfeval_part(kernel, plan_info, dtype):
     """``evaluate`` with dlfeval's semantics, and the shared (weights-only) values
     printed as a NumPy kernel of their own (run in a namespace of its own)."""
-    plan, treedef, batch_axes = plan_info
+    plan, treedef, batch_axes, _ = plan_info
     shared_nodes = [shared for kind, _, _, shared in plan if shared is not None]
     graph = Graph(kernel.graph.inputs, shared_nodes, treedef=tuple("*" for _ in shared_nodes))
     shared_text = ""
@@ -222,12 +262,16 @@ _SHARED_SOURCE = {shared_text!r}
 {shared_hidden}
 
 
+_SHARED = {{}}  # the shared values' kernel, compiled on first use (a namespace of its own)
+
+
 def _shared_values(arrays, inv_batch):
     """Outputs (and parts of batch sums) that depend on shared arguments only."""
     if not _SHARED_SOURCE:
         return []
-    namespace = {{}}
-    exec(compile(_SHARED_SOURCE, "<symjac shared values>", "exec"), namespace)
+    namespace = _SHARED
+    if not namespace:
+        exec(compile(_SHARED_SOURCE, "<symjac shared values>", "exec"), namespace)
     dtype = np.dtype(SPEC["dtype"])
     ins = [np.ascontiguousarray(a, dtype).reshape(-1) if ax is None else np.zeros(int(np.prod(shape)), dtype)
            for a, (_, shape, ax) in zip(arrays, SPEC["args"])]  # batched ones are not read here
@@ -248,6 +292,9 @@ def evaluate(*args):
         raise ValueError(f"argument {{SPEC['args'][k][0]!r}} has no axis {{BATCH_AXES[k]}} (its batch axis); "
                          f"shape {{np.shape(args[k])}}")
     B = np.shape(args[k])[BATCH_AXES[k]]
+    if B != SPEC["batch"]:
+        raise ValueError(f"this module was made by dlfeval for batches of {{SPEC['batch']}} samples, got {{B}}; "
+                         "the model may read its batch size (a mean, X.shape): export it again for this size")
     dtype = np.dtype(SPEC["dtype"])
     inv = 1.0 / B if B else np.inf
     results = run(_KERNEL, SPEC, HIDDEN, args, extra=[inv], workspace=_WORKSPACE,
@@ -273,6 +320,8 @@ def _rebuild(treedef, leaves):
     def build(d):
         if d == "*":
             return next(it)
+        if d[0] == "dict":
+            return dict(zip(d[1], (build(e) for e in d[2])))
         kind, items = d
         return (list if kind == "list" else tuple)(build(e) for e in items)
 

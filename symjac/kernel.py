@@ -15,8 +15,9 @@ import threading
 import numpy as np
 
 from codegen import compile_program, numba_available
+from codegen.backends import ParallelRunner
 from codegen.cuda import is_device_array
-from symjac.frontend.graph import unflatten
+from symjac.frontend.graph import map_tree, unflatten
 from symjac.frontend.trace import NOTE_PREFIX, trace_shapes
 from symjac.frontend.traced import TracedArray
 from symjac.ir import BUILDING, gc_paused, lookup, toposort, tree_size
@@ -173,6 +174,87 @@ def check_arguments(fn, args, in_axes):
     return arrays, axes, batch, np.dtype(dtype), labels
 
 
+def batches_nothing(in_axes):
+    """Whether ``in_axes`` marks no argument as batched (None, or all entries None):
+    calls then take one sample and return per-sample shapes, as ``jax.jacfwd``."""
+    return in_axes is None or (isinstance(in_axes, (tuple, list)) and len(in_axes) > 0
+                               and all(a is None for a in in_axes))
+
+
+class OneSample:
+    """One-sample calls of a kernel or transform made with ``in_axes=None``.
+
+    The sample is run as a batch of one (every argument batched) and the batch
+    axis is dropped from the results.  After the first call with a signature
+    (each argument an ndarray of some shape and dtype), later calls with that
+    signature and no ``out=`` skip the checks and wrappers: they reshape the
+    arguments, allocate the outputs and call the compiled function directly
+    (a few microseconds in all; `benchmarks/one_sample.py`).
+    """
+
+    def __init__(self, batched_call, fast_for):
+        self.batched_call = batched_call  # (arrays with a batch axis of 1, out) -> batched results
+        self.fast_for = fast_for  # (arrays with a batch axis of 1) -> fast callable or None
+        self.fast = {}
+
+    def lookup(self, args):
+        """The fast callable for ``args`` (ndarrays and plain numbers of a signature seen before), or None."""
+        sig = _signature(args)
+        return None if sig is None else self.fast.get(sig)
+
+    def __call__(self, args, out=None):
+        sig = _signature(args)
+        if out is None and sig is not None:
+            call = self.fast.get(sig)
+            if call is not None:
+                return call(args)
+        arrays = []
+        for i, a in enumerate(args):
+            if isinstance(a, (tuple, list, dict)):
+                refuse_container(a, f"argument {i}")
+            arrays.append(np.asarray(a)[None])
+        outs = None
+        if out is not None:
+            bufs = list(out) if isinstance(out, (tuple, list)) else [out]
+            for k, b in enumerate(bufs):
+                if not isinstance(b, np.ndarray):
+                    raise TypeError(f"out[{k}] must be a NumPy array, got {type(b).__name__}")
+            outs = [b[None] for b in bufs]
+            outs = outs if isinstance(out, (tuple, list)) else outs[0]
+        result = self.batched_call(arrays, outs)
+        if out is None and sig is not None and len(self.fast) < 64:
+            call = self.fast_for(arrays)
+            if call is not None:
+                self.fast[sig] = call
+        if out is not None:
+            return out
+        return _drop_batch(result)
+
+
+_SCALARS = {float: ((), np.dtype(np.float64)), np.float64: ((), np.dtype(np.float64)),
+            int: ((), np.dtype(np.int64)), np.float32: ((), np.dtype(np.float32))}
+
+
+def _signature(args):
+    """((shape, dtype), ...) of ndarrays and plain numbers (SciPy's ``t``); None for
+    anything else (traced values, lists, subclasses: the full path)."""
+    sig = []
+    for a in args:
+        t = type(a)
+        if t is np.ndarray:
+            sig.append((a.shape, a.dtype))
+        else:
+            s = _SCALARS.get(t)
+            if s is None:
+                return None
+            sig.append(s)
+    return tuple(sig)
+
+
+def _drop_batch(tree):
+    return map_tree(lambda x: x[0] if isinstance(x, np.ndarray) else x, tree)
+
+
 def _device_argument(a, ax, label):
     """A GPU array argument as a Numba device array (no copy); only the CUDA
     backend takes them (`Kernel.run` checks), with the batch axis first."""
@@ -215,7 +297,8 @@ class Kernel:
         if not callable(fn):
             raise TypeError(f"expected a callable, got {type(fn).__name__}")
         self.fn = fn
-        self.in_axes = in_axes
+        self.one_sample = OneSample(self._batched, self._fast_for) if batches_nothing(in_axes) else None
+        self.in_axes = 0 if self.one_sample is not None else in_axes  # one sample: a batch of one
         self.backend = resolve_backend(backend)
         self.name = name or getattr(fn, "__name__", "kernel")
         self.graph = None  # set last: a kernel whose graph is set is fully traced
@@ -338,11 +421,64 @@ class Kernel:
 
         self._need_trace("export")
         dtype = dtype or next(iter(self._compiled), ("float64",))[0]
-        return export_kernel(self, path, backend=backend, dtype=dtype, title=self.name)
+        return export_kernel(self, path, backend=backend, dtype=dtype, title=self.name,
+                             one_sample=self.one_sample is not None)
 
     # -- running ---------------------------------------------------------
-    def __call__(self, *args, out=None, start=0, stop=None):
+    _remake = None  # g -> a kernel of g with the same options (set by symjac.compile)
+
+    def __call__(self, *args, out=None, start=0, stop=None, **static):
+        if static:  # keyword arguments: static values, one kernel per distinct set (with_static)
+            from symjac.transforms import _static_variant
+
+            return _static_variant(self, static)(*args, out=out, start=start, stop=stop)
+        if self.one_sample is not None:
+            if out is None and start == 0 and stop is None:
+                call = self.one_sample.lookup(args)
+                if call is not None:
+                    return call(args)
+            if (start, stop) != (0, None):
+                raise TypeError("start and stop slice a batch; this kernel takes one sample (in_axes=None)")
+            return self.one_sample(args, out)
         return self.run(check_arguments(self.fn, args, self.in_axes), out=out, start=start, stop=stop)
+
+    def _batched(self, arrays, out):
+        return self.run(check_arguments(self.fn, arrays, 0), out=out)
+
+    def _fast_for(self, arrays):
+        return self.fast_one_sample(check_arguments(self.fn, arrays, 0))
+
+    def fast_one_sample(self, checked):
+        """A callable ``(args) -> results`` for one sample of the signature of
+        ``checked`` (a batch of one), or None when this kernel needs the full
+        path (batch sums); made after the kernel ran once."""
+        arrays, axes, batch, dtype, labels = checked
+        if self.reduced or self.graph is None:
+            return None
+        compiled = self._compile(dtype, 1)
+        if not compiled.ran:
+            return None
+        func = compiled.func
+        if isinstance(func, ParallelRunner):
+            func = func.func  # one sample: one thread
+        if getattr(func, "checked", False):
+            func = func.func  # a Numba kernel past its first call: the dispatcher itself
+        hidden = self._hidden(dtype)
+        sizes = [a[0].size for a in arrays]
+        outs = [(math.prod(o.shape), tuple(o.shape)) for o in self.graph.outputs]
+        treedef, dt = self.graph.treedef, dtype
+
+        def call(args, bufs=None):  # bufs: (1, m) output rows to fill (default: new arrays)
+            ins = [a.reshape(1, n) if type(a) is np.ndarray and a.dtype == dt and a.flags.c_contiguous else
+                   np.ascontiguousarray(a, dt).reshape(1, n) for a, n in zip(args, sizes)]
+            if bufs is None:
+                bufs = [np.empty((1, m), dt) for m, _ in outs]
+            func(0, 1, *ins, *hidden, *bufs)
+            if treedef == "*":
+                return bufs[0].reshape(outs[0][1])
+            return unflatten(treedef, [b.reshape(shape) for b, (_, shape) in zip(bufs, outs)])
+
+        return call
 
     def run(self, checked, *, out=None, start=0, stop=None):
         """`__call__` on arguments already passed through `check_arguments`."""

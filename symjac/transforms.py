@@ -16,20 +16,21 @@ import math
 
 import numpy as np
 
-from symjac.ad import jacobian_nodes, laplacian_nodes
+from symjac.ad import jacobian_nodes, jvp_nodes, laplacian_nodes, vjp_nodes
 from symjac.ad.blocks import block_jacobian, supported as block_rules_cover
 from symjac.ad.compressed import compressed_jacobian, is_array_program
 from symjac.frontend.policy import MIN_ARRAY, policy
-from symjac.frontend.graph import Whole, outputs_of, roots_of, unflatten
+from symjac.frontend.graph import Whole, flatten_tree, map_tree, outputs_of, roots_of, unflatten
 from symjac.frontend.trace import call_traced, make_inputs, not_own, own_arguments
 from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced, scalar_array
 from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
 from symjac.ops import array as aops
-from symjac.kernel import Kernel, check_arguments, refuse_container, resolve_backend
+from symjac.kernel import Kernel, OneSample, batches_nothing, check_arguments, refuse_container, resolve_backend
 from symjac.progress import first_call
 from symjac.sparse import SparseJacobian
 
-__all__ = ["jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "traced_jacobian"]
+__all__ = ["jacobian", "gradient", "hessian", "divergence", "laplacian", "compile", "traced_jacobian", "jvp", "vjp",
+           "hvp", "value_and_gradient", "sparsity"]
 
 
 def _normalize_argnums(argnums):
@@ -204,7 +205,8 @@ class Transformed:
 
     def __init__(self, traced, *, in_axes, backend, name, doc=None):
         self._traced = traced
-        self.in_axes = in_axes
+        self.one_sample = OneSample(self._batched, self._fast_for) if batches_nothing(in_axes) else None
+        self.in_axes = 0 if self.one_sample is not None else in_axes  # one sample: a batch of one
         self.backend = resolve_backend(backend)
         self.name = name
         self._kernels = {}
@@ -213,7 +215,11 @@ class Transformed:
 
     def kernel_for(self, *args):
         """The `Kernel` that a call with these arguments uses (traced on demand)."""
-        return self._kernel_for(check_arguments(self._traced, args, self.in_axes))
+        return self._kernel_for(check_arguments(self._traced, self._as_batch(args), self.in_axes))
+
+    def _as_batch(self, args):
+        """One sample's arguments as a batch of one (``in_axes=None``); others as given."""
+        return [np.asarray(a)[None] for a in args] if self.one_sample is not None else args
 
     @staticmethod
     def _key(checked):
@@ -240,10 +246,40 @@ class Transformed:
         k = Kernel(self._traced, in_axes=self.in_axes, backend=self.backend, name=self.name)
         return k.specialize(shapes, axes, checked)
 
-    def __call__(self, *args, out=None, start=0, stop=None):
+    def __call__(self, *args, out=None, start=0, stop=None, **static):
+        if static:
+            return self.with_static(static)(*args, out=out, start=start, stop=stop)
+        one = self.one_sample
+        if one is not None and out is None and start == 0 and stop is None:
+            call = one.lookup(args)  # only plain ndarrays of a signature seen before: never traced values
+            if call is not None:
+                return call(args)
         if any(is_traced(a) for a in args):
             with not_own():  # a model's own call: its arguments may reach f another way too
                 return self._traced(*_traced_args(args))
+        if self.one_sample is not None:
+            if (start, stop) != (0, None):
+                raise TypeError("start and stop slice a batch; this transform takes one sample (in_axes=None)")
+            return self.one_sample(args, out)
+        return self._batched(args, out, start, stop)
+
+    _remake = None  # g -> the same transform of g (set by the public constructors)
+
+    def with_static(self, static):
+        """This transform of ``f`` with keyword arguments ``static`` bound: static
+        values (numbers, strings, arrays by their bytes), each distinct set traced
+        and compiled once, as ``jax.jit``'s ``static_argnames``."""
+        return _static_variant(self, static)
+
+    def _fast_for(self, arrays):
+        checked = check_arguments(self._traced, arrays, 0)
+        k = self._ready(checked)
+        return None if k is None else self._fast(k, checked)
+
+    def _fast(self, k, checked):
+        return k.fast_one_sample(checked)
+
+    def _batched(self, args, out, start=0, stop=None):
         checked = check_arguments(self._traced, args, self.in_axes)
         k = self._ready(checked)
         if k is not None:
@@ -267,17 +303,21 @@ class Transformed:
         """
         from symjac.export import export_kernel
 
-        k, dtype = self._for_export(args, dtype)
-        return export_kernel(k, path, backend=backend, dtype=dtype, title=self.name, **self._export_extra(k))
+        with first_call(self.name):  # a long trace reports its stages
+            k, dtype = self._for_export(args, dtype)
+        return export_kernel(k, path, backend=backend, dtype=dtype, title=self.name,
+                             one_sample=self.one_sample is not None, options=f"in_axes={self.in_axes!r}"
+                             if self.one_sample is None else "in_axes=None", **self._export_extra(k))
 
     def _for_export(self, args, dtype):
         if args:
-            checked = check_arguments(self._traced, args, self.in_axes)
+            checked = check_arguments(self._traced, self._as_batch(args), self.in_axes)
             return self._kernel_for(checked), dtype or checked[3].name
         if len(self._kernels) != 1:
             raise ValueError(f"export: this transform has compiled {len(self._kernels)} shapes; pass example "
                              "arguments (export(path, *args)) to say which kernel to write")
-        return next(iter(self._kernels.values())), dtype or "float64"
+        k = next(iter(self._kernels.values()))
+        return k, dtype or next(iter(k._compiled), ("float64",))[0]
 
     def _export_extra(self, k):
         return {}
@@ -293,6 +333,73 @@ def _traced_args(args):
     return [a if isinstance(a, TracedArray) else TracedArray(as_nodes(a)) for a in args]
 
 
+def _static_variant(owner, static):
+    """``owner`` (a transform or kernel of ``f``) for ``f`` with the keyword
+    arguments ``static`` bound, made once per distinct set of values."""
+    import functools
+
+    from symjac.dl import _frozen, _value_key
+
+    if owner._remake is None:
+        raise TypeError(f"{owner.name} takes no keyword arguments (unknown: {', '.join(sorted(static))})")
+    key = _value_key(dict(sorted(static.items())), 0, {})
+    cache = owner.__dict__.setdefault("_statics", {})
+    found = cache.get(key)
+    if found is None:
+        f = owner._remake_f
+        found = owner._remake(functools.wraps(f)(functools.partial(f, **static)))
+        cache[_frozen(key)] = found  # arrays copied: a later change in place is a new key
+        if len(cache) > 64:
+            cache.pop(next(iter(cache)))
+    return found
+
+
+def _remakeable(t, f, remake):
+    """Let ``t`` take keyword arguments for ``f`` (`Transformed.with_static`)."""
+    t._remake, t._remake_f = remake, f
+    return t
+
+
+def _map_leaves(tree, fn):
+    return map_tree(fn, tree)
+
+
+class _ScipyJacobian:
+    """One sample's sparse Jacobian as a SciPy CSR or CSC matrix whose index
+    arrays are made once and whose ``data`` the kernel refills on each call
+    (CSR: the kernel writes it directly; CSC: through a permutation)."""
+
+    def __init__(self, fmt, rows, cols, out_shape, in_shape, dtype):
+        import scipy.sparse as sp
+
+        m, n = math.prod(out_shape), math.prod(in_shape)
+        if fmt == "csr":
+            self.perm = None
+            indptr = np.searchsorted(rows, np.arange(m + 1)).astype(np.int64)
+            self.matrix = sp.csr_matrix((np.zeros(len(rows), dtype), cols.astype(np.int64), indptr), shape=(m, n))
+        else:
+            self.perm = np.lexsort((rows, cols))  # CSR order -> CSC order
+            indptr = np.searchsorted(cols[self.perm], np.arange(n + 1)).astype(np.int64)
+            self.matrix = sp.csc_matrix((np.zeros(len(rows), dtype), rows[self.perm].astype(np.int64), indptr),
+                                        shape=(m, n))
+            self.scratch = np.empty((1, len(rows)), dtype)
+
+    def target(self):
+        """Where the kernel writes: the matrix's data (CSR), else a scratch row."""
+        return self.matrix.data.reshape(1, -1) if self.perm is None else self.scratch
+
+    def settle(self):
+        if self.perm is not None:
+            np.take(self.scratch[0], self.perm, out=self.matrix.data)
+
+    def fill(self, values):
+        values = np.asarray(values).reshape(-1)
+        if self.perm is None:
+            self.matrix.data[:] = values
+        else:
+            np.take(values, self.perm, out=self.matrix.data)
+
+
 class SparseTransformed(Transformed):
     """`jacobian(..., sparse=True)`: the kernel writes structural nonzeros only.
 
@@ -301,9 +408,11 @@ class SparseTransformed(Transformed):
     with other shapes, from any thread, has its own kernel and pattern.
     """
 
-    def __init__(self, dense_traced, argnums, **kw):
+    def __init__(self, dense_traced, argnums, scipy_format=None, **kw):
         self._dense = dense_traced
         self._argnums = argnums
+        self.scipy_format = scipy_format
+        self._scipy = {}
 
         def sparse_traced(*args):
             return self._sparse_values(args)[0]
@@ -334,6 +443,9 @@ class SparseTransformed(Transformed):
             patterns.append((rows.astype(np.int64), cols.astype(np.int64), out_shape, in_shape))
         return unflatten(treedef, values), (patterns, treedef)
 
+    scipy_format = None  # "csr" or "csc": one sample's Jacobian as a reused SciPy matrix
+    _scipy = None
+
     def _specialize(self, shapes, axes, checked):
         found = []  # this specialization's own pattern: nothing shared with other shapes or threads
 
@@ -349,9 +461,26 @@ class SparseTransformed(Transformed):
         k.sparsity = found[-1]
         return k
 
-    def __call__(self, *args, out=None, start=0, stop=None):
+    def __call__(self, *args, out=None, start=0, stop=None, copy=False, **static):
+        if static:
+            return self.with_static(static)(*args, out=out, start=start, stop=stop, copy=copy)
+        one = self.one_sample
+        if one is not None and out is None and start == 0 and stop is None and not copy:
+            call = one.lookup(args)
+            if call is not None:
+                return call(args)
         if any(is_traced(a) for a in args):
             raise TypeError("a sparse Jacobian cannot be used inside a traced function; use sparse=False")
+        if self.one_sample is None:
+            return self._batched(args, out, start, stop)
+        if (start, stop) != (0, None):
+            raise TypeError("start and stop slice a batch; this transform takes one sample (in_axes=None)")
+        result = self.one_sample(args, out)
+        if self.scipy_format is None:
+            return result
+        return _map_leaves(result, lambda m: m.copy()) if copy else result
+
+    def _batched(self, args, out, start=0, stop=None):
         checked = check_arguments(self._traced, args, self.in_axes)
         k = self._ready(checked)
         if k is not None:
@@ -362,13 +491,48 @@ class SparseTransformed(Transformed):
                 values = k.run(checked, out=out, start=start, stop=stop)
         patterns, treedef = k.sparsity
         leaves, _ = _flatten_values(values)
+        if self.scipy_format is not None:  # one sample: the matrices of this signature, refilled
+            mats = self._matrices(k, checked[3])
+            for m, v in zip(mats, leaves):
+                m.fill(v)
+            return unflatten(treedef, [m.matrix for m in mats])
         return unflatten(treedef, [SparseJacobian(v, *p) for v, p in zip(leaves, patterns)])
+
+    def _matrices(self, k, dtype):
+        key = (id(k), np.dtype(dtype).name)
+        mats = self._scipy.get(key)
+        if mats is None:
+            mats = self._scipy[key] = [_ScipyJacobian(self.scipy_format, *p, dtype) for p in k.sparsity[0]]
+        return mats
+
+    def _fast(self, k, checked):
+        call = k.fast_one_sample(checked)
+        if call is None:
+            return None
+        patterns, treedef = k.sparsity
+        if self.scipy_format is None:
+            def sparse_call(args):
+                leaves, _ = _flatten_values(call(args))
+                return unflatten(treedef, [SparseJacobian(v.reshape(1, -1), *p) for v, p in zip(leaves, patterns)])
+
+            return sparse_call
+        mats = self._matrices(k, checked[3])
+        bufs = [m.target() for m in mats]
+
+        def scipy_call(args):
+            call(args, bufs)
+            for m in mats:
+                m.settle()
+            return unflatten(treedef, [m.matrix for m in mats])
+
+        return scipy_call
 
     def _export_extra(self, k):
         patterns, treedef = k.sparsity
         if len(patterns) != 1:
             raise ValueError(f"export: this sparse Jacobian has {len(patterns)} blocks (several outputs or "
-                             "argnums); export one block at a time (one output, one argnum)")
+                             "argnums); export each block as its own sparse Jacobian, e.g. "
+                             "jacobian(lambda *a: f(*a)[k], argnums=i, sparse=True)")
         return {"sparsity": patterns[0]}
 
 
@@ -390,18 +554,10 @@ def _placed(J):
 
 
 def _flatten_values(values):
-    leaves = []
-
-    def flat(v):
-        if isinstance(v, tuple):
-            return tuple(flat(e) for e in v)
-        leaves.append(v)
-        return "*"
-
-    return leaves, flat(values)
+    return flatten_tree(values)
 
 
-def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=False):
+def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=False, has_aux=False):
     """Batched Jacobian of the per-sample function ``f``.
 
     Returns a callable.  Called on arrays whose batched arguments carry the
@@ -430,13 +586,57 @@ def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=Fal
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
     nums, multi = _normalize_argnums(argnums)
-    traced = traced_jacobian(f, nums, multi, mode)
+    if has_aux and sparse:
+        raise ValueError("has_aux=True and sparse= do not go together: take the sparse Jacobian of the output alone")
+    traced = _with_aux(f, lambda main: traced_jacobian(main, nums, multi, mode)) if has_aux else \
+        traced_jacobian(f, nums, multi, mode)
     name = f"jacobian_{getattr(f, '__name__', 'f')}"
     functools.update_wrapper(traced, f, assigned=("__doc__",), updated=())
     traced.__name__ = traced.__qualname__ = name
+    if sparse not in (False, True, "csr", "csc"):
+        raise ValueError(f"sparse must be False, True, 'csr' or 'csc', got {sparse!r}")
+    if sparse in ("csr", "csc") and not batches_nothing(in_axes):
+        raise ValueError(f"sparse={sparse!r} gives one SciPy matrix per call, for one sample: use in_axes=None "
+                         "(no batched argument), or sparse=True for a batch")
+    def remake(g):
+        return jacobian(g, argnums, in_axes=in_axes, mode=mode, backend=backend, sparse=sparse, has_aux=has_aux)
+
     if sparse:
-        return SparseTransformed(traced, nums, in_axes=in_axes, backend=backend, name=name)
-    return Transformed(traced, in_axes=in_axes, backend=backend, name=name)
+        return _remakeable(SparseTransformed(traced, nums, scipy_format=sparse if sparse in ("csr", "csc") else None,
+                                             in_axes=in_axes, backend=backend, name=name), f, remake)
+    return _remakeable(Transformed(traced, in_axes=in_axes, backend=backend, name=name), f, remake)
+
+
+def sparsity(f, *args, argnums=0):
+    """The structural sparsity pattern of ``f``'s Jacobian with respect to
+    argument ``argnums``, for one sample shaped like ``args``, as a
+    ``scipy.sparse.csr_matrix`` of ones (rows: the flattened output; columns:
+    the flattened argument).  It comes from tracing alone: nothing is compiled
+    or evaluated, so it fits SciPy's ``jac_sparsity`` (``solve_ivp``'s BDF and
+    Radau, ``least_squares``).
+
+    >>> import numpy as np, symjac
+    >>> def f(y):
+    ...     return np.concatenate([y[:1] ** 2, y[1:] * y[:-1]])
+    >>> symjac.sparsity(f, np.zeros(4)).toarray().astype(int)
+    array([[1, 0, 0, 0],
+           [1, 1, 0, 0],
+           [0, 1, 1, 0],
+           [0, 0, 1, 1]])
+    """
+    import scipy.sparse as sp
+
+    if not isinstance(argnums, (int, np.integer)) or isinstance(argnums, bool):
+        raise TypeError(f"sparsity: argnums must be one int, got {argnums!r}")
+    t = jacobian(f, argnums, sparse=True, backend="numpy")
+    k = t.kernel_for(*[np.asarray(a)[None] for a in args])  # traced and lowered; never compiled
+    patterns, _ = k.sparsity
+    if len(patterns) != 1:
+        raise ValueError(f"sparsity: f returns {len(patterns)} outputs; it needs one array")
+    rows, cols, out_shape, in_shape = patterns[0]
+    m, n = math.prod(out_shape), math.prod(in_shape)
+    indptr = np.searchsorted(rows, np.arange(m + 1)).astype(np.int64)
+    return sp.csr_matrix((np.ones(len(rows)), cols.astype(np.int64), indptr), shape=(m, n))
 
 
 def _transform(traced, f, kind, in_axes, backend):
@@ -457,7 +657,29 @@ def _single_argnum(argnums, what):
     raise TypeError(f"{what} takes one argnum (an int), got {argnums!r}")
 
 
-def gradient(f, argnums=0, *, in_axes=0, backend="auto"):
+def _with_aux(f, traced_of_main):
+    """``has_aux=True``: ``f`` returns ``(output, aux)``; the transform of the output
+    comes back with ``aux`` beside it, ``(result, aux)``, in the same kernel."""
+
+    def split(result):
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise ValueError("has_aux=True needs f to return a pair (output, aux), got "
+                             + (f"a tuple of {len(result)}" if isinstance(result, tuple) else type(result).__name__))
+        return result
+
+    def main(*args):
+        return split(f(*args))[0]
+
+    traced_main = traced_of_main(main)
+
+    def traced(*args):
+        aux = split(f(*args))[1]
+        return traced_main(*args), aux
+
+    return traced
+
+
+def gradient(f, argnums=0, *, in_axes=0, backend="auto", has_aux=False):
     """Batched gradient of a per-sample scalar function ``f``.
 
     Same conventions as `jacobian` (``argnums``, ``in_axes``, composition);
@@ -470,7 +692,17 @@ def gradient(f, argnums=0, *, in_axes=0, backend="auto"):
     array([[7., 4.]])
     """
     _check_callable(f, "gradient")
+    scalar_f = _scalar(f)
+    nums, multi = _normalize_argnums(argnums)
+    if has_aux:
+        t = _transform(_with_aux(f, lambda main: traced_jacobian(_scalar(main), nums, multi, "auto")), f,
+                       "gradient", in_axes, backend)
+    else:
+        t = _transform(traced_jacobian(scalar_f, nums, multi, "auto"), f, "gradient", in_axes, backend)
+    return _remakeable(t, f, lambda g: gradient(g, argnums, in_axes=in_axes, backend=backend, has_aux=has_aux))
 
+
+def _scalar(f):
     def scalar_f(*args):
         result = f(*args)
         shape = np.shape(as_nodes(result)) if not isinstance(result, tuple) else "a tuple"
@@ -479,11 +711,10 @@ def gradient(f, argnums=0, *, in_axes=0, backend="auto"):
                              "use symjac.jacobian for array outputs")
         return result
 
-    nums, multi = _normalize_argnums(argnums)
-    return _transform(traced_jacobian(scalar_f, nums, multi, "auto"), f, "gradient", in_axes, backend)
+    return scalar_f
 
 
-def hessian(f, argnums=0, *, in_axes=0, backend="auto"):
+def hessian(f, argnums=0, *, in_axes=0, backend="auto", has_aux=False):
     """Batched Hessian: ``jacobian(jacobian(f, argnums), argnums)``.
 
     Shape ``(B, *out_shape, *in_shape, *in_shape)``; nested tuples for several
@@ -496,8 +727,12 @@ def hessian(f, argnums=0, *, in_axes=0, backend="auto"):
     """
     _check_callable(f, "hessian")
     nums, multi = _normalize_argnums(argnums)
-    inner = traced_jacobian(f, nums, multi, "auto")
-    return _transform(traced_jacobian(inner, nums, multi, "auto"), f, "hessian", in_axes, backend)
+
+    def hess(g):
+        return traced_jacobian(traced_jacobian(g, nums, multi, "auto"), nums, multi, "auto")
+
+    t = _transform(_with_aux(f, hess) if has_aux else hess(f), f, "hessian", in_axes, backend)
+    return _remakeable(t, f, lambda g: hessian(g, argnums, in_axes=in_axes, backend=backend, has_aux=has_aux))
 
 
 def divergence(f, argnums=0, *, in_axes=0, mode="auto", backend="auto"):
@@ -511,7 +746,8 @@ def divergence(f, argnums=0, *, in_axes=0, mode="auto", backend="auto"):
     """
     _check_callable(f, "divergence")
     num = _single_argnum(argnums, "divergence")
-    return _transform(traced_divergence(f, num, mode), f, "divergence", in_axes, backend)
+    return _remakeable(_transform(traced_divergence(f, num, mode), f, "divergence", in_axes, backend), f,
+                       lambda g: divergence(g, argnums, in_axes=in_axes, mode=mode, backend=backend))
 
 
 def laplacian(f, argnums=0, *, in_axes=0, backend="auto"):
@@ -526,7 +762,200 @@ def laplacian(f, argnums=0, *, in_axes=0, backend="auto"):
     """
     _check_callable(f, "laplacian")
     num = _single_argnum(argnums, "laplacian")
-    return _transform(traced_laplacian(f, num), f, "laplacian", in_axes, backend)
+    return _remakeable(_transform(traced_laplacian(f, num), f, "laplacian", in_axes, backend), f,
+                       lambda g: laplacian(g, argnums, in_axes=in_axes, backend=backend))
+
+
+def _flat_nodes(arrays):
+    return [n for a in arrays for n in a.ravel()]
+
+
+def _like(v, i, t, what):
+    """Tangent/cotangent ``t`` as nodes shaped like argument ``i`` of ``v``."""
+    nodes = as_nodes(t)
+    want = v.arrays[i].shape if isinstance(i, int) else i
+    if nodes.shape != tuple(want):
+        raise ValueError(f"{what} has per-sample shape {nodes.shape}, but it must match {tuple(want)}")
+    return nodes
+
+
+def _values(v):
+    """``f``'s outputs (traced arrays, real arguments substituted back)."""
+    return [TracedArray(v.substitute(np.array(list(o.ravel()), dtype=object).reshape(o.shape))) for o in v.outs]
+
+
+def traced_jvp(f, nargs):
+    """(f(*primals), J(primals) @ tangents) as a function of (*primals, *tangents)."""
+
+    def g(*args):
+        primals, tangents = args[:nargs], args[nargs:]
+        v = _Variables(f, primals, tuple(range(nargs)))
+        t = _flat_nodes([_like(v, i, tangents[i], f"tangent {i}") for i in range(nargs)])
+        flat = jvp_nodes(_flat_nodes(v.outs), v.flat_in, t)
+        tan, r = [], 0
+        for o in v.outs:
+            tan.append(TracedArray(v.substitute(np.array(flat[r: r + o.size], dtype=object).reshape(o.shape))))
+            r += o.size
+        return unflatten(v.treedef, _values(v)), unflatten(v.treedef, tan)
+
+    return g
+
+
+def traced_vjp(f, nargs):
+    """(f(*primals), cotangents of the primals) as a function of (*primals, cotangent):
+    the cotangent has f's output structure."""
+
+    def g(*args):
+        primals, ct = args[:nargs], args[nargs:]
+        v = _Variables(f, primals, tuple(range(nargs)))
+        leaves, _ = flatten_tree(ct[0], is_leaf=is_traced)
+        if len(leaves) != len(v.outs):
+            raise ValueError(f"the cotangent has {len(leaves)} part(s), f returns {len(v.outs)}")
+        seeds = _flat_nodes([_like(v, o.shape, c, f"cotangent {k}") for k, (o, c) in enumerate(zip(v.outs, leaves))])
+        flat = vjp_nodes(_flat_nodes(v.outs), v.flat_in, seeds)
+        grads, c = [], 0
+        for i in range(nargs):
+            size = v.arrays[i].size
+            grads.append(TracedArray(v.substitute(np.array(flat[c: c + size], dtype=object)
+                                                  .reshape(v.arrays[i].shape))))
+            c += size
+        return unflatten(v.treedef, _values(v)), tuple(grads)
+
+    return g
+
+
+def _cached_transform(key, make):
+    t = _TRANSFORMS.get(key)
+    if t is None:
+        t = _TRANSFORMS[key] = make()
+        if len(_TRANSFORMS) > 64:
+            _TRANSFORMS.pop(next(iter(_TRANSFORMS)))
+    return t
+
+
+_TRANSFORMS = {}  # (kind, f, in_axes, backend) -> Transformed: jvp and vjp called again do not re-trace
+
+
+def _primal_axes(in_axes, n):
+    if batches_nothing(in_axes):
+        return None
+    return tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * n
+
+
+def jvp(f, primals, tangents, *, in_axes=0, backend="auto"):
+    """Jacobian-vector products, as ``jax.jvp``: ``(f(*primals), J @ tangents)`` for
+    every sample, evaluated now, in one kernel with one forward sweep (no
+    Jacobian is built).  ``primals`` and ``tangents`` are tuples; a tangent
+    is batched like its primal (``in_axes``; ``None`` for a shared primal
+    gives a shared tangent).  The transform is kept for the next call with
+    the same ``f`` (the same function object).
+
+    >>> import numpy as np, symjac
+    >>> f = lambda x: np.array([x[0] * x[1], np.sin(x[1])])
+    >>> y, t = symjac.jvp(f, (np.array([[2.0, 0.0]]),), (np.array([[1.0, 1.0]]),), backend="numpy")
+    >>> y.tolist(), t.tolist()
+    ([[0.0, 0.0]], [[2.0, 1.0]])
+    """
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primal(s) but {len(tangents)} tangent(s)")
+    axes = _primal_axes(in_axes, len(primals))
+    key = ("jvp", f, axes, backend)
+    t = _cached_transform(key, lambda: Transformed(
+        _named(traced_jvp(f, len(primals)), f, "jvp"), in_axes=None if axes is None else axes + axes,
+        backend=backend, name=f"jvp_{getattr(f, '__name__', 'f')}"))
+    return t(*primals, *tangents)
+
+
+def vjp(f, *primals, in_axes=0, backend="auto"):
+    """Vector-Jacobian products, as ``jax.vjp``: ``(f(*primals), pullback)``, where
+    ``pullback(cotangent)`` returns the tuple of ``cotangent @ J`` for each
+    argument, for every sample (a compiled kernel: one reverse sweep, the
+    value and the sweep fused; no Jacobian is built).  The cotangent has
+    ``f``'s output structure and shapes, batched along axis 0 when any primal
+    is batched.
+
+    >>> import numpy as np, symjac
+    >>> f = lambda x, w: np.tanh(w @ x)
+    >>> X, W = np.array([[1.0, 2.0]]), np.array([[0.5, -0.5], [1.0, 0.0]])
+    >>> y, pullback = symjac.vjp(f, X, W, in_axes=(0, None), backend="numpy")
+    >>> dx, dw = pullback(np.ones((1, 2)))
+    >>> dx.shape, dw.shape
+    ((1, 2), (1, 2, 2))
+    """
+    axes = _primal_axes(in_axes, len(primals))
+    key = ("vjp", f, axes, backend)
+    ct_axis = None if axes is None or all(a is None for a in axes) else 0
+    t = _cached_transform(key, lambda: Transformed(
+        _named(traced_vjp(f, len(primals)), f, "vjp"), in_axes=None if axes is None else axes + (ct_axis,),
+        backend=backend, name=f"vjp_{getattr(f, '__name__', 'f')}"))
+    value = compile(f, in_axes=in_axes if axes is not None else None, backend=backend)(*primals)
+
+    def pullback(cotangent):
+        return t(*primals, cotangent)[1]
+
+    return value, pullback
+
+
+def hvp(f, argnums=0, *, in_axes=0, backend="auto"):
+    """Hessian-vector products without the Hessian: ``hvp(f)(*args, v)`` is
+    ``H(args) @ v`` for a scalar ``f``, the Hessian taken with respect to
+    argument ``argnums``; ``v`` is shaped and batched like that argument.
+    Forward over reverse: one gradient sweep, then one forward column along
+    ``v`` through it, in one kernel.
+
+    >>> import numpy as np, symjac
+    >>> Hv = symjac.hvp(lambda x: x[0] ** 2 * x[1], backend="numpy")
+    >>> Hv(np.array([[1.0, 3.0]]), np.array([[1.0, 0.0]])).tolist()
+    [[6.0, 2.0]]
+    """
+    (num,) = _normalize_argnums(argnums)[0]
+
+    def g(*args):
+        primals, vec = args[:-1], args[-1]
+        (i,) = _check_argnums((num,), len(primals))
+        v = _Variables(f, primals, (i,))
+        if len(v.outs) != 1 or v.outs[0].size != 1:
+            raise ValueError("hvp needs f to return one scalar")
+        (grad,) = jacobian_nodes(_flat_nodes(v.outs), v.flat_in, "rev")
+        hv = jvp_nodes(list(grad), v.flat_in, list(_like(v, i, vec, "v").ravel()))
+        return TracedArray(v.substitute(np.array(hv, dtype=object).reshape(v.arrays[i].shape)))
+
+    if batches_nothing(in_axes):
+        axes = None
+    elif isinstance(in_axes, (tuple, list)):
+        axes = tuple(in_axes) + (in_axes[num],)  # v is batched like its argument
+    else:
+        axes = in_axes
+    return _remakeable(Transformed(_named(g, f, "hvp"), in_axes=axes, backend=backend,
+                                   name=f"hvp_{getattr(f, '__name__', 'f')}"), f,
+                       lambda h: hvp(h, argnums, in_axes=in_axes, backend=backend))
+
+
+def value_and_gradient(f, argnums=0, *, in_axes=0, backend="auto"):
+    """``(f(*args), gradient)`` of a scalar ``f`` in one kernel (the value is
+    the gradient sweep's forward pass); conventions of `gradient`.
+
+    >>> import numpy as np, symjac
+    >>> vg = symjac.value_and_gradient(lambda x: np.sum(x ** 2), backend="numpy")
+    >>> value, grad = vg(np.array([[1.0, 2.0]]))
+    >>> value.tolist(), grad.tolist()
+    ([5.0], [[2.0, 4.0]])
+    """
+    grad = gradient(f, argnums)
+
+    def g(*args):
+        return f(*args), grad(*args)
+
+    return _remakeable(Transformed(_named(g, f, "value_and_gradient"), in_axes=in_axes, backend=backend,
+                                   name=f"value_and_gradient_{getattr(f, '__name__', 'f')}"), f,
+                       lambda h: value_and_gradient(h, argnums, in_axes=in_axes, backend=backend))
+
+
+def _named(g, f, kind):
+    g.__wrapped__ = f  # argument names for error messages
+    g.__name__ = g.__qualname__ = f"{kind}_{getattr(f, '__name__', 'f')}"
+    return g
 
 
 def compile(f, *, in_axes=0, backend="auto"):
@@ -543,5 +972,6 @@ def compile(f, *, in_axes=0, backend="auto"):
     >>> value.tolist(), jac.tolist()
     ([[9.0]], [[[6.0]]])
     """
-    return Kernel(f, in_axes=in_axes, backend=backend, name=getattr(f, "__name__", "kernel"))
+    return _remakeable(Kernel(f, in_axes=in_axes, backend=backend, name=getattr(f, "__name__", "kernel")), f,
+                       lambda g: compile(g, in_axes=in_axes, backend=backend))
 

@@ -19,18 +19,40 @@ def fake_entry(root, stem, size, used):
     (root / "__pycache__").mkdir(exist_ok=True)
     src = root / f"{stem}.py"
     src.write_bytes(b"#" * size)
-    (root / "__pycache__" / f"{stem}.kernel-1.py311.nbi").write_bytes(b"x" * size)
-    os.utime(src, (used, used))
+    nbi = root / "__pycache__" / f"{stem}.kernel-1.py311.nbi"
+    nbi.write_bytes(b"x" * size)
+    for f in (src, nbi):
+        os.utime(f, (used, used))
     return src
 
 
-def test_parse_size():
+def test_parse_size_and_bad_settings(monkeypatch):
     assert kernel_cache.parse_size("300M") == 300 << 20
     assert kernel_cache.parse_size("2G") == 2 << 30
     assert kernel_cache.parse_size("1024") == 1024
     assert kernel_cache.parse_size("0") == 0
-    with pytest.raises(ValueError, match="SYMJAC_CACHE_MAX must be a size"):
-        kernel_cache.parse_size("lots")
+    for bad in ("lots", "inf", "nan", "0.5", "-1M"):
+        with pytest.raises(ValueError, match="SYMJAC_CACHE_MAX must be a size"):
+            kernel_cache.parse_size(bad)
+    monkeypatch.setenv("SYMJAC_CACHE_MAX", "lots")  # a bad setting warns and keeps the default
+    with pytest.warns(RuntimeWarning, match="SYMJAC_CACHE_MAX"):
+        assert kernel_cache.limit_bytes() == kernel_cache.DEFAULT_MAX
+
+
+def test_use_sets_the_access_time_only(tmp_path):
+    src = fake_entry(tmp_path, "k_a", 10, time.time() - 1000)
+    mtime = os.stat(src).st_mtime_ns
+    kernel_cache.touch(src)
+    assert os.stat(src).st_mtime_ns == mtime  # Numba before 0.68 stamps its cache with the mtime
+    assert time.time() - kernel_cache.entries(tmp_path)["k_a"][0] < 60
+
+
+def test_numba_files_of_an_evicted_source_are_an_entry(tmp_path):
+    fake_entry(tmp_path, "k_b", 100, time.time() - 1000)
+    (tmp_path / "k_b.py").unlink()
+    assert kernel_cache.info(tmp_path) == (1, 1, 100)
+    assert kernel_cache.evict(tmp_path, limit=10, grace=0) == 1
+    assert kernel_cache.info(tmp_path) == (0, 0, 0)
 
 
 def test_evicts_least_recently_used_whole_entries_and_spares_recent_ones(tmp_path):

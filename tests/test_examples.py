@@ -36,3 +36,18 @@ def test_seed_cnn_example_small_batch(capsys):
     assert err and float(err.group(1)) < 1e-6
     assert dYdX.shape == (5, 16, 16, 3, 4)
     assert Y.shape == (5, 4) and np.allclose(Y.sum(axis=0), 1.0)
+
+
+def test_ik_batch_example_reaches_its_targets():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import ik_batch
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(1)
+    q_true = rng.uniform(-1.5, 1.5, (40, 7))
+    targets = np.stack([ik_batch.flange(q) for q in q_true])
+    q, err = ik_batch.solve(targets, q_true + rng.normal(scale=0.3, size=q_true.shape), iterations=150,
+                            backend="numpy")
+    assert np.all(err < 1e-9), err.max()
+    assert np.allclose(np.stack([ik_batch.flange(x) for x in q]), targets, atol=1e-9)

@@ -195,3 +195,40 @@ def test_export_refuses_what_it_cannot_write(tmp_path):
     J = symjac.jacobian(pendulum, in_axes=(0, None), backend="numpy")
     with pytest.raises(ValueError, match="compiled 0 shapes; pass example arguments"):
         J.export(tmp_path / "j.py")
+
+
+def test_one_sample_exports_take_one_sample(tmp_path):
+    J = symjac.jacobian(pendulum, in_axes=None, sparse=True, backend="numpy")
+    y = np.array([0.3, -0.2])
+    want = J(y, P)
+    mod = load(J.export(tmp_path / "one_jac.py", y, P))
+    values = mod.evaluate(y, P)
+    assert values.shape == (3,)
+    np.testing.assert_allclose(mod.to_scipy(values).toarray(), want.todense()[0], rtol=1e-15)
+    assert "y: one sample, shape (2,)" in mod.__doc__
+
+
+def test_dlfeval_export_refuses_another_batch_size(tmp_path):
+    def mean_loss(X, w):
+        L = np.sum((w @ X) ** 2) / X.shape[-1]  # reads the batch size
+        return L, symjac.dlgradient(L, w)
+
+    X, w = rng.normal(size=(2, 4)), np.array([1.0, -0.5])
+    mod = load(symjac.export_dlfeval(tmp_path / "mean_loss.py", mean_loss, X, w, batch_axis=(-1, None),
+                                     backend="numpy"))
+    want = symjac.dlfeval(mean_loss, X, w, batch_axis=(-1, None), backend="numpy")
+    got = mod.evaluate(X, w)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-15)
+    with pytest.raises(ValueError, match="for batches of 4 samples, got 8"):
+        mod.evaluate(rng.normal(size=(2, 8)), w)
+
+
+def test_names_cannot_break_the_exported_source(tmp_path):
+    def odd(x):
+        return np.sin(x)
+
+    odd.__name__ = 'o"""d\\d\x00\u00e9'
+    k = symjac.compile(odd, backend="numpy")
+    k(np.ones((2, 2)))
+    mod = load(k.export(tmp_path / "odd.py"))
+    np.testing.assert_allclose(mod.evaluate(np.ones((2, 2))), np.sin(np.ones((2, 2))))

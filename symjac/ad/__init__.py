@@ -5,9 +5,9 @@ and the forward Laplacian (`laplacian`)."""
 from symjac.ad import laplacian as _laplacian, rules as _rules
 from symjac.ad.laplacian import laplacian_nodes, second_partials
 from symjac.ad.rules import differentiable, jvp, partials, vjp
-from symjac.ad.sweeps import depends, estimate_costs, jacobian_nodes
+from symjac.ad.sweeps import depends, estimate_costs, jacobian_nodes, jvp_nodes, vjp_nodes
 
-__all__ = ["jacobian_nodes", "estimate_costs", "depends", "laplacian_nodes", "second_partials", "jvp", "vjp",
+__all__ = ["jacobian_nodes", "jvp_nodes", "vjp_nodes", "estimate_costs", "depends", "laplacian_nodes", "second_partials", "jvp", "vjp",
            "partials", "differentiable", "forget"]
 
 

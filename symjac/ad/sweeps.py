@@ -18,7 +18,8 @@ import numpy as np
 from symjac.ad.rules import accumulate, differentiable, jvp, partials, uses_partials, vjp
 from symjac.ir import ONE, ZERO, lookup, toposort
 
-__all__ = ["jacobian_nodes", "estimate_costs", "depends", "seeded_forward", "leaf_blocks_without"]
+__all__ = ["jacobian_nodes", "jvp_nodes", "vjp_nodes", "estimate_costs", "depends", "seeded_forward",
+           "leaf_blocks_without"]
 
 
 def _reach(order, outputs, variables):
@@ -100,12 +101,17 @@ def seeded_forward(order, seeds, inbits):
     return tan
 
 
-def _reverse(order, outputs, variables, inbits):
+def _reverse(order, outputs, variables, inbits, seeds=None):
+    """Adjoint dicts (seed -> node) of the nodes; output k is seeded with ``{k: 1}``,
+    or with ``{0: seeds[k]}`` (one cotangent column: a vector-Jacobian product)."""
     pos = {v.id for v in variables}
     adj = {}
     for k, o in enumerate(outputs):
         if o.id in inbits:
-            accumulate(adj.setdefault(o.id, {}), k, ONE)
+            if seeds is None:
+                accumulate(adj.setdefault(o.id, {}), k, ONE)
+            elif seeds[k] is not ZERO:
+                accumulate(adj.setdefault(o.id, {}), 0, seeds[k])
     # ops with a transpose_many rule (elem): the cotangents of all such nodes reading one
     # argument are gathered, and transposed once when the sweep reaches that argument
     picked = {}  # argument id -> (op, seed -> {attr: cotangent})
@@ -130,6 +136,30 @@ def _reverse(order, outputs, variables, inbits):
                 if ct is not None and a.id in inbits:
                     accumulate(adj.setdefault(a.id, {}), k, ct)
     return adj
+
+
+def jvp_nodes(outputs, variables, tangents):
+    """``sum_j d outputs[k] / d variables[j] * tangents[j]`` for each k: one forward
+    column seeded with the tangent nodes (no Jacobian is built)."""
+    outputs, variables = list(outputs), list(variables)
+    order = toposort(outputs, opaque=leaf_blocks_without(variables))
+    inbits = depends(order, variables)
+    seeds = {}
+    for v, t in zip(variables, tangents):
+        if t is not ZERO:
+            seeds[v.id] = {0: t}
+    tan = seeded_forward(order, seeds, inbits)
+    return [(tan.get(o.id) or {}).get(0, ZERO) for o in outputs]
+
+
+def vjp_nodes(outputs, variables, cotangents):
+    """``sum_k cotangents[k] * d outputs[k] / d variables[j]`` for each j: one reverse
+    sweep seeded with the cotangent nodes (no Jacobian is built)."""
+    outputs, variables = list(outputs), list(variables)
+    order = toposort(outputs, opaque=leaf_blocks_without(variables))
+    inbits = depends(order, variables)
+    adj = _reverse(order, outputs, variables, inbits, list(cotangents))
+    return [(adj.get(v.id) or {}).get(0, ZERO) for v in variables]
 
 
 def jacobian_nodes(outputs, variables, mode="auto"):

@@ -69,7 +69,7 @@ class Graph:
     def __init__(self, inputs, outputs, *, treedef="*"):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
-        self.treedef = treedef  # "*" for one output, nested tuples of "*" otherwise
+        self.treedef = treedef  # "*" for one output, else a tree of "*" (`flatten_tree`)
 
     # -- structure -------------------------------------------------------
     def output_nodes(self):
@@ -101,33 +101,62 @@ class Graph:
         return graph_to_sympy(self)
 
 
-def outputs_of(result, whole=False):
-    """(list of node arrays, treedef) for whatever a model returned.
+LIST, DICT = "L", "D"  # treedef tags: "*" a leaf; a tuple of treedefs; (LIST, children); (DICT, keys, children)
 
-    Tuples (nested or not) are several outputs; anything else, lists
-    included, is one array (as ``np.array`` would make it).  With ``whole``,
-    an output that is a tensor stays one (a `Whole`).
-    """
+
+def flatten_tree(tree, is_leaf=None):
+    """(leaves, treedef) of nested tuples, lists and dicts (dicts in their key
+    order); anything else is a leaf (or what ``is_leaf`` says is one)."""
     leaves = []
 
     def flat(r):
+        if is_leaf is not None and is_leaf(r):
+            leaves.append(r)
+            return "*"
         if isinstance(r, tuple):
             return tuple(flat(e) for e in r)
-        leaves.append(Whole(r.tensor) if whole and is_tensor(r) else _nodes(r))
+        if isinstance(r, list):
+            return (LIST, tuple(flat(e) for e in r))
+        if isinstance(r, dict):
+            keys = tuple(r)
+            return (DICT, keys, tuple(flat(r[k]) for k in keys))
+        leaves.append(r)
         return "*"
 
-    treedef = flat(result)
-    return leaves, treedef
+    return leaves, flat(tree)
+
+
+def outputs_of(result, whole=False):
+    """(list of node arrays, treedef) for whatever a model returned.
+
+    Tuples, lists and dicts, nested, are trees of outputs (as in JAX); each
+    leaf is one array.  With ``whole``, an output that is a tensor stays one
+    (a `Whole`).
+    """
+    leaves, treedef = flatten_tree(result)
+    return [Whole(r.tensor) if whole and is_tensor(r) else _nodes(r) for r in leaves], treedef
 
 
 def unflatten(treedef, leaves):
-    """Inverse of `outputs_of`: rebuild the nested tuples around ``leaves``."""
+    """Inverse of `flatten_tree` / `outputs_of`: rebuild the tree around ``leaves``."""
     it = iter(leaves)
 
     def build(d):
-        return next(it) if d == "*" else tuple(build(e) for e in d)
+        if d == "*":
+            return next(it)
+        if d and d[0] == LIST:
+            return [build(e) for e in d[1]]
+        if d and d[0] == DICT:
+            return {k: build(e) for k, e in zip(d[1], d[2])}
+        return tuple(build(e) for e in d)
 
     return build(treedef)
+
+
+def map_tree(fn, tree):
+    """``tree`` with ``fn`` applied to each leaf."""
+    leaves, treedef = flatten_tree(tree)
+    return unflatten(treedef, [fn(x) for x in leaves])
 
 
 def call_graph(graph, args):
