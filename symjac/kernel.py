@@ -255,6 +255,49 @@ def _drop_batch(tree):
     return map_tree(lambda x: x[0] if isinstance(x, np.ndarray) else x, tree)
 
 
+def _static_key(v):
+    """A key for a keyword argument's value: numbers by value (floats by their
+    bits), strings, arrays by dtype, shape and a copy of their bytes, tuples,
+    lists and dicts by their items; any other object by identity (held)."""
+    if isinstance(v, float):
+        return (float, v.hex())
+    if v is None or isinstance(v, (bool, int, complex, str, bytes)):
+        return (type(v), v)
+    if isinstance(v, (np.ndarray, np.generic)):
+        a = np.asarray(v)
+        return ("array", a.dtype.str, a.shape, a.tobytes())
+    if isinstance(v, (tuple, list)):
+        return (type(v),) + tuple(_static_key(e) for e in v)
+    if isinstance(v, dict):
+        return (dict,) + tuple((_static_key(k), _static_key(e)) for k, e in v.items())
+    return ("object", id(v), v)
+
+
+def static_variant(owner, static):
+    """``owner`` (a transform or kernel of ``f``) for ``f`` with the keyword
+    arguments ``static`` bound (static values, as ``jax.jit``'s
+    ``static_argnames``), made once per distinct set of values."""
+    import functools
+
+    if getattr(owner, "_remake", None) is None:
+        raise TypeError(f"{owner.name} takes no keyword arguments (got {', '.join(sorted(static))})")
+    try:
+        key = tuple(sorted((k, _static_key(v)) for k, v in static.items()))
+        hash(key)
+    except TypeError:
+        key = None  # an unhashable object: a variant of its own, not kept
+    cache = owner.__dict__.setdefault("_statics", {})
+    found = cache.get(key) if key is not None else None
+    if found is None:
+        f = owner._remake_f
+        found = owner._remake(functools.wraps(f)(functools.partial(f, **static)))
+        if key is not None:
+            cache[key] = found
+            if len(cache) > 64:
+                cache.pop(next(iter(cache)))
+    return found
+
+
 def _device_argument(a, ax, label):
     """A GPU array argument as a Numba device array (no copy); only the CUDA
     backend takes them (`Kernel.run` checks), with the batch axis first."""
@@ -429,9 +472,7 @@ class Kernel:
 
     def __call__(self, *args, out=None, start=0, stop=None, **static):
         if static:  # keyword arguments: static values, one kernel per distinct set (with_static)
-            from symjac.transforms import _static_variant
-
-            return _static_variant(self, static)(*args, out=out, start=start, stop=stop)
+            return static_variant(self, static)(*args, out=out, start=start, stop=stop)
         if self.one_sample is not None:
             if out is None and start == 0 and stop is None:
                 call = self.one_sample.lookup(args)

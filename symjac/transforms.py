@@ -25,7 +25,8 @@ from symjac.frontend.trace import call_traced, make_inputs, not_own, own_argumen
 from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced, scalar_array
 from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
 from symjac.ops import array as aops
-from symjac.kernel import Kernel, OneSample, batches_nothing, check_arguments, refuse_container, resolve_backend
+from symjac.kernel import (Kernel, OneSample, batches_nothing, check_arguments, refuse_container, resolve_backend,
+                           static_variant as _static_variant)
 from symjac.progress import first_call
 from symjac.sparse import SparseJacobian
 
@@ -331,27 +332,6 @@ def _traced_args(args):
     for i, a in enumerate(args):
         refuse_container(a, f"argument {i}")
     return [a if isinstance(a, TracedArray) else TracedArray(as_nodes(a)) for a in args]
-
-
-def _static_variant(owner, static):
-    """``owner`` (a transform or kernel of ``f``) for ``f`` with the keyword
-    arguments ``static`` bound, made once per distinct set of values."""
-    import functools
-
-    from symjac.dl import _frozen, _value_key
-
-    if owner._remake is None:
-        raise TypeError(f"{owner.name} takes no keyword arguments (unknown: {', '.join(sorted(static))})")
-    key = _value_key(dict(sorted(static.items())), 0, {})
-    cache = owner.__dict__.setdefault("_statics", {})
-    found = cache.get(key)
-    if found is None:
-        f = owner._remake_f
-        found = owner._remake(functools.wraps(f)(functools.partial(f, **static)))
-        cache[_frozen(key)] = found  # arrays copied: a later change in place is a new key
-        if len(cache) > 64:
-            cache.pop(next(iter(cache)))
-    return found
 
 
 def _remakeable(t, f, remake):
