@@ -17,7 +17,7 @@ import numpy as np
 from codegen import compile_program, numba_available
 from codegen.backends import ParallelRunner
 from codegen.cuda import is_device_array
-from symjac.frontend.graph import map_tree, unflatten
+from symjac.frontend.graph import flatten_tree, map_tree, unflatten
 from symjac.frontend.trace import NOTE_PREFIX, trace_shapes
 from symjac.frontend.traced import TracedArray
 from symjac.ir import BUILDING, gc_paused, lookup, toposort, tree_size
@@ -255,6 +255,60 @@ def _drop_batch(tree):
     return map_tree(lambda x: x[0] if isinstance(x, np.ndarray) else x, tree)
 
 
+def _prefix_axes(entry, arg, where):
+    """Per-leaf batch axes of one argument: an int or None for all its leaves, or a
+    tree of them matching the argument's structure (a prefix), as ``jax.vmap``."""
+    if entry is None or (isinstance(entry, (int, np.integer)) and not isinstance(entry, bool)):
+        return [entry] * len(flatten_tree(arg)[0])
+    if isinstance(entry, (tuple, list)) and isinstance(arg, (tuple, list)) and len(entry) == len(arg):
+        return [x for k, (e, a) in enumerate(zip(entry, arg)) for x in _prefix_axes(e, a, f"{where}[{k}]")]
+    if isinstance(entry, dict) and isinstance(arg, dict) and set(entry) == set(arg):
+        return [x for k in arg for x in _prefix_axes(entry[k], arg[k], f"{where}[{k!r}]")]
+    raise ValueError(f"{where} is {entry!r}, which does not match its argument (a {type(arg).__name__}): give an "
+                     "int or None for the whole argument, or a tuple, list or dict of the argument's shape")
+
+
+def tree_call(owner, args, make):
+    """A call of ``owner`` (a transform or kernel) whose arguments include tuples,
+    lists or dicts: their leaves become the arguments of a variant made by
+    ``make(flat_fn, leaf_in_axes)`` (one per argument structure), whose
+    traced function rebuilds the trees.  Returns ``call(out, start, stop)``."""
+    flat, defs = [], []
+    for a in args:
+        leaves, d = flatten_tree(a)
+        flat += leaves
+        defs.append((d, len(leaves)))
+    given = owner._given_axes
+    if batches_nothing(given):
+        axes = None
+    else:
+        entries = given if isinstance(given, (tuple, list)) else (given,) * len(args)
+        if len(entries) != len(args):
+            raise ValueError(f"in_axes has {len(entries)} entries but the function was called with {len(args)} "
+                             "positional arguments; give one entry per argument (None for shared)")
+        axes = tuple(x for i, (e, a) in enumerate(zip(entries, args)) for x in _prefix_axes(e, a, f"in_axes[{i}]"))
+    key = (tuple(defs), axes)
+    variants = owner.__dict__.setdefault("_trees", {})
+    variant = variants.get(key)
+    if variant is None:
+        fn = owner._traced if hasattr(owner, "_traced") else owner.fn
+
+        def flat_fn(*leaves):
+            rebuilt, i = [], 0
+            for d, n in defs:
+                rebuilt.append(unflatten(d, leaves[i: i + n]))
+                i += n
+            return fn(*rebuilt)
+
+        flat_fn.__name__ = flat_fn.__qualname__ = getattr(fn, "__name__", "f")
+        variant = variants[key] = make(flat_fn, axes)
+
+    def call(out=None, start=0, stop=None):
+        return variant(*flat, out=out, start=start, stop=stop)
+
+    return call
+
+
 def _static_key(v):
     """A key for a keyword argument's value: numbers by value (floats by their
     bits), strings, arrays by dtype, shape and a copy of their bytes, tuples,
@@ -340,6 +394,7 @@ class Kernel:
         if not callable(fn):
             raise TypeError(f"expected a callable, got {type(fn).__name__}")
         self.fn = fn
+        self._given_axes = in_axes
         self.one_sample = OneSample(self._batched, self._fast_for) if batches_nothing(in_axes) else None
         self.in_axes = 0 if self.one_sample is not None else in_axes  # one sample: a batch of one
         self.backend = resolve_backend(backend)
@@ -473,6 +528,9 @@ class Kernel:
     def __call__(self, *args, out=None, start=0, stop=None, **static):
         if static:  # keyword arguments: static values, one kernel per distinct set (with_static)
             return static_variant(self, static)(*args, out=out, start=start, stop=stop)
+        if any(isinstance(a, (tuple, list, dict)) for a in args):  # argument trees: a kernel on their leaves
+            return tree_call(self, args, lambda flat_fn, axes: Kernel(flat_fn, in_axes=axes, backend=self.backend,
+                                                                       name=self.name))(out, start, stop)
         if self.one_sample is not None:
             if out is None and start == 0 and stop is None:
                 call = self.one_sample.lookup(args)

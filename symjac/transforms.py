@@ -26,7 +26,7 @@ from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced
 from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
 from symjac.ops import array as aops
 from symjac.kernel import (Kernel, OneSample, batches_nothing, check_arguments, refuse_container, resolve_backend,
-                           static_variant as _static_variant)
+                           static_variant as _static_variant, tree_call)
 from symjac.progress import first_call
 from symjac.sparse import SparseJacobian
 
@@ -67,6 +67,29 @@ class _Variables:
     """
 
     def __init__(self, f, args, nums):
+        if any(isinstance(a, (tuple, list, dict)) for a in args):  # argument trees: one variable per leaf
+            leaves, self.groups = [], []
+            defs = []
+            for k, a in enumerate(args):
+                ls, d = flatten_tree(a)
+                defs.append((d, len(ls)))
+                self.groups.append((d, list(range(len(leaves), len(leaves) + len(ls)))))
+                leaves += ls
+            user_f = f
+
+            def f(*flat):
+                rebuilt, i = [], 0
+                for d, n in defs:
+                    rebuilt.append(unflatten(d, flat[i: i + n]))
+                    i += n
+                return user_f(*rebuilt)
+
+            args = leaves
+            self.leaf_nums = [j for i in nums for j in self.groups[i][1]]
+        else:
+            self.groups = [("*", [i]) for i in range(len(args))]
+            self.leaf_nums = list(nums)
+        nums = self.leaf_nums
         arrays = [as_nodes(a) for a in args]
         own = own_arguments()
         if len(own) == len(args) and all(a is b for a, b in zip(own, args)):
@@ -83,6 +106,16 @@ class _Variables:
                      for l, n in zip(leaf.ravel(), np.broadcast_to(arrays[i], leaf.shape).ravel())}
         self.outs, self.treedef = outputs_of(call_traced(f, self.arrays), whole=True)
         self.flat_in = [n for i in nums for n in self.arrays[i].ravel()]
+
+    def regroup(self, nums, per_leaf):
+        """Blocks per differentiated leaf (in ``leaf_nums`` order) as blocks per
+        argument: a tree argument's blocks rebuilt into its tree."""
+        out, it = [], iter(per_leaf)
+        for i in nums:
+            d, leaves = self.groups[i]
+            blocks = [next(it) for _ in leaves]
+            out.append(blocks[0] if d == "*" else unflatten(d, blocks))
+        return out
 
     def substitute(self, nodes):
         """``nodes`` (an object array) with the stand-in leaves replaced."""
@@ -106,11 +139,12 @@ def traced_jacobian(f, argnums, multi, mode):
         blocks, r = [], 0
         for o in v.outs:
             row, c = [], 0
-            for i in nums:
+            for i in v.leaf_nums:
                 size = v.arrays[i].size
                 block = J[r: r + o.size, c: c + size].reshape(o.shape + v.arrays[i].shape)
                 row.append(TracedArray(block))
                 c += size
+            row = v.regroup(nums, row)
             blocks.append(tuple(row) if multi else row[0])
             r += o.size
         return unflatten(v.treedef, blocks)
@@ -143,7 +177,7 @@ def _array_jacobian(v, nums, multi, walk):
     blocks = []
     for o, jo in zip(v.outs, per_output):
         row, c = [], 0
-        for i in nums:
+        for i in v.leaf_nums:
             in_shape = v.arrays[i].shape
             size = v.arrays[i].size
             sel = np.nonzero((jo.cols >= c) & (jo.cols < c + size))[0]
@@ -156,6 +190,7 @@ def _array_jacobian(v, nums, multi, walk):
             node = substitute([node], v.back, rebuild)[0] if v.back else node
             row.append(from_tensor(node) if shape else TracedArray(scalar_array(node)))
             c += size
+        row = v.regroup(nums, row)
         blocks.append(tuple(row) if multi else row[0])
     return unflatten(v.treedef, blocks)
 
@@ -164,6 +199,7 @@ def traced_divergence(f, argnum, mode):
     """Per-sample divergence: sum_i d f_i / d x_i, only the diagonal built into the kernel."""
 
     def div(*args):
+        _no_trees(args, "divergence")
         (num,) = _check_argnums((argnum,), len(args))
         v = _Variables(f, args, (num,))
         if v.treedef != "*" or v.outs[0].shape != v.arrays[num].shape:
@@ -183,6 +219,7 @@ def traced_laplacian(f, argnum):
     """Per-sample Laplacian of each component of f, by the forward Laplacian."""
 
     def lap(*args):
+        _no_trees(args, "laplacian")
         (num,) = _check_argnums((argnum,), len(args))
         v = _Variables(f, args, (num,))
         blocks = []
@@ -206,6 +243,7 @@ class Transformed:
 
     def __init__(self, traced, *, in_axes, backend, name, doc=None):
         self._traced = traced
+        self._given_axes = in_axes
         self.one_sample = OneSample(self._batched, self._fast_for) if batches_nothing(in_axes) else None
         self.in_axes = 0 if self.one_sample is not None else in_axes  # one sample: a batch of one
         self.backend = resolve_backend(backend)
@@ -255,9 +293,12 @@ class Transformed:
             call = one.lookup(args)  # only plain ndarrays of a signature seen before: never traced values
             if call is not None:
                 return call(args)
-        if any(is_traced(a) for a in args):
+        if _has_traced(args):
             with not_own():  # a model's own call: its arguments may reach f another way too
                 return self._traced(*_traced_args(args))
+        if any(isinstance(a, (tuple, list, dict)) for a in args):
+            return tree_call(self, args, lambda flat_fn, axes: Transformed(
+                flat_fn, in_axes=axes, backend=self.backend, name=self.name))(out=out, start=start, stop=stop)
         if self.one_sample is not None:
             if (start, stop) != (0, None):
                 raise TypeError("start and stop slice a batch; this transform takes one sample (in_axes=None)")
@@ -328,10 +369,20 @@ class Transformed:
 
 
 def _traced_args(args):
-    """Arguments of a transform called inside a trace, as traced arrays."""
+    """Arguments of a transform called inside a trace, as traced arrays (trees kept)."""
+    return [map_tree(lambda x: x if isinstance(x, TracedArray) else TracedArray(as_nodes(x)), a) for a in args]
+
+
+def _has_traced(args):
+    return any(is_traced(x) for a in args for x in (flatten_tree(a)[0] if isinstance(a, (tuple, list, dict))
+                                                    else (a,)))
+
+
+def _no_trees(args, kind):
     for i, a in enumerate(args):
-        refuse_container(a, f"argument {i}")
-    return [a if isinstance(a, TracedArray) else TracedArray(as_nodes(a)) for a in args]
+        if isinstance(a, (tuple, list, dict)):
+            raise TypeError(f"{kind}: argument {i} is a {type(a).__name__}; argument trees work with jacobian, "
+                            "gradient, hessian, value_and_gradient and compile; pass arrays here")
 
 
 def _remakeable(t, f, remake):
@@ -449,8 +500,12 @@ class SparseTransformed(Transformed):
             call = one.lookup(args)
             if call is not None:
                 return call(args)
-        if any(is_traced(a) for a in args):
+        if _has_traced(args):
             raise TypeError("a sparse Jacobian cannot be used inside a traced function; use sparse=False")
+        for i, a in enumerate(args):
+            if isinstance(a, (tuple, list, dict)):
+                raise TypeError(f"argument {i} is a {type(a).__name__}: a sparse Jacobian takes arrays (argument "
+                                "trees work with sparse=False)")
         if self.one_sample is None:
             return self._batched(args, out, start, stop)
         if (start, stop) != (0, None):
@@ -768,6 +823,7 @@ def traced_jvp(f, nargs):
     """(f(*primals), J(primals) @ tangents) as a function of (*primals, *tangents)."""
 
     def g(*args):
+        _no_trees(args, "jvp")
         primals, tangents = args[:nargs], args[nargs:]
         v = _Variables(f, primals, tuple(range(nargs)))
         t = _flat_nodes([_like(v, i, tangents[i], f"tangent {i}") for i in range(nargs)])
@@ -786,6 +842,7 @@ def traced_vjp(f, nargs):
     the cotangent has f's output structure."""
 
     def g(*args):
+        _no_trees(args[:nargs], "vjp")
         primals, ct = args[:nargs], args[nargs:]
         v = _Variables(f, primals, tuple(range(nargs)))
         leaves, _ = flatten_tree(ct[0], is_leaf=is_traced)
@@ -892,6 +949,7 @@ def hvp(f, argnums=0, *, in_axes=0, backend="auto"):
     (num,) = _normalize_argnums(argnums)[0]
 
     def g(*args):
+        _no_trees(args, "hvp")
         primals, vec = args[:-1], args[-1]
         (i,) = _check_argnums((num,), len(primals))
         v = _Variables(f, primals, (i,))

@@ -323,18 +323,26 @@ def test_dlfeval_namedtuple_outputs():
 
 # -- containers as arguments ------------------------------------------------------------
 
-@pytest.mark.parametrize("arg", [lambda x: (x, x), lambda x: [x, x], lambda x: {"a": x}],
-                         ids=["tuple", "list", "dict"])
-def test_containers_are_refused_as_arguments(arg):
-    x = np.ones((2, 3))
-    with pytest.raises(TypeError, match=r"argument 0 \('t'\) is a (tuple|list|dict)"):
-        symjac.jacobian(lambda t: t[0] * t[1], backend="numpy")(arg(x))
-    with pytest.raises(TypeError, match=r"argument 0 \('t'\) is a"):
-        symjac.compile(lambda t: t[0] * t[1], backend="numpy")(arg(x))
+@pytest.mark.parametrize("kind", [tuple, list])
+def test_containers_are_trees_never_stacked_into_one_array(kind):
+    """A tuple or list argument is a tree of arguments (as in JAX), never np.stack'ed
+    into one array whose first axis would pass for the batch."""
+    x, y = np.ones((2, 3)), np.arange(6.0).reshape(2, 3)
+    J = symjac.jacobian(lambda t: t[0] * t[1], backend="numpy")(kind([x, y]))
+    assert isinstance(J, kind) and len(J) == 2 and J[0].shape == (2, 3, 3)
+    np.testing.assert_allclose(J[0], np.einsum("bi,ij->bij", y, np.eye(3)))
+    np.testing.assert_allclose(symjac.compile(lambda t: t[0] * t[1], backend="numpy")(kind([x, y])), x * y)
     with pytest.raises(TypeError, match=r"argument 0 is a"):
-        symjac.dlfeval(lambda t: t, arg(x), backend="numpy")
-    with pytest.raises(TypeError, match=r"argument 0( \('t'\))? is a"):  # an inner transform inside a trace
-        symjac.compile(lambda y: symjac.jacobian(lambda t: t[0] * t[1])(arg(y)), backend="numpy")(x)
+        symjac.dlfeval(lambda t: t, kind([x, y]), backend="numpy")
+    inner = symjac.compile(lambda z: symjac.jacobian(lambda t: t[0] * t[1])(kind([z, 2 * z])), backend="numpy")(x)
+    np.testing.assert_allclose(inner[1], np.einsum("bi,ij->bij", x, np.eye(3)))
+
+
+def test_dict_arguments_are_trees():
+    x = np.ones((2, 3))
+    g = symjac.gradient(lambda t: np.sum(t["a"] * t["b"]), backend="numpy")({"a": x, "b": 3 * x})
+    assert set(g) == {"a", "b"}
+    np.testing.assert_allclose(g["a"], 3 * x)
 
 
 # -- writes through views of a tensor ----------------------------------------------------
