@@ -25,7 +25,7 @@ from symjac.frontend.trace import call_traced, make_inputs, not_own, own_argumen
 from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced, scalar_array
 from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
 from symjac.ops import array as aops
-from symjac.kernel import (Kernel, OneSample, batches_nothing, check_arguments, refuse_container, resolve_backend,
+from symjac.kernel import (Kernel, OneSample, batches_nothing, check_arguments, resolve_backend,
                            static_variant as _static_variant, tree_call)
 from symjac.progress import first_call
 from symjac.sparse import SparseJacobian
