@@ -309,13 +309,18 @@ class CudaTiledPrinter(_CudaMixin, TiledNumbaPrinter):
     def zeros(self, name, size, dt):
         return [f"{name} = cuda.local.array({max(1, size)}, {dt})", f"{name}[:] = 0"]
 
+    def tile_buffer(self, name, ws, offset, size, shape, dt):
+        # a local array of its own, in its shape: a reshape of a local slice would call
+        # numba_attempt_nocopy_reshape, an extern that only the numba-cuda package links
+        return f"{name} = cuda.local.array({shape if shape else max(1, size)}, {dt})"
+
     def _split_shared(self, parts, later, available):
         # shared values stay in the body: a device function cannot return its local arrays
         return [], [ln for p in parts for ln in p]
 
     def workspace_lines(self):
-        nf, nb = self.workspace_sizes
-        return [f"    wsf = cuda.local.array({max(1, nf)}, _F)", f"    wsb = cuda.local.array({max(1, nb)}, np.bool_)"]
+        return ["    wsf = cuda.local.array(1, _F)  # unused: each tile buffer is a local array of its own",
+                "    wsb = cuda.local.array(1, np.bool_)"]
 
 
 
@@ -327,6 +332,8 @@ class Launcher:
     Arrays may be host (NumPy) or device arrays: host inputs are copied to
     the device, host outputs are filled from device buffers after the run
     (copies included in the call's time); device arrays are used in place.
+    When every array is on the host, only the rows of the slice
+    ``[start, stop)`` travel, so a long batch can run in chunks that fit.
     Outputs in ``module.REDUCE`` are batch sums, added into their buffer as
     the CPU kernels do.  Threads per block: a power of two chosen from the
     kernel's registers per thread on a GPU (`launchable`); blocks:
@@ -370,11 +377,16 @@ class Launcher:
             return None
         dev = []
         back = []  # (host array, device array): outputs copied back after the run
+        host = all(isinstance(a, np.ndarray) for a in arrays)
+        if host:  # only the slice's rows travel: the kernel runs on rows [0, n) of the copies
+            arrays = [a[start:stop] if a.ndim == 2 and i - self.n_inputs not in self.reduce else a
+                      for i, a in enumerate(arrays)]
+            start, stop = 0, n
         for i, a in enumerate(arrays):
             if isinstance(a, np.ndarray):
                 # an output written whole is not read: not copied there (other rows keep their values)
                 written = i >= self.n_inputs and i - self.n_inputs not in self.reduce and n == a.shape[0]
-                d = cuda.device_array(a.shape, a.dtype) if written else cuda.to_device(a)
+                d = cuda.device_array(a.shape, a.dtype) if written else cuda.to_device(np.ascontiguousarray(a))
                 if i >= self.n_inputs:
                     back.append((a, d))
                 dev.append(d)
@@ -395,8 +407,11 @@ class Launcher:
             out = dev[self.n_inputs + k]
             t = 128
             self.sum_parts[max(1, -(-out.shape[0] // t)), t](p, out)
-        for host, d in back:
-            d.copy_to_host(host)
+        for h, d in back:
+            if h.flags.c_contiguous:
+                d.copy_to_host(h)
+            else:
+                h[...] = d.copy_to_host()
         return None
 
 

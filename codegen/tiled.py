@@ -208,7 +208,7 @@ class TiledNumbaPrinter(NumbaPrinter):
             ws = "wsb" if st.dtype == "bool" else "wsf"
             size, o = _size(st.shape) if st.shape else 1, used[ws]
             used[ws] = o + -(-size // 8) * 8  # 64-byte aligned starts
-            body.append(f"    {self._buf(n)} = {ws}[{o}:{o + size}]" + (f".reshape({shape})" if st.shape else ""))
+            body.append("    " + self.tile_buffer(self._buf(n), ws, o, size, shape if st.shape else None, dt))
             if st.op == "pack":
                 body.append(f"    {self._buf(n)}[...] = 0")
         for s in batched:  # a reshape or a contiguous view is (part of) its source's buffer under another name
@@ -237,6 +237,11 @@ class TiledNumbaPrinter(NumbaPrinter):
                     f"WORKSPACE = ({used['wsf']}, {used['wsb']})  # entries of the float and boolean workspaces",
                     "", *helpers]
         return self.module(program, body, preamble, extra=("wsf", "wsb"))
+
+    def tile_buffer(self, name, ws, offset, size, shape, dt):
+        """The line making tile buffer ``name`` (one sample per tile): ``size``
+        entries of workspace ``ws`` from ``offset``, seen as ``shape`` (None: 1-D)."""
+        return f"{name} = {ws}[{offset}:{offset + size}]" + (f".reshape({shape})" if shape else "")
 
     def _last_row(self):
         """The row of tile slot ``s``: slots past a partial tile's end repeat its last sample."""

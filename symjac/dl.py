@@ -20,6 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from codegen.cuda import is_device_array
 from symjac.ad import jacobian_nodes, laplacian_nodes
 from symjac.frontend.batched import BatchedArray, BatchMixingError, Reduced, inverse_batch, node_array
 from symjac.frontend.graph import Graph, Whole
@@ -326,6 +327,11 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
 
 def _dlfeval_key(fn, args, batch_axis, backend):
     """(cache key, arrays, batch axes, per-sample shapes, batch size) of a dlfeval call."""
+    for k, a in enumerate(args):
+        if is_device_array(a):
+            raise TypeError(f"dlfeval: argument {k} is a GPU array; dlfeval takes NumPy arrays (with "
+                            "backend='cuda' it computes on the GPU and returns NumPy arrays). For GPU arrays in "
+                            "and out, use symjac.compile or the transforms with backend='cuda'")
     axes = _normalize_batch_axes(batch_axis, args)
     arrays = [np.asarray(a) for a in args]
     batch = {arrays[k].shape[ax] for k, ax in enumerate(axes) if ax is not None}

@@ -5,8 +5,10 @@ its kernels to PTX for sm_90 by NVVM where the CUDA toolkit is installed
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numba
 import numpy as np
@@ -117,7 +119,24 @@ def ptx(program, dtype, cc=(9, 0)):
     sig = tuple(numba.typeof(a) for a in [0, 0, *ins, *outs])
     with _device(cc):
         code, _ = cuda.compile_ptx(module.kernel.py_func, sig, cc=cc)
+    _assemble(code, cc)
     return code
+
+
+def _assemble(code, cc):
+    """ptxas on the PTX, where it is installed: an extern that only another
+    package links (numba-cuda's numba_attempt_nocopy_reshape) fails here, as it
+    would when the kernel is loaded on a GPU."""
+    ptxas = shutil.which("ptxas")
+    if ptxas is None:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "kernel.ptx")
+        with open(path, "w") as fh:
+            fh.write(code)
+        proc = subprocess.run([ptxas, f"-arch=sm_{cc[0]}{cc[1]}", path, "-o", os.devnull], capture_output=True,
+                              text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def assert_single(code):
@@ -125,7 +144,7 @@ def assert_single(code):
     (libdevice's sinf reduces huge arguments with an int-to-double product of
     its own: that double never meets a float32 value)."""
     widened = [ln for ln in code.splitlines() if "cvt.f64.f32" in ln or ".global.f64" in ln
-               or ".local.f64" in ln]
+               or ".local.f64" in ln or ".shared.f64" in ln or ".param.f64" in ln]
     assert not widened, widened[:5]
 
 
@@ -148,6 +167,17 @@ def test_cuda_helpers_compile_for_a_gpu_and_float32_stays_single():
         J = symjac.jacobian(every_cuda_helper, mode="rev", backend="numpy")
         J(X)
     program = J.kernel_for(X).program
+    assert ".global.f64" in ptx(program, "float64")
+    assert_single(ptx(program, "float32"))
+
+
+@pytest.mark.skipif(not _nvvm(), reason="no CUDA toolkit (NVVM) on this machine")
+def test_a_tensor_program_compiles_and_assembles_for_a_gpu():
+    W = rng.standard_normal((8, 8))
+    J = symjac.jacobian(lambda x, W: np.tanh(W @ x), in_axes=(0, None), backend="numpy")
+    J(np.ones((2, 8)), W)
+    program = J.kernel_for(np.ones((2, 8)), W).program
+    assert program.has_tensors()
     assert ".global.f64" in ptx(program, "float64")
     assert_single(ptx(program, "float32"))
 
