@@ -405,6 +405,7 @@ class Kernel:
         self._compiled = {}
         self._program = None
         self._hidden_cache = {}
+        self._fast = {}  # signature -> fast batched call (`fast_batched`)
         self.reduced = frozenset()
         self._lock = threading.RLock()  # first compiles from several threads: one compiles, the others wait
 
@@ -539,6 +540,18 @@ class Kernel:
             if (start, stop) != (0, None):
                 raise TypeError("start and stop slice a batch; this kernel takes one sample (in_axes=None)")
             return self.one_sample(args, out)
+        if out is None and start == 0 and stop is None:
+            sig = _signature(args)
+            call = self._fast.get(sig) if sig is not None else None
+            if call is not None:
+                return call(args)
+            checked = check_arguments(self.fn, args, self.in_axes)
+            result = self.run(checked)
+            if sig is not None and len(self._fast) < 64:
+                call = self.fast_batched(checked)
+                if call is not None:
+                    self._fast[sig] = call
+            return result
         return self.run(check_arguments(self.fn, args, self.in_axes), out=out, start=start, stop=stop)
 
     def _batched(self, arrays, out):
@@ -546,6 +559,34 @@ class Kernel:
 
     def _fast_for(self, arrays):
         return self.fast_one_sample(check_arguments(self.fn, arrays, 0))
+
+    def fast_batched(self, checked):
+        """A callable ``(args) -> results`` for batched calls with the signature of
+        ``checked`` (whole batch, no ``out=``) that skips the checks, or None
+        (batch axes other than 0, batch sums, or the kernel has not run yet)."""
+        arrays, axes, batch, dtype, labels = checked
+        if self.reduced or self.graph is None or any(ax not in (0, None) for ax in axes):
+            return None
+        compiled = self._compile(dtype, batch)
+        if not compiled.ran:
+            return None
+        func, hidden, dt, B = compiled.func, self._hidden(dtype), dtype, batch
+        sizes = [(math.prod(a.shape[1:]) if ax is not None else a.size, ax) for a, ax in zip(arrays, axes)]
+        outs = [(math.prod(o.shape), (batch,) + tuple(o.shape)) for o in self.graph.outputs]
+        treedef = self.graph.treedef
+
+        def call(args):
+            ins = []
+            for a, (n, ax) in zip(args, sizes):
+                c = a if a.dtype == dt and a.flags.c_contiguous else np.ascontiguousarray(a, dt)
+                ins.append(c.reshape(B, n) if ax is not None else c.reshape(-1))
+            bufs = [np.empty((B, m), dt) for m, _ in outs]
+            func(0, B, *ins, *hidden, *bufs)
+            if treedef == "*":
+                return bufs[0].reshape(outs[0][1])
+            return unflatten(treedef, [b.reshape(shape) for b, (_, shape) in zip(bufs, outs)])
+
+        return call
 
     def fast_one_sample(self, checked):
         """A callable ``(args) -> results`` for one sample of the signature of

@@ -25,7 +25,7 @@ from symjac.frontend.trace import call_traced, make_inputs, not_own, own_argumen
 from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced, scalar_array
 from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
 from symjac.ops import array as aops
-from symjac.kernel import (Kernel, OneSample, batches_nothing, check_arguments, resolve_backend,
+from symjac.kernel import (Kernel, OneSample, _signature, batches_nothing, check_arguments, resolve_backend,
                            static_variant as _static_variant, tree_call)
 from symjac.progress import first_call
 from symjac.sparse import SparseJacobian
@@ -249,6 +249,7 @@ class Transformed:
         self.backend = resolve_backend(backend)
         self.name = name
         self._kernels = {}
+        self._whole = {}  # argument signature -> batched call without the checks (`Kernel.fast_batched`)
         if doc:
             self.__doc__ = doc
 
@@ -322,12 +323,27 @@ class Transformed:
         return k.fast_one_sample(checked)
 
     def _batched(self, args, out, start=0, stop=None):
+        whole = out is None and start == 0 and stop is None and self.one_sample is None
+        sig = _signature(args) if whole else None
+        if sig is not None:
+            call = self._whole.get(sig)
+            if call is not None:
+                return call(args)
         checked = check_arguments(self._traced, args, self.in_axes)
         k = self._ready(checked)
         if k is not None:
-            return k.run(checked, out=out, start=start, stop=stop)
-        with first_call(self.name):  # a long first call reports its stages
-            return self._kernel_for(checked).run(checked, out=out, start=start, stop=stop)
+            result = k.run(checked, out=out, start=start, stop=stop)
+        else:
+            with first_call(self.name):  # a long first call reports its stages
+                result = self._kernel_for(checked).run(checked, out=out, start=start, stop=stop)
+        if sig is not None and len(self._whole) < 64:
+            call = self._fast_whole(self._ready(checked), checked)
+            if call is not None:
+                self._whole[sig] = call  # the next call of this signature skips the checks
+        return result
+
+    def _fast_whole(self, k, checked):
+        return None if k is None else k.fast_batched(checked)
 
     def export(self, path, *args, backend=None, dtype=None):
         """Write the kernel for ``args`` (example arguments; none if this transform
