@@ -398,7 +398,7 @@ def _no_trees(args, kind):
     for i, a in enumerate(args):
         if isinstance(a, (tuple, list, dict)):
             raise TypeError(f"{kind}: argument {i} is a {type(a).__name__}; argument trees work with jacobian, "
-                            "gradient, hessian, value_and_gradient and compile; pass arrays here")
+                            "gradient, hessian, value_and_gradient, jvp, vjp, hvp and compile; pass arrays here")
 
 
 def _remakeable(t, f, remake):
@@ -835,14 +835,28 @@ def _values(v):
     return [TracedArray(v.substitute(np.array(list(o.ravel()), dtype=object).reshape(o.shape))) for o in v.outs]
 
 
+def _leaf_tangents(v, nums, tangents, what):
+    """Tangent (or ``v``) nodes for the differentiated leaves of ``v``, from trees
+    shaped like the arguments at ``nums``."""
+    nodes = []
+    for i, t in zip(nums, tangents):
+        d, leaves = v.groups[i]
+        parts, tdef = flatten_tree(t) if d != "*" else ([t], "*")
+        if tdef != d:
+            raise ValueError(f"{what} {i} does not have the structure of its argument")
+        for j, part in zip(leaves, parts):
+            nodes.append(_like(v, j, part, f"{what} {i}"))
+    return _flat_nodes(nodes)
+
+
 def traced_jvp(f, nargs):
-    """(f(*primals), J(primals) @ tangents) as a function of (*primals, *tangents)."""
+    """(f(*primals), J(primals) @ tangents) as a function of (*primals, *tangents);
+    primals may be trees, each tangent shaped like its primal."""
 
     def g(*args):
-        _no_trees(args, "jvp")
         primals, tangents = args[:nargs], args[nargs:]
         v = _Variables(f, primals, tuple(range(nargs)))
-        t = _flat_nodes([_like(v, i, tangents[i], f"tangent {i}") for i in range(nargs)])
+        t = _leaf_tangents(v, range(nargs), tangents, "tangent")
         flat = jvp_nodes(_flat_nodes(v.outs), v.flat_in, t)
         tan, r = [], 0
         for o in v.outs:
@@ -855,10 +869,9 @@ def traced_jvp(f, nargs):
 
 def traced_vjp(f, nargs):
     """(f(*primals), cotangents of the primals) as a function of (*primals, cotangent):
-    the cotangent has f's output structure."""
+    the cotangent has f's output structure; a tree primal gets a tree cotangent."""
 
     def g(*args):
-        _no_trees(args[:nargs], "vjp")
         primals, ct = args[:nargs], args[nargs:]
         v = _Variables(f, primals, tuple(range(nargs)))
         leaves, _ = flatten_tree(ct[0], is_leaf=is_traced)
@@ -867,12 +880,12 @@ def traced_vjp(f, nargs):
         seeds = _flat_nodes([_like(v, o.shape, c, f"cotangent {k}") for k, (o, c) in enumerate(zip(v.outs, leaves))])
         flat = vjp_nodes(_flat_nodes(v.outs), v.flat_in, seeds)
         grads, c = [], 0
-        for i in range(nargs):
-            size = v.arrays[i].size
+        for j in v.leaf_nums:
+            size = v.arrays[j].size
             grads.append(TracedArray(v.substitute(np.array(flat[c: c + size], dtype=object)
-                                                  .reshape(v.arrays[i].shape))))
+                                                  .reshape(v.arrays[j].shape))))
             c += size
-        return unflatten(v.treedef, _values(v)), tuple(grads)
+        return unflatten(v.treedef, _values(v)), tuple(v.regroup(range(nargs), grads))
 
     return g
 
@@ -965,15 +978,19 @@ def hvp(f, argnums=0, *, in_axes=0, backend="auto"):
     (num,) = _normalize_argnums(argnums)[0]
 
     def g(*args):
-        _no_trees(args, "hvp")
         primals, vec = args[:-1], args[-1]
         (i,) = _check_argnums((num,), len(primals))
         v = _Variables(f, primals, (i,))
         if len(v.outs) != 1 or v.outs[0].size != 1:
             raise ValueError("hvp needs f to return one scalar")
         (grad,) = jacobian_nodes(_flat_nodes(v.outs), v.flat_in, "rev")
-        hv = jvp_nodes(list(grad), v.flat_in, list(_like(v, i, vec, "v").ravel()))
-        return TracedArray(v.substitute(np.array(hv, dtype=object).reshape(v.arrays[i].shape)))
+        hv = jvp_nodes(list(grad), v.flat_in, _leaf_tangents(v, (i,), (vec,), "v"))
+        blocks, c = [], 0
+        for j in v.leaf_nums:
+            size = v.arrays[j].size
+            blocks.append(TracedArray(v.substitute(np.array(hv[c: c + size], dtype=object).reshape(v.arrays[j].shape))))
+            c += size
+        return v.regroup((i,), blocks)[0]
 
     if batches_nothing(in_axes):
         axes = None

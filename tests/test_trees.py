@@ -55,7 +55,7 @@ def test_list_arguments_and_one_sample():
 
 
 def test_transforms_without_tree_support_say_so():
-    with pytest.raises(TypeError, match="laplacian: argument 1 is a dict"):
+    with pytest.raises(TypeError, match="laplacian: argument 1 is a dict"):  # (no tree Laplacian)
         symjac.laplacian(loss, in_axes=(0, None), backend="numpy")(X, P)
     with pytest.raises(TypeError, match="sparse Jacobian takes arrays"):
         symjac.jacobian(loss, argnums=1, sparse=True, in_axes=(0, None))(X, P)
@@ -80,3 +80,21 @@ def test_shapes_match_jax():
     for a, b in zip(ours_leaves, theirs_leaves):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-12, atol=1e-14)
+
+
+def test_jvp_vjp_hvp_with_dict_arguments():
+    dP = {"W": rng.standard_normal((3, 2)), "b": rng.standard_normal(3)}
+    y, t = symjac.jvp(model, (X, P), (np.zeros_like(X), dP), in_axes=(0, None), backend="numpy")
+    JW, Jb = symjac.jacobian(lambda x, W, b: model(x, {"W": W, "b": b}), argnums=(1, 2), in_axes=(0, None, None),
+                             backend="numpy")(X, P["W"], P["b"])
+    np.testing.assert_allclose(t, np.einsum("bijk,jk->bi", JW, dP["W"]) + np.einsum("bij,j->bi", Jb, dP["b"]),
+                               rtol=1e-13, atol=1e-14)
+    y, pullback = symjac.vjp(model, X, P, in_axes=(0, None), backend="numpy")
+    ct = rng.standard_normal(y.shape)
+    dx, dp = pullback(ct)
+    assert set(dp) == {"W", "b"}
+    np.testing.assert_allclose(dp["W"], np.einsum("bi,bijk->bjk", ct, JW), rtol=1e-13, atol=1e-14)
+    hv = symjac.hvp(loss, argnums=1, in_axes=(0, None), backend="numpy")(X, P, dP)
+    H = symjac.hessian(flat_loss, argnums=(1, 2), in_axes=(0, None, None), backend="numpy")(X, P["W"], P["b"])
+    want_b = np.einsum("bijk,jk->bi", H[1][0], dP["W"]) + np.einsum("bij,j->bi", H[1][1], dP["b"])
+    np.testing.assert_allclose(hv["b"], want_b, rtol=1e-12, atol=1e-13)
