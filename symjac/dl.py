@@ -23,7 +23,7 @@ import numpy as np
 from codegen.cuda import is_device_array
 from symjac.ad import jacobian_nodes, laplacian_nodes
 from symjac.frontend.batched import BatchedArray, BatchMixingError, Reduced, inverse_batch, node_array
-from symjac.frontend.graph import Graph, Whole
+from symjac.frontend.graph import Graph, Whole, flatten_tree, unflatten
 from symjac.frontend.trace import call_traced, make_inputs
 from symjac.frontend.traced import _nodes
 from symjac.ir import BUILDING, ZERO, Node, evaluate_nodes, make, toposort
@@ -53,6 +53,19 @@ def dlgradient(y, *xs, enable_higher_derivatives=False):
     """
     if not xs:
         raise TypeError("dlgradient needs at least one x")
+    if any(isinstance(x, (tuple, list, dict)) for x in xs):  # trees of weights: gradients in the same trees
+        flat, defs = [], []
+        for x in xs:
+            leaves, d = flatten_tree(x)
+            flat += leaves
+            defs.append((d, len(leaves)))
+        res = dlgradient(y, *flat, enable_higher_derivatives=enable_higher_derivatives)
+        res = res if len(flat) > 1 else (res,)
+        out, i = [], 0
+        for d, n in defs:
+            out.append(unflatten(d, list(res[i: i + n])))
+            i += n
+        return tuple(out) if len(out) > 1 else out[0]
     if isinstance(y, BatchedArray):
         if y.bpos is not None:
             raise ValueError(f"dlgradient: y must be a scalar, got per-sample values of shape {y.shape}; "
@@ -317,12 +330,41 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
     """
     if not callable(fn):
         raise TypeError(f"dlfeval: fn must be callable, got {type(fn).__name__}")
+    if any(isinstance(a, (tuple, list, dict)) for a in args):  # argument trees: dlfeval of their leaves
+        leaves, flat_fn, leaf_axes = _flat_call(fn, args, batch_axis)
+        return dlfeval(flat_fn, *leaves, batch_axis=leaf_axes, backend=backend)
     key, arrays, axes, per_shapes, B = _dlfeval_key(fn, args, batch_axis, backend)
     entry = _cached(key)
     if entry is None:
         with first_call(getattr(fn, "__name__", "fn")):  # stages reported when it takes long
             return _dlfeval_run(_dlfeval_cold(fn, key, per_shapes, axes, B, backend), arrays, axes, B)
     return _dlfeval_run(entry, arrays, axes, B)
+
+
+def _flat_call(fn, args, batch_axis):
+    """(leaves, fn of the leaves, batch axis per leaf) for arguments that are trees:
+    a ``batch_axis`` entry covers its whole argument, or is a tree of its shape."""
+    from symjac.kernel import _prefix_axes
+
+    leaves, defs = [], []
+    for a in args:
+        ls, d = flatten_tree(a)
+        leaves += ls
+        defs.append((d, len(ls)))
+    entries = batch_axis if isinstance(batch_axis, (tuple, list)) else (batch_axis,) * len(args)
+    if len(entries) != len(args):
+        raise ValueError(f"batch_axis has {len(entries)} entries for {len(args)} arguments")
+    axes = tuple(x for i, (e, a) in enumerate(zip(entries, args)) for x in _prefix_axes(e, a, f"batch_axis[{i}]"))
+
+    def flat_fn(*ls):
+        rebuilt, i = [], 0
+        for d, n in defs:
+            rebuilt.append(unflatten(d, ls[i: i + n]))
+            i += n
+        return fn(*rebuilt)
+
+    flat_fn.__name__ = getattr(fn, "__name__", "fn")
+    return leaves, flat_fn, axes
 
 
 def _dlfeval_key(fn, args, batch_axis, backend):

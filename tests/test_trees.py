@@ -98,3 +98,22 @@ def test_jvp_vjp_hvp_with_dict_arguments():
     H = symjac.hessian(flat_loss, argnums=(1, 2), in_axes=(0, None, None), backend="numpy")(X, P["W"], P["b"])
     want_b = np.einsum("bijk,jk->bi", H[1][0], dP["W"]) + np.einsum("bij,j->bi", H[1][1], dP["b"])
     np.testing.assert_allclose(hv["b"], want_b, rtol=1e-12, atol=1e-13)
+
+
+def test_dlfeval_with_a_dict_of_weights():
+    Xc = rng.standard_normal((2, 7))  # "CB": channels by batch
+
+    def tree_loss(X, p):
+        L = np.mean(np.tanh(p["W"] @ X + p["b"][:, None]) ** 2)
+        return L, symjac.dlgradient(L, p)
+
+    def flat(X, W, b):
+        L = np.mean(np.tanh(W @ X + b[:, None]) ** 2)
+        return L, symjac.dlgradient(L, W, b)
+
+    L, g = symjac.dlfeval(tree_loss, Xc, P, batch_axis=(-1, None), backend="numpy")
+    L2, (gW, gb) = symjac.dlfeval(flat, Xc, P["W"], P["b"], batch_axis=(-1, None, None), backend="numpy")
+    assert set(g) == {"W", "b"}
+    np.testing.assert_allclose(L, L2, rtol=1e-15)
+    np.testing.assert_allclose(g["W"], gW, rtol=1e-15)
+    np.testing.assert_allclose(g["b"], gb, rtol=1e-15)
