@@ -199,14 +199,15 @@ def traced_divergence(f, argnum, mode):
     """Per-sample divergence: sum_i d f_i / d x_i, only the diagonal built into the kernel."""
 
     def div(*args):
-        _no_trees(args, "divergence")
         (num,) = _check_argnums((argnum,), len(args))
         v = _Variables(f, args, (num,))
-        if v.treedef != "*" or v.outs[0].shape != v.arrays[num].shape:
-            got = "a tuple" if v.treedef != "*" else f"shape {v.outs[0].shape}"
-            raise ValueError(f"divergence needs f to return one array shaped like argument {num} "
-                             f"{v.arrays[num].shape}, got {got}")
-        J = jacobian_nodes(list(v.outs[0].ravel()), v.flat_in, mode)
+        d, leaves = v.groups[num]  # a tree argument: f returns the same tree (a vector field on it)
+        want = [v.arrays[j].shape for j in leaves]
+        if v.treedef != d or [o.shape for o in v.outs] != want:
+            got = f"shapes {[o.shape for o in v.outs]}" if v.treedef == d else "another structure"
+            raise ValueError(f"divergence needs f to return an array (or tree) shaped like argument {num} "
+                             f"{want if d != '*' else want[0]}, got {got}")
+        J = jacobian_nodes(_flat_nodes(v.outs), v.flat_in, mode)
         total = ZERO
         for i in range(J.shape[0]):
             total = make("add", total, J[i, i])
@@ -219,8 +220,7 @@ def traced_laplacian(f, argnum):
     """Per-sample Laplacian of each component of f, by the forward Laplacian."""
 
     def lap(*args):
-        _no_trees(args, "laplacian")
-        (num,) = _check_argnums((argnum,), len(args))
+        (num,) = _check_argnums((argnum,), len(args))  # a tree argument: the sum over all its leaves
         v = _Variables(f, args, (num,))
         blocks = []
         for o in v.outs:
@@ -392,13 +392,6 @@ def _traced_args(args):
 def _has_traced(args):
     return any(is_traced(x) for a in args for x in (flatten_tree(a)[0] if isinstance(a, (tuple, list, dict))
                                                     else (a,)))
-
-
-def _no_trees(args, kind):
-    for i, a in enumerate(args):
-        if isinstance(a, (tuple, list, dict)):
-            raise TypeError(f"{kind}: argument {i} is a {type(a).__name__}; argument trees work with jacobian, "
-                            "gradient, hessian, value_and_gradient, jvp, vjp, hvp and compile; pass arrays here")
 
 
 def _remakeable(t, f, remake):

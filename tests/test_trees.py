@@ -54,9 +54,14 @@ def test_list_arguments_and_one_sample():
     np.testing.assert_allclose(g1["W"], symjac.gradient(loss, argnums=1, in_axes=(0, None), backend="numpy")(X, P)["W"][1])
 
 
-def test_transforms_without_tree_support_say_so():
-    with pytest.raises(TypeError, match="laplacian: argument 1 is a dict"):  # (no tree Laplacian)
-        symjac.laplacian(loss, in_axes=(0, None), backend="numpy")(X, P)
+def test_divergence_and_laplacian_over_a_tree_and_sparse_refuses_trees():
+    T = {"a": rng.standard_normal((3, 2)), "b": rng.standard_normal((3, 3))}
+    d = symjac.divergence(lambda t: {"a": t["a"] ** 2 * t["b"][0], "b": np.sin(t["b"])}, backend="numpy")(T)
+    np.testing.assert_allclose(d, 2 * T["a"].sum(1) * T["b"][:, 0] + np.cos(T["b"]).sum(1), rtol=1e-14)
+    L = symjac.laplacian(lambda t: np.sum(t["a"] ** 3) + np.sum(np.sin(t["b"])), backend="numpy")(T)
+    np.testing.assert_allclose(L, 6 * T["a"].sum(1) - np.sin(T["b"]).sum(1), rtol=1e-13)
+    with pytest.raises(ValueError, match="divergence needs f to return an array \\(or tree\\) shaped like"):
+        symjac.divergence(lambda t: t["a"], backend="numpy")(T)
     with pytest.raises(TypeError, match="sparse Jacobian takes arrays"):
         symjac.jacobian(loss, argnums=1, sparse=True, in_axes=(0, None))(X, P)
 
