@@ -78,6 +78,24 @@ def output_buffers(spec, out, batch):
     return bufs
 
 
+def flatten(tree):
+    """(leaves, treedef) of nested tuples, lists and dicts, as symjac encodes them."""
+    leaves = []
+
+    def flat(r):
+        if isinstance(r, tuple):
+            return tuple(flat(e) for e in r)
+        if isinstance(r, list):
+            return ("L", tuple(flat(e) for e in r))
+        if isinstance(r, dict):
+            keys = tuple(r)
+            return ("D", keys, tuple(flat(r[k]) for k in keys))
+        leaves.append(r)
+        return "*"
+
+    return leaves, flat(tree)
+
+
 def unflatten(treedef, leaves):
     it = iter(leaves)
 

@@ -407,6 +407,10 @@ def export_dlfeval(path, fn, *args, batch_axis=-1, backend="numba", dtype=None):
     """
     from symjac.export import export_kernel, plain_tree
 
+    arg_trees = None
+    if any(isinstance(a, (tuple, list, dict)) for a in args):  # argument trees: the module takes them too
+        arg_trees = [(flatten_tree(a)[1], len(flatten_tree(a)[0])) for a in args]
+        args, fn, batch_axis = _flat_call(fn, args, batch_axis)
     key, arrays, axes, per_shapes, B = _dlfeval_key(fn, args, batch_axis, backend)
     entry = _cached(key)
     if entry is None:
@@ -417,7 +421,7 @@ def export_dlfeval(path, fn, *args, batch_axis=-1, backend="numba", dtype=None):
         dtype = "float32" if all(a.dtype == np.float32 for a in arrays) else "float64"
     return export_kernel(kernel, path, backend=backend if backend != "auto" else kernel.backend, dtype=dtype,
                          title=f"dlfeval of {getattr(fn, '__qualname__', 'fn')}", in_axes=axes,
-                         dlfeval=(plan, plain_tree(treedef), axes, B))
+                         dlfeval=(plan, plain_tree(treedef), axes, B), arg_trees=arg_trees)
 
 
 def _dlfeval_cold(fn, key, per_shapes, axes, B, backend):

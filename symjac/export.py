@@ -102,7 +102,7 @@ def _check_target(path, backend, dtype, kernel_backend):
 
 
 def export_kernel(kernel, path, *, backend=None, dtype="float64", title, in_axes=None, sparsity=None,
-                  dlfeval=None, one_sample=False, options=""):
+                  dlfeval=None, one_sample=False, options="", arg_trees=None):
     """Write ``kernel`` (a traced `symjac.Kernel`) as a standalone module at ``path``.
 
     ``title`` names the model; ``in_axes`` the batch axis of each argument (the
@@ -125,6 +125,7 @@ def export_kernel(kernel, path, *, backend=None, dtype="float64", title, in_axes
     spec = {"args": args, "outs": outs, "treedef": kernel.graph.treedef, "dtype": dtype, "backend": backend}
     if dlfeval is not None:
         spec["batch"] = int(dlfeval[3])  # the model may read its batch size: another one is refused
+        spec["arg_trees"] = arg_trees  # (treedef, leaves) per argument when some are trees, else None
     doc = _docstring(title, args, outs, backend, dtype, __version__, sparsity, dlfeval, kernel, one_sample, options)
     parts = [f'"""{_safe(doc)}"""\n', source.rstrip("\n") + "\n", _CONST_HELPER,
              f"SPEC = {spec!r}", f"HIDDEN = [{', '.join(_const(h) for h in hidden)}]", ""]
@@ -285,6 +286,16 @@ def _shared_values(arrays, inv_batch):
 def evaluate(*args):
     """What ``symjac.dlfeval(fn, *args)`` returned when this module was made, for
     new arguments of the same shapes (batch axes as given then: BATCH_AXES)."""
+    if SPEC["arg_trees"] is not None:  # arguments that are trees: their leaves, in order
+        if len(args) != len(SPEC["arg_trees"]):
+            raise TypeError(f"evaluate takes {{len(SPEC['arg_trees'])}} arguments, got {{len(args)}}")
+        leaves = []
+        for i, (a, (d, n)) in enumerate(zip(args, SPEC["arg_trees"])):
+            ls, got = flatten(a)
+            if got != d:
+                raise ValueError(f"argument {{i}} does not have the structure this module was made for")
+            leaves += ls
+        args = leaves
     if len(args) != len(BATCH_AXES):
         raise TypeError(f"evaluate takes {{len(BATCH_AXES)}} arguments, got {{len(args)}}")
     k = next(i for i, ax in enumerate(BATCH_AXES) if ax is not None)

@@ -268,11 +268,21 @@ def _prefix_axes(entry, arg, where):
                      "int or None for the whole argument, or a tuple, list or dict of the argument's shape")
 
 
+def rebuild_trees(defs, leaves):
+    """The arguments rebuilt from their leaves (``defs``: (treedef, leaf count) per argument)."""
+    rebuilt, i = [], 0
+    for d, n in defs:
+        rebuilt.append(unflatten(d, leaves[i: i + n]))
+        i += n
+    return rebuilt
+
+
 def tree_call(owner, args, make):
     """A call of ``owner`` (a transform or kernel) whose arguments include tuples,
     lists or dicts: their leaves become the arguments of a variant made by
-    ``make(flat_fn, leaf_in_axes)`` (one per argument structure), whose
-    traced function rebuilds the trees.  Returns ``call(out, start, stop)``."""
+    ``make(flat_fn, leaf_in_axes, defs)`` (one per argument structure; ``defs``
+    as `rebuild_trees` takes them), whose traced function rebuilds the trees.
+    Returns ``call(out, start, stop)``."""
     flat, defs = [], []
     for a in args:
         leaves, d = flatten_tree(a)
@@ -294,14 +304,10 @@ def tree_call(owner, args, make):
         fn = owner._traced if hasattr(owner, "_traced") else owner.fn
 
         def flat_fn(*leaves):
-            rebuilt, i = [], 0
-            for d, n in defs:
-                rebuilt.append(unflatten(d, leaves[i: i + n]))
-                i += n
-            return fn(*rebuilt)
+            return fn(*rebuild_trees(defs, leaves))
 
         flat_fn.__name__ = flat_fn.__qualname__ = getattr(fn, "__name__", "f")
-        variant = variants[key] = make(flat_fn, axes)
+        variant = variants[key] = make(flat_fn, axes, defs)
 
     def call(out=None, start=0, stop=None):
         return variant(*flat, out=out, start=start, stop=stop)
@@ -530,8 +536,8 @@ class Kernel:
         if static:  # keyword arguments: static values, one kernel per distinct set (with_static)
             return static_variant(self, static)(*args, out=out, start=start, stop=stop)
         if any(isinstance(a, (tuple, list, dict)) for a in args):  # argument trees: a kernel on their leaves
-            return tree_call(self, args, lambda flat_fn, axes: Kernel(flat_fn, in_axes=axes, backend=self.backend,
-                                                                       name=self.name))(out, start, stop)
+            return tree_call(self, args, lambda flat_fn, axes, defs: Kernel(
+                flat_fn, in_axes=axes, backend=self.backend, name=self.name))(out, start, stop)
         if self.one_sample is not None:
             if out is None and start == 0 and stop is None:
                 call = self.one_sample.lookup(args)

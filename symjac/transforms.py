@@ -25,8 +25,8 @@ from symjac.frontend.trace import call_traced, make_inputs, not_own, own_argumen
 from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced, scalar_array
 from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
 from symjac.ops import array as aops
-from symjac.kernel import (Kernel, OneSample, _signature, batches_nothing, check_arguments, resolve_backend,
-                           static_variant as _static_variant, tree_call)
+from symjac.kernel import (Kernel, OneSample, _signature, batches_nothing, check_arguments, rebuild_trees,
+                           resolve_backend, static_variant as _static_variant, tree_call)
 from symjac.progress import first_call
 from symjac.sparse import SparseJacobian
 
@@ -298,7 +298,7 @@ class Transformed:
             with not_own():  # a model's own call: its arguments may reach f another way too
                 return self._traced(*_traced_args(args))
         if any(isinstance(a, (tuple, list, dict)) for a in args):
-            return tree_call(self, args, lambda flat_fn, axes: Transformed(
+            return tree_call(self, args, lambda flat_fn, axes, defs: Transformed(
                 flat_fn, in_axes=axes, backend=self.backend, name=self.name))(out=out, start=start, stop=stop)
         if self.one_sample is not None:
             if (start, stop) != (0, None):
@@ -464,9 +464,11 @@ class SparseTransformed(Transformed):
         """(values, (patterns, treedef)): the Jacobian's structural nonzeros and where they sit."""
         nums = _check_argnums(self._argnums, len(args))
         leaves, treedef = outputs_of(self._dense(*args), whole=True)
+        # the differentiated leaves, in block order: a tree argument has a block per leaf
+        wrt = [leaf for i in nums for leaf in flatten_tree(args[i])[0]]
         values, patterns = [], []
-        for j, J in enumerate(leaves):  # one block per (output, argnum), argnums varying fastest
-            arg = args[nums[j % len(nums)]]
+        for j, J in enumerate(leaves):  # one block per (output, differentiated leaf), leaves varying fastest
+            arg = wrt[j % len(wrt)]
             nout_dims = J.ndim - len(arg.shape if isinstance(arg, TracedArray) else np.shape(arg))
             out_shape, in_shape = J.shape[:nout_dims], J.shape[nout_dims:]
             placed = _placed(J)
@@ -485,6 +487,20 @@ class SparseTransformed(Transformed):
 
     scipy_format = None  # "csr" or "csc": one sample's Jacobian as a reused SciPy matrix
     _scipy = None
+
+    def _of_leaves(self, flat_fn, axes, defs):
+        """The sparse Jacobian for arguments that are trees (``defs``), on their
+        leaves: the dense Jacobian of the rebuilt trees, a block per leaf."""
+        dense = self._dense
+
+        def dense_of_leaves(*leaves):
+            return dense(*rebuild_trees(defs, leaves))
+
+        dense_of_leaves.__name__ = getattr(dense, "__name__", "f")
+        starts = np.cumsum([0] + [n for _, n in defs])
+        nums = _check_argnums(self._argnums, len(defs))
+        leaf_nums = tuple(j for i in nums for j in range(starts[i], starts[i + 1]))
+        return SparseTransformed(dense_of_leaves, leaf_nums, in_axes=axes, backend=self.backend, name=self.name)
 
     def _specialize(self, shapes, axes, checked):
         found = []  # this specialization's own pattern: nothing shared with other shapes or threads
@@ -511,10 +527,11 @@ class SparseTransformed(Transformed):
                 return call(args)
         if _has_traced(args):
             raise TypeError("a sparse Jacobian cannot be used inside a traced function; use sparse=False")
-        for i, a in enumerate(args):
-            if isinstance(a, (tuple, list, dict)):
-                raise TypeError(f"argument {i} is a {type(a).__name__}: a sparse Jacobian takes arrays (argument "
-                                "trees work with sparse=False)")
+        if any(isinstance(a, (tuple, list, dict)) for a in args):  # argument trees: a variant on their leaves
+            if self.scipy_format is not None:
+                raise TypeError(f"sparse={self.scipy_format!r} takes arrays: one SciPy matrix per call needs one "
+                                "argument to differentiate; pass the tree's leaves as arguments")
+            return tree_call(self, args, self._of_leaves)(out=out, start=start, stop=stop)
         if self.one_sample is None:
             return self._batched(args, out, start, stop)
         if (start, stop) != (0, None):

@@ -107,3 +107,27 @@ def test_keyword_arguments_are_static_values():
     assert len(J._statics) == 4
     k = symjac.compile(g, in_axes=None, backend="numpy")
     np.testing.assert_allclose(k(X[0], scale=3.0), 3 * np.sin(X[0]), rtol=1e-15)
+
+
+def _cs_jacobian(fn, x, *rest):
+    """Complex-step Jacobian of fn(x, *rest) with respect to x (one column per entry)."""
+    cols = []
+    for j in range(x.size):
+        e = np.zeros(x.size, complex)
+        e[j] = 1e-30j
+        cols.append(np.ravel(fn(x + e, *rest)).imag / 1e-30)
+    return np.stack(cols, axis=-1)
+
+
+def test_vjp_and_hvp_against_the_complex_step():
+    y, pullback = symjac.vjp(f, X, W, in_axes=(0, None), backend="numpy")
+    ct = rng.standard_normal(y.shape)
+    dx, _ = pullback(ct)
+    for b in range(3):
+        np.testing.assert_allclose(dx[b], ct[b] @ _cs_jacobian(f, X[b], W), rtol=1e-13, atol=1e-14)
+    Hv = symjac.hvp(scalar, in_axes=(0, None), backend="numpy")(X, W, V)
+    for b in range(3):  # central differences of the complex-step gradient along v
+        eps = 1e-5
+        g = lambda x: _cs_jacobian(scalar, x, W)  # noqa: E731
+        want = ((g(X[b] + eps * V[b]) - g(X[b] - eps * V[b])) / (2 * eps)).reshape(-1)
+        np.testing.assert_allclose(Hv[b], want, rtol=1e-7, atol=1e-8)

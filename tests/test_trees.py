@@ -54,7 +54,7 @@ def test_list_arguments_and_one_sample():
     np.testing.assert_allclose(g1["W"], symjac.gradient(loss, argnums=1, in_axes=(0, None), backend="numpy")(X, P)["W"][1])
 
 
-def test_divergence_and_laplacian_over_a_tree_and_sparse_refuses_trees():
+def test_divergence_and_laplacian_over_a_tree():
     T = {"a": rng.standard_normal((3, 2)), "b": rng.standard_normal((3, 3))}
     d = symjac.divergence(lambda t: {"a": t["a"] ** 2 * t["b"][0], "b": np.sin(t["b"])}, backend="numpy")(T)
     np.testing.assert_allclose(d, 2 * T["a"].sum(1) * T["b"][:, 0] + np.cos(T["b"]).sum(1), rtol=1e-14)
@@ -62,8 +62,6 @@ def test_divergence_and_laplacian_over_a_tree_and_sparse_refuses_trees():
     np.testing.assert_allclose(L, 6 * T["a"].sum(1) - np.sin(T["b"]).sum(1), rtol=1e-13)
     with pytest.raises(ValueError, match="divergence needs f to return an array \\(or tree\\) shaped like"):
         symjac.divergence(lambda t: t["a"], backend="numpy")(T)
-    with pytest.raises(TypeError, match="sparse Jacobian takes arrays"):
-        symjac.jacobian(loss, argnums=1, sparse=True, in_axes=(0, None))(X, P)
 
 
 def test_shapes_match_jax():
@@ -122,3 +120,30 @@ def test_dlfeval_with_a_dict_of_weights():
     np.testing.assert_allclose(L, L2, rtol=1e-15)
     np.testing.assert_allclose(g["W"], gW, rtol=1e-15)
     np.testing.assert_allclose(g["b"], gb, rtol=1e-15)
+
+
+def test_sparse_jacobian_and_dlfeval_export_with_tree_arguments(tmp_path):
+    import importlib.util
+
+    S = symjac.jacobian(model, argnums=1, sparse=True, in_axes=(0, None), backend="numpy")(X, P)
+    D = symjac.jacobian(model, argnums=1, in_axes=(0, None), backend="numpy")(X, P)
+    assert set(S) == {"W", "b"} and S["b"].nnz == 3
+    for k in S:
+        np.testing.assert_allclose(S[k].todense(), D[k], rtol=1e-15)
+
+    def tree_loss(X, p):
+        L = np.mean(np.tanh(p["W"] @ X + p["b"][:, None]) ** 2)
+        return L, symjac.dlgradient(L, p)
+
+    Xc = rng.standard_normal((2, 6))
+    path = symjac.export_dlfeval(tmp_path / "tree_loss.py", tree_loss, Xc, P, batch_axis=(-1, None),
+                                 backend="numpy")
+    spec = importlib.util.spec_from_file_location("tree_loss", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    L, g = mod.evaluate(Xc, P)
+    want = symjac.dlfeval(tree_loss, Xc, P, batch_axis=(-1, None), backend="numpy")
+    np.testing.assert_allclose(L, want[0], rtol=1e-15)
+    np.testing.assert_allclose(g["W"], want[1]["W"], rtol=1e-15)
+    with pytest.raises(ValueError, match="argument 1 does not have the structure"):
+        mod.evaluate(Xc, {"W": P["W"]})
