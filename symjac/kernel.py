@@ -584,7 +584,8 @@ class Kernel:
         def call(args):
             ins = []
             for a, (n, ax) in zip(args, sizes):
-                c = a if a.dtype == dt and a.flags.c_contiguous else np.ascontiguousarray(a, dt)
+                c = a if type(a) is np.ndarray and a.dtype == dt and a.flags.c_contiguous else \
+                    np.ascontiguousarray(a, dt)
                 ins.append(c.reshape(B, n) if ax is not None else c.reshape(-1))
             bufs = [np.empty((B, m), dt) for m, _ in outs]
             func(0, B, *ins, *hidden, *bufs)
@@ -619,10 +620,10 @@ class Kernel:
                    np.ascontiguousarray(a, dt).reshape(1, n) for a, n in zip(args, sizes)]
             if bufs is None:
                 bufs = [np.empty((1, m), dt) for m, _ in outs]
-            func(0, 1, *ins, *hidden, *bufs)
+            func(0, 1, *ins, *hidden, *bufs)  # a scalar output comes back as a NumPy scalar, as on the full path
             if treedef == "*":
-                return bufs[0].reshape(outs[0][1])
-            return unflatten(treedef, [b.reshape(shape) for b, (_, shape) in zip(bufs, outs)])
+                return bufs[0].reshape((1,) + outs[0][1])[0]
+            return unflatten(treedef, [b.reshape((1,) + shape)[0] for b, (_, shape) in zip(bufs, outs)])
 
         return call
 

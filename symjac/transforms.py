@@ -20,13 +20,13 @@ from symjac.ad import jacobian_nodes, jvp_nodes, laplacian_nodes, vjp_nodes
 from symjac.ad.blocks import block_jacobian, supported as block_rules_cover
 from symjac.ad.compressed import compressed_jacobian, is_array_program
 from symjac.frontend.policy import MIN_ARRAY, policy
-from symjac.frontend.graph import Whole, flatten_tree, map_tree, outputs_of, roots_of, unflatten
+from symjac.frontend.graph import Whole, flatten_like, flatten_tree, map_tree, outputs_of, roots_of, unflatten
 from symjac.frontend.trace import call_traced, make_inputs, not_own, own_arguments
 from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced, scalar_array
 from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
 from symjac.ops import array as aops
-from symjac.kernel import (Kernel, OneSample, _signature, batches_nothing, check_arguments, rebuild_trees,
-                           resolve_backend, static_variant as _static_variant, tree_call)
+from symjac.kernel import (Kernel, OneSample, _signature, _static_key as static_key, batches_nothing, check_arguments,
+                           rebuild_trees, resolve_backend, static_variant as _static_variant, tree_call)
 from symjac.progress import first_call
 from symjac.sparse import SparseJacobian
 
@@ -410,8 +410,13 @@ class _ScipyJacobian:
     (CSR: the kernel writes it directly; CSC: through a permutation)."""
 
     def __init__(self, fmt, rows, cols, out_shape, in_shape, dtype):
+        self.args = (fmt, rows, cols, out_shape, in_shape, dtype)
+        self._make()
+
+    def _make(self):
         import scipy.sparse as sp
 
+        fmt, rows, cols, out_shape, in_shape, dtype = self.args
         m, n = math.prod(out_shape), math.prod(in_shape)
         if fmt == "csr":
             self.perm = None
@@ -423,9 +428,16 @@ class _ScipyJacobian:
             self.matrix = sp.csc_matrix((np.zeros(len(rows), dtype), rows[self.perm].astype(np.int64), indptr),
                                         shape=(m, n))
             self.scratch = np.empty((1, len(rows)), dtype)
+        self.arrays = (self.matrix.data, self.matrix.indices, self.matrix.indptr)
 
     def target(self):
-        """Where the kernel writes: the matrix's data (CSR), else a scratch row."""
+        """Where the kernel writes: the matrix's data (CSR), else a scratch row.  A
+        matrix the caller restructured (``eliminate_zeros``, ``sort_indices``) is
+        replaced by a new one: the kernel's layout is the pattern's."""
+        m = self.matrix
+        if any(a is not b for a, b in zip((m.data, m.indices, m.indptr), self.arrays)) or \
+                m.data.size != len(self.args[1]):
+            self._make()
         return self.matrix.data.reshape(1, -1) if self.perm is None else self.scratch
 
     def settle(self):
@@ -578,10 +590,9 @@ class SparseTransformed(Transformed):
 
             return sparse_call
         mats = self._matrices(k, checked[3])
-        bufs = [m.target() for m in mats]
 
         def scipy_call(args):
-            call(args, bufs)
+            call(args, [m.target() for m in mats])
             for m in mats:
                 m.settle()
             return unflatten(treedef, [m.matrix for m in mats])
@@ -884,9 +895,7 @@ def traced_vjp(f, nargs):
     def g(*args):
         primals, ct = args[:nargs], args[nargs:]
         v = _Variables(f, primals, tuple(range(nargs)))
-        leaves, _ = flatten_tree(ct[0], is_leaf=is_traced)
-        if len(leaves) != len(v.outs):
-            raise ValueError(f"the cotangent has {len(leaves)} part(s), f returns {len(v.outs)}")
+        leaves = flatten_like(ct[0], v.treedef, "the cotangent")  # by structure and keys, never by position
         seeds = _flat_nodes([_like(v, o.shape, c, f"cotangent {k}") for k, (o, c) in enumerate(zip(v.outs, leaves))])
         flat = vjp_nodes(_flat_nodes(v.outs), v.flat_in, seeds)
         grads, c = [], 0
@@ -900,16 +909,24 @@ def traced_vjp(f, nargs):
     return g
 
 
-def _cached_transform(key, make):
+def _cached_transform(kind, f, nargs, axes, backend, make):
+    """The transform ``make()`` of ``f``, kept for the next call with a function of
+    the same code and the same captured values (`symjac.dl.function_key`: a
+    changed closure or global makes a new one), the same number of primals
+    and the same axes."""
+    from symjac.dl import _frozen, function_key
+
+    key = (kind, function_key(f), nargs, static_key(axes), backend)
     t = _TRANSFORMS.get(key)
     if t is None:
-        t = _TRANSFORMS[key] = make()
+        t = make()
+        _TRANSFORMS[_frozen(key)] = t  # captured arrays copied: a later change in place is a new key
         if len(_TRANSFORMS) > 64:
             _TRANSFORMS.pop(next(iter(_TRANSFORMS)))
     return t
 
 
-_TRANSFORMS = {}  # (kind, f, in_axes, backend) -> Transformed: jvp and vjp called again do not re-trace
+_TRANSFORMS = {}  # (kind, function key, primals, axes, backend) -> Transformed: jvp and vjp do not re-trace
 
 
 def _primal_axes(in_axes, n):
@@ -936,8 +953,7 @@ def jvp(f, primals, tangents, *, in_axes=0, backend="auto"):
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primal(s) but {len(tangents)} tangent(s)")
     axes = _primal_axes(in_axes, len(primals))
-    key = ("jvp", f, axes, backend)
-    t = _cached_transform(key, lambda: Transformed(
+    t = _cached_transform("jvp", f, len(primals), axes, backend, lambda: Transformed(
         _named(traced_jvp(f, len(primals)), f, "jvp"), in_axes=None if axes is None else axes + axes,
         backend=backend, name=f"jvp_{getattr(f, '__name__', 'f')}"))
     return t(*primals, *tangents)
@@ -960,15 +976,17 @@ def vjp(f, *primals, in_axes=0, backend="auto"):
     ((1, 2), (1, 2, 2))
     """
     axes = _primal_axes(in_axes, len(primals))
-    key = ("vjp", f, axes, backend)
     ct_axis = None if axes is None or all(a is None for a in axes) else 0
-    t = _cached_transform(key, lambda: Transformed(
+    t = _cached_transform("vjp", f, len(primals), axes, backend, lambda: Transformed(
         _named(traced_vjp(f, len(primals)), f, "vjp"), in_axes=None if axes is None else axes + (ct_axis,),
         backend=backend, name=f"vjp_{getattr(f, '__name__', 'f')}"))
-    value = compile(f, in_axes=in_axes if axes is not None else None, backend=backend)(*primals)
+    value = _cached_transform("value", f, len(primals), axes, backend, lambda: compile(
+        f, in_axes=in_axes if axes is not None else None, backend=backend))(*primals)
+    # the primals as they are now (JAX keeps its residuals): a later change in place does not reach the pullback
+    kept = [map_tree(lambda a: np.array(a, copy=True) if isinstance(a, np.ndarray) else a, p) for p in primals]
 
     def pullback(cotangent):
-        return t(*primals, cotangent)[1]
+        return t(*kept, cotangent)[1]
 
     return value, pullback
 
@@ -1013,7 +1031,7 @@ def hvp(f, argnums=0, *, in_axes=0, backend="auto"):
                        lambda h: hvp(h, argnums, in_axes=in_axes, backend=backend))
 
 
-def value_and_gradient(f, argnums=0, *, in_axes=0, backend="auto"):
+def value_and_gradient(f, argnums=0, *, in_axes=0, backend="auto", has_aux=False):
     """``(f(*args), gradient)`` of a scalar ``f`` in one kernel (the value is
     the gradient sweep's forward pass); conventions of `gradient`.
 
@@ -1023,14 +1041,17 @@ def value_and_gradient(f, argnums=0, *, in_axes=0, backend="auto"):
     >>> value.tolist(), grad.tolist()
     ([5.0], [[2.0, 4.0]])
     """
-    grad = gradient(f, argnums)
+    grad = gradient(f, argnums, has_aux=has_aux)
 
     def g(*args):
+        if has_aux:  # ((value, aux), gradient), as jax.value_and_grad(has_aux=True)
+            g_, aux = grad(*args)
+            return (f(*args)[0], aux), g_
         return f(*args), grad(*args)
 
     return _remakeable(Transformed(_named(g, f, "value_and_gradient"), in_axes=in_axes, backend=backend,
                                    name=f"value_and_gradient_{getattr(f, '__name__', 'f')}"), f,
-                       lambda h: value_and_gradient(h, argnums, in_axes=in_axes, backend=backend))
+                       lambda h: value_and_gradient(h, argnums, in_axes=in_axes, backend=backend, has_aux=has_aux))
 
 
 def _named(g, f, kind):

@@ -131,3 +131,38 @@ def test_vjp_and_hvp_against_the_complex_step():
         g = lambda x: _cs_jacobian(scalar, x, W)  # noqa: E731
         want = ((g(X[b] + eps * V[b]) - g(X[b] - eps * V[b])) / (2 * eps)).reshape(-1)
         np.testing.assert_allclose(Hv[b], want, rtol=1e-7, atol=1e-8)
+
+
+def test_review_regressions_never_silently_wrong():
+    x = np.array([0.3, -0.7])
+    ca, cb = np.array([1.0, 2.0]), np.array([0.5, -1.0])
+    y, pb = symjac.vjp(lambda x: {"a": np.sin(x), "b": 3.0 * x}, x, in_axes=None, backend="numpy")
+    want = np.cos(x) * ca + 3 * cb
+    np.testing.assert_allclose(pb({"b": cb, "a": ca})[0], want, rtol=1e-15)  # by key, not by position
+    with pytest.raises(ValueError, match="the cotangent must be a dict with keys"):
+        pb({"p": ca, "q": cb})
+    _, pb = symjac.vjp(lambda x: (np.sin(x), 3.0 * x), x, in_axes=None, backend="numpy")
+    np.testing.assert_allclose(pb((ca, cb))[0], want, rtol=1e-15)  # a tuple output's tuple cotangent
+    g = lambda *a: sum(np.sin(v) for v in a)  # noqa: E731
+    symjac.jvp(g, (x,), (x,), in_axes=None, backend="numpy")
+    np.testing.assert_allclose(symjac.jvp(g, (x, x), (x, x), in_axes=None, backend="numpy")[1], 2 * np.cos(x) * x)
+    scale = [2.0]
+    h = lambda x: scale[0] * x  # noqa: E731
+    symjac.jvp(h, (x,), (np.ones(2),), in_axes=None, backend="numpy")
+    scale[0] = 7.0  # a changed captured value: traced again
+    np.testing.assert_allclose(symjac.jvp(h, (x,), (np.ones(2),), in_axes=None, backend="numpy")[1], [7.0, 7.0])
+    xx = x.copy()
+    _, pb = symjac.vjp(np.sin, xx, in_axes=None, backend="numpy")
+    xx += 1  # the pullback keeps the primals of its vjp call
+    np.testing.assert_allclose(pb(np.ones(2))[0], np.cos(x), rtol=1e-15)
+    J = symjac.jacobian(lambda x, s: s * x ** 2, in_axes=(0, None), backend="numpy")
+    J(np.ones((3, 2)), 3.0)
+    np.testing.assert_allclose(J(np.ones((3, 2)), 3.0)[0], 6 * np.eye(2))  # a Python float on the fast path
+    fd = lambda p, x: p["w"] * x + p["b"]  # noqa: E731
+    _, t = symjac.jvp(fd, ({"w": 2.0 * np.ones(2), "b": np.ones(2)}, np.ones((3, 2))),
+                      ({"w": np.ones(2), "b": np.zeros(2)}, np.zeros((3, 2))), in_axes=({"w": None, "b": None}, 0),
+                      backend="numpy")
+    np.testing.assert_allclose(t, np.ones((3, 2)))
+    (value, aux), grad = symjac.value_and_gradient(lambda x: (np.sum(x ** 2), x[0]), has_aux=True,
+                                                   backend="numpy")(np.array([[1.0, 2.0]]))
+    assert value.tolist() == [5.0] and aux.tolist() == [1.0] and grad.tolist() == [[2.0, 4.0]]

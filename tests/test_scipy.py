@@ -168,3 +168,11 @@ def test_one_sample_results_equal_the_batched_ones():
         one(0.0, Y[2], start=0, stop=1)
     with pytest.raises(ValueError, match="sparse='csr' gives one SciPy matrix per call"):
         symjac.jacobian(hires, argnums=1, in_axes=(None, 0), sparse="csr")
+
+
+def test_a_pruned_csr_matrix_is_replaced_not_written_past():
+    S = symjac.jacobian(lambda y: np.array([y[0] * y[1], y[1] ** 2]), in_axes=None, sparse="csr", backend="numpy")
+    M = S(np.array([0.0, 1.0]))
+    S(np.array([0.0, 1.0]))
+    M.eliminate_zeros()  # the caller restructures the matrix it was given
+    np.testing.assert_allclose(S(np.array([2.0, 3.0])).toarray(), [[3.0, 2.0], [0.0, 6.0]])

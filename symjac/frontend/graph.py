@@ -153,6 +153,34 @@ def unflatten(treedef, leaves):
     return build(treedef)
 
 
+def flatten_like(tree, treedef, what="the tree"):
+    """The leaves of ``tree`` in the order of ``treedef`` (dict entries by key, not
+    by position); an error naming ``what`` when its structure differs."""
+    leaves = []
+
+    def walk(r, d, where):
+        if d == "*":
+            leaves.append(r)
+            return
+        if d and d[0] == DICT:
+            if not isinstance(r, dict) or set(r) != set(d[1]):
+                raise ValueError(f"{what}{where} must be a dict with keys {sorted(map(str, d[1]))}, got "
+                                 + (f"keys {sorted(map(str, r))}" if isinstance(r, dict) else type(r).__name__))
+            for k, e in zip(d[1], d[2]):
+                walk(r[k], e, f"{where}[{k!r}]")
+            return
+        kind, items = (list, d[1]) if d and d[0] == LIST else (tuple, d)
+        if not isinstance(r, kind) or len(r) != len(items):
+            raise ValueError(f"{what}{where} must be a {kind.__name__} of {len(items)}, got "
+                             + (f"a {type(r).__name__} of {len(r)}" if isinstance(r, (tuple, list)) else
+                                type(r).__name__))
+        for k, (e, sub) in enumerate(zip(r, items)):
+            walk(e, sub, f"{where}[{k}]")
+
+    walk(tree, treedef, "")
+    return leaves
+
+
 def map_tree(fn, tree):
     """``tree`` with ``fn`` applied to each leaf."""
     leaves, treedef = flatten_tree(tree)
