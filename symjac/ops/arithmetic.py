@@ -97,7 +97,10 @@ def _pow_partials(n, a, b):
     if b.op == "const":
         # d/da a**c = c * a**(c-1); the exponent's partial is never needed.
         return m("mul", b, m("pow", a, b.attr - 1.0)), ZERO
-    return m("mul", b, m("pow", a, m("sub", b, 1.0))), m("mul", n, m("log", a))
+    # d/db a**b = a**b log(a); at a = 0 the log of a replaced by log(1) = 0, as JAX and autograd:
+    # 0 for b >= 0 (the limit from a > 0 for b > 0), NaN for b < 0 (inf * 0)
+    safe = m("where", m("eq", a, 0.0), 1.0, a)
+    return m("mul", b, m("pow", a, m("sub", b, 1.0))), m("mul", n, m("log", safe))
 
 
 defelementwise("neg", 1, np.negative, ufuncs=("negative",), partials=lambda n, a: (m("neg", ONE),),
@@ -133,8 +136,17 @@ def _atan2_partials(n, y, x):
     return m("div", x, r2), m("neg", m("div", y, r2))
 
 
+def _hypot_partials(n, a, b):
+    # at (0, 0), where hypot has no derivative: 0 for both, the minimum-norm subgradient (as abs'(0) = 0;
+    # JAX gives 0.5 each)
+    zero = m("eq", n, 0.0)
+    return m("where", zero, 0.0, m("div", a, n)), m("where", zero, 0.0, m("div", b, n))
+
+
 def _select_partials(first, tie):
-    # Ties split the derivative evenly, as JAX does for maximum/minimum.
+    # Ties split the derivative evenly, as JAX does for maximum/minimum.  A NaN argument is what
+    # np.maximum/minimum return (NaN propagates), so the derivative follows it (``first`` is true for a
+    # NaN ``a``; a NaN ``b`` is neither first nor a tie).
     half_or_zero = m("where", tie, 0.5, 0.0)
     return m("where", first, 1.0, half_or_zero), m("where", first, 0.0, m("where", tie, 0.5, 1.0))
 
@@ -151,14 +163,14 @@ def _cfunction(name):
 defelementwise("atan2", 2, np.arctan2, cost=20, ufuncs=("arctan2",), partials=_atan2_partials,
                sympy=sympy_function("atan2"), printing=call("np.arctan2"))
 defelementwise("hypot", 2, np.hypot, cost=6, commutative=True, ufuncs=("hypot",),
-               partials=lambda n, a, b: (m("div", a, n), m("div", b, n)),
+               partials=_hypot_partials,
                sympy=(_numeric(lambda sp, a, b: sp.sqrt(a ** 2 + b ** 2)), _cfunction("hypot")),
                printing=call("np.hypot"))
 defelementwise("max", 2, np.maximum, commutative=True, ufuncs=("maximum",),
-               partials=lambda n, a, b: _select_partials(m("gt", a, b), m("eq", a, b)),
+               partials=lambda n, a, b: _select_partials(m("or", m("gt", a, b), m("ne", a, a)), m("eq", a, b)),
                sympy=sympy_function("Max"), printing=call("np.maximum"))
 defelementwise("min", 2, np.minimum, commutative=True, ufuncs=("minimum",),
-               partials=lambda n, a, b: _select_partials(m("lt", a, b), m("eq", a, b)),
+               partials=lambda n, a, b: _select_partials(m("or", m("lt", a, b), m("ne", a, a)), m("eq", a, b)),
                sympy=sympy_function("Min"), printing=call("np.minimum"))
 
 # a - floor(a/b) b (the sign of b, as Python's %): d/da = 1, d/db = -floor(a/b)
