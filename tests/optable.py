@@ -103,6 +103,9 @@ OPS = [
     ("sum_axis", lambda x: np.sum(x.reshape(2, 3), axis=0) + x.reshape(2, 3).sum(axis=1, keepdims=True).ravel()[0], 6, -2, 2, True),
     ("prod", lambda x: np.prod(x.reshape(2, 3), axis=1), 6, 0.5, 1.5, True),
     ("mean", lambda x: np.mean(x.reshape(2, 3), axis=(0, 1)) + x.mean(), 6, -2, 2, True),
+    # np.var and np.std of complex input use |x - mean|: no complex step
+    ("var_std", lambda x: np.var(x) + np.std(x.reshape(2, 3), axis=1, ddof=1), 6, -2, 2, False),
+    ("fmax_fmin", lambda x: np.fmax(x[:2], x[2:]) * np.fmin(x[:2], x[2:] + 0.5), 4, -2, 2, False),
     ("max", lambda x: np.max(x.reshape(2, 3), axis=1), 6, -2, 2, False),
     ("min", lambda x: np.min(x) + np.amin(x.reshape(3, 2), axis=0)[1], 6, -2, 2, False),
     ("max_method", lambda x: x.reshape(2, 3).max(axis=0), 6, -2, 2, False),

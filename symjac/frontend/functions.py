@@ -61,6 +61,22 @@ def _mean(a, axis=None, dtype=None, out=None, keepdims=False, where=True):
     return _sum(a, axis=axis, keepdims=keepdims) / float(count)
 
 
+def _var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=True, mean=None, correction=None):
+    """np.var as traced arithmetic: the mean of squared deviations, over n - ddof."""
+    if dtype is not None or out is not None or where is not True or mean is not None or correction is not None:
+        extra = {"where": where} if where is not True else {"mean": mean} if mean is not None else \
+            {"correction": correction} if correction is not None else {}
+        _passthrough_error(np.var, dtype, out, extra)
+    shape = np.shape(_nodes(a)) if not is_tensor(a) else a.shape
+    count = math.prod(shape[i] for i in _axes_of(axis, len(shape)))
+    d = a - _mean(a, axis=axis, keepdims=True)
+    return _sum(d * d, axis=axis, keepdims=keepdims) / float(count - ddof)
+
+
+def _std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=True, mean=None, correction=None):
+    return np.sqrt(_var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean, correction=correction))
+
+
 def _passthrough_error(func, dtype, out, kw):
     bad = "dtype" if dtype is not None else "out" if out is not None else next(iter(kw))
     raise UnsupportedOperationError(
@@ -232,6 +248,8 @@ implements(np.clip)(_clip)
 implements(np.linalg.norm)(_norm)
 implements(np.sum)(_sum)
 implements(np.mean)(_mean)
+implements(np.var)(_var)
+implements(np.std)(_std)
 implements(np.moveaxis)(_moveaxis)
 implements(np.expand_dims)(_expand_dims)
 implements(np.array_equal, np.allclose)(_array_equal_error)

@@ -169,6 +169,9 @@ defelementwise("hypot", 2, np.hypot, cost=6, commutative=True, ufuncs=("hypot",)
 defelementwise("max", 2, np.maximum, commutative=True, ufuncs=("maximum",),
                partials=lambda n, a, b: _select_partials(m("or", m("gt", a, b), m("ne", a, a)), m("eq", a, b)),
                sympy=sympy_function("Max"), printing=call("np.maximum"))
+# fmax/fmin ignore a NaN argument (NumPy): the other one is the value, and its derivative follows it
+defufunc("fmax", lambda a, b: m("where", m("ne", b, b), a, m("where", m("ne", a, a), b, m("max", a, b))))
+defufunc("fmin", lambda a, b: m("where", m("ne", b, b), a, m("where", m("ne", a, a), b, m("min", a, b))))
 defelementwise("min", 2, np.minimum, commutative=True, ufuncs=("minimum",),
                partials=lambda n, a, b: _select_partials(m("or", m("lt", a, b), m("ne", a, a)), m("eq", a, b)),
                sympy=sympy_function("Min"), printing=call("np.minimum"))
