@@ -363,7 +363,16 @@ def _write(directory, name, source):
     if same:
         kernel_cache.touch(path)
         return path
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    write_atomically(path, data)
+    kernel_cache.evict(directory)
+    return path
+
+
+def write_atomically(path, data):
+    """``data`` (bytes) into ``path`` through a temporary file beside it, so that no
+    reader ever sees a partial file; the temporary file is removed on failure."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -372,8 +381,6 @@ def _write(directory, name, source):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    kernel_cache.evict(directory)
-    return path
 
 
 def _load(source, key, backend):

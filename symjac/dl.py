@@ -344,24 +344,16 @@ def dlfeval(fn, *args, batch_axis=-1, backend="auto"):
 def _flat_call(fn, args, batch_axis):
     """(leaves, fn of the leaves, batch axis per leaf) for arguments that are trees:
     a ``batch_axis`` entry covers its whole argument, or is a tree of its shape."""
-    from symjac.kernel import _prefix_axes
+    from symjac.kernel import _prefix_axes, flatten_args, rebuild_trees
 
-    leaves, defs = [], []
-    for a in args:
-        ls, d = flatten_tree(a)
-        leaves += ls
-        defs.append((d, len(ls)))
+    leaves, defs = flatten_args(args)
     entries = batch_axis if isinstance(batch_axis, (tuple, list)) else (batch_axis,) * len(args)
     if len(entries) != len(args):
         raise ValueError(f"batch_axis has {len(entries)} entries for {len(args)} arguments")
     axes = tuple(x for i, (e, a) in enumerate(zip(entries, args)) for x in _prefix_axes(e, a, f"batch_axis[{i}]"))
 
     def flat_fn(*ls):
-        rebuilt, i = [], 0
-        for d, n in defs:
-            rebuilt.append(unflatten(d, ls[i: i + n]))
-            i += n
-        return fn(*rebuilt)
+        return fn(*rebuild_trees(defs, ls))
 
     flat_fn.__name__ = getattr(fn, "__name__", "fn")
     return leaves, flat_fn, axes

@@ -14,17 +14,15 @@ enters only through ``repr`` or an escaped docstring.
 from __future__ import annotations
 
 import base64
-import contextlib
 import inspect
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from codegen import standalone
-from codegen.backends import print_program
+from codegen.backends import print_program, write_atomically
 from symjac.frontend.graph import Graph
 from symjac.lower import lower
 from symjac.version import __version__
@@ -143,15 +141,7 @@ def export_kernel(kernel, path, *, backend=None, dtype="float64", title, in_axes
                  _EVALUATE_ONE if one_sample else _EVALUATE)
     text = "\n".join(parts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, text.encode("utf-8"))
     return path
 
 

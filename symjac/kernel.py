@@ -268,6 +268,17 @@ def _prefix_axes(entry, arg, where):
                      "int or None for the whole argument, or a tuple, list or dict of the argument's shape")
 
 
+def flatten_args(args):
+    """(leaves, defs) of arguments that may be trees: ``defs`` holds (treedef, leaf
+    count) per argument, as `rebuild_trees` takes it."""
+    leaves, defs = [], []
+    for a in args:
+        ls, d = flatten_tree(a)
+        leaves += ls
+        defs.append((d, len(ls)))
+    return leaves, defs
+
+
 def rebuild_trees(defs, leaves):
     """The arguments rebuilt from their leaves (``defs``: (treedef, leaf count) per argument)."""
     rebuilt, i = [], 0
@@ -283,11 +294,7 @@ def tree_call(owner, args, make):
     ``make(flat_fn, leaf_in_axes, defs)`` (one per argument structure; ``defs``
     as `rebuild_trees` takes them), whose traced function rebuilds the trees.
     Returns ``call(out, start, stop)``."""
-    flat, defs = [], []
-    for a in args:
-        leaves, d = flatten_tree(a)
-        flat += leaves
-        defs.append((d, len(leaves)))
+    flat, defs = flatten_args(args)
     given = owner._given_axes
     if batches_nothing(given):
         axes = None

@@ -26,7 +26,7 @@ from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced
 from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
 from symjac.ops import array as aops
 from symjac.kernel import (Kernel, OneSample, _signature, _static_key as static_key, batches_nothing, check_arguments,
-                           rebuild_trees, resolve_backend, static_variant as _static_variant, tree_call)
+                           flatten_args, rebuild_trees, resolve_backend, static_variant as _static_variant, tree_call)
 from symjac.progress import first_call
 from symjac.sparse import SparseJacobian
 
@@ -68,21 +68,13 @@ class _Variables:
 
     def __init__(self, f, args, nums):
         if any(isinstance(a, (tuple, list, dict)) for a in args):  # argument trees: one variable per leaf
-            leaves, self.groups = [], []
-            defs = []
-            for k, a in enumerate(args):
-                ls, d = flatten_tree(a)
-                defs.append((d, len(ls)))
-                self.groups.append((d, list(range(len(leaves), len(leaves) + len(ls)))))
-                leaves += ls
+            leaves, defs = flatten_args(args)
+            starts = np.cumsum([0] + [n for _, n in defs])
+            self.groups = [(d, list(range(starts[k], starts[k + 1]))) for k, (d, _) in enumerate(defs)]
             user_f = f
 
             def f(*flat):
-                rebuilt, i = [], 0
-                for d, n in defs:
-                    rebuilt.append(unflatten(d, flat[i: i + n]))
-                    i += n
-                return user_f(*rebuilt)
+                return user_f(*rebuild_trees(defs, flat))
 
             args = leaves
             self.leaf_nums = [j for i in nums for j in self.groups[i][1]]
