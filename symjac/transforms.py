@@ -626,7 +626,10 @@ def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=Fal
 
     Returns a callable.  Called on arrays whose batched arguments carry the
     batch axis given by ``in_axes`` (``None`` for arguments shared by every
-    sample), it returns the Jacobian of shape ``(B, *out_shape, *in_shape)``,
+    sample; ``in_axes=None``, no batched argument, takes one sample and
+    returns per-sample shapes, as ``jax.jacfwd``; arguments and outputs may be
+    tuples, lists and dicts, a list being a list of outputs, as in JAX),
+    it returns the Jacobian of shape ``(B, *out_shape, *in_shape)``,
     a tuple for several ``argnums``, nested in a tuple when ``f`` returns a
     tuple.  Called on traced arguments (inside another traced function) it
     returns traced values, so ``jacobian(jacobian(f))`` is a Hessian.
