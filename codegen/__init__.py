@@ -8,6 +8,7 @@ from codegen.backends import BACKENDS, CompiledKernel, compile_program, numba_av
 from codegen.printers import NumbaPrinter, NumPyPrinter, Printer, PrinterError
 from codegen.program import Param, Program, Stmt
 from codegen.structural import STRUCTURAL
+from codegen import linalg  # noqa: F401,E402  (the linear-algebra ops' printing, into STRUCTURAL)
 
 __all__ = ["BACKENDS", "CompiledKernel", "compile_program", "numba_available", "print_program",
            "Printer", "NumPyPrinter", "NumbaPrinter", "PrinterError",

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from codegen.printers import NumbaPrinter
+from codegen.printers import NumbaPrinter, PrinterError
 from codegen.program import Program
+from codegen.scipy_special import cpu_only
 from codegen.tiled import TiledNumbaPrinter
 
 __all__ = ["CudaPrinter", "CudaTiledPrinter", "Launcher", "cuda_module", "cuda_ready", "is_device_array",
@@ -89,11 +90,15 @@ def as_device(a):
 # where kernels run as Python and libdevice is a stub, NumPy's function of the same meaning.
 _LIBDEVICE = {"_cu_floor": ("floor", "np.floor"), "_cu_ceil": ("ceil", "np.ceil"), "_cu_trunc": ("trunc", "np.trunc"),
               "_cu_rint": ("rint", "np.rint"), "_cu_cbrt": ("cbrt", "np.cbrt"), "_cu_exp2": ("exp2", "np.exp2"),
-              "_cu_fmod": ("fmod", "np.fmod"), "_cu_copysign": ("copysign", "np.copysign")}
+              "_cu_fmod": ("fmod", "np.fmod"), "_cu_copysign": ("copysign", "np.copysign"),
+              # SciPy's special functions that libdevice has (the others are CPU only: `cpu_only`)
+              "_cu_erfinv": ("erfinv", "_sp.erfinv"), "_cu_erfcinv": ("erfcinv", "_sp.erfcinv"),
+              "_cu_ndtr": ("normcdf", "_sp.ndtr"), "_cu_j0": ("j0", "_sp.j0"), "_cu_j1": ("j1", "_sp.j1"),
+              "_cu_y0": ("y0", "_sp.y0"), "_cu_y1": ("y1", "_sp.y1")}
 
 _DEVICE_HELPERS = {
     "_cu_mod": ("_cu_fmod", "_cu_copysign"), "_cu_logaddexp": (), "_cu_logaddexp2": ("_cu_exp2",),
-    "_cu_sign": (), "_cu_sinc": (),
+    "_cu_sign": (), "_cu_sinc": (), "_cu_nan_to_num": (), "_cu_psi": ("_cu_floor",),
 }
 
 _HELPER_SOURCE = '''
@@ -148,6 +153,41 @@ def _cu_sinc(x):
         return _F(1.0)
     y = _F(3.141592653589793) * x
     return math.sin(y) / y
+
+
+@cuda.jit(device=True)
+def _cu_psi(x):
+    # digamma (libdevice has none): reflection below 0, recurrence up to 10, then the asymptotic series
+    if x == 0:
+        return _F(-math.inf) if math.copysign(_F(1.0), x) > 0 else _F(math.inf)
+    r = _F(0.0)
+    if x < 0:
+        f = x - _cu_floor(x) if x > -_F(math.inf) else _F(0.0)
+        if f == 0:  # a pole, or -inf
+            return _F(math.nan)
+        if f > 0.5:
+            f -= _F(1.0)  # exact; tan has period pi, and pi * f stays away from pi (no cancellation)
+        r = -_F(3.141592653589793) / math.tan(_F(3.141592653589793) * f)
+        x = _F(1.0) - x
+    while x < 10:
+        r -= _F(1.0) / x
+        x += _F(1.0)
+    z = _F(1.0) / (x * x)  # the series' next term is below 5e-17 from x = 10
+    s = z * (_F(1.0 / 12) - z * (_F(1.0 / 120) - z * (_F(1.0 / 252) - z * (_F(1.0 / 240) - z * (
+        _F(1.0 / 132) - z * (_F(691.0 / 32760) - z * _F(1.0 / 12)))))))
+    return r + math.log(x) - _F(0.5) / x - s
+
+
+_HUGE = _F(np.finfo(_F).max)  # np.nan_to_num's bound for infinities in the kernel's dtype
+@cuda.jit(device=True)
+def _cu_nan_to_num(x):
+    if x != x:
+        return _F(0.0)
+    if x == _F(math.inf):
+        return _HUGE
+    if x == -_F(math.inf):
+        return -_HUGE
+    return x
 '''
 
 
@@ -177,7 +217,10 @@ def helper_lines(program: Program, dtype):
     if lib:
         suffix = "f" if dtype == "float32" else ""
         lines += ["# libdevice on a GPU; NumPy on the simulator (where kernels run as Python)",
-                  "if numba.config.ENABLE_CUDASIM:", *[f"    {n} = {_LIBDEVICE[n][1]}" for n in lib],
+                  "if numba.config.ENABLE_CUDASIM:",
+                  *(["    from scipy import special as _sp"] if any(_LIBDEVICE[n][1].startswith("_sp.") for n in lib)
+                    else []),
+                  *[f"    {n} = {_LIBDEVICE[n][1]}" for n in lib],
                   "else:", "    from numba.cuda import libdevice as _ld",
                   *[f"    {n} = _ld.{_LIBDEVICE[n][0]}{suffix}" for n in lib], ""]
     for name in sorted(used & _DEVICE_HELPERS.keys()):
@@ -200,7 +243,15 @@ class _CudaMixin:
     def decorator(self):
         return ["@cuda.jit(device=True)"]
 
+    def helpers(self):
+        return []  # not the CPU printer's: SciPy's C bindings do not run on a GPU (`cuda_helpers` refuses them)
+
     def cuda_helpers(self):
+        name = cpu_only(self.program, self.target)
+        if name is not None:
+            raise PrinterError(f"the cuda backend cannot run scipy.special.{name}: symjac calls SciPy's C code "
+                               "for it, which runs on the CPU only (libdevice has no such function); use "
+                               "backend='numba' or 'numpy' for this model")
         return helper_lines(self.program, self.dtype)
 
     def module(self, program, body, preamble=(), extra=()):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 from codegen.program import Program
+from codegen.scipy_special import numba_lines, numpy_lines
 from codegen.structural import STRUCTURAL, numpy_helpers, size as _size
 
 __all__ = ["Printer", "NumPyPrinter", "NumbaPrinter", "PrinterError", "PRINTERS"]
@@ -252,7 +253,7 @@ class NumPyPrinter(Printer):
                 "    _erfc = np.vectorize(math.erfc, otypes=[_F])",
                 "",
             ]
-        return lines + numpy_helpers(self.program).splitlines()
+        return lines + numpy_lines(self.program) + numpy_helpers(self.program).splitlines()
 
     def print_load(self, k, i, batched):
         return f"x{k}[start:stop, {i}]" if batched else f"x{k}[{i}]"
@@ -322,6 +323,9 @@ class NumbaPrinter(Printer):
 
     def decorator(self):
         return ["@numba.njit(nogil=True, cache=True, error_model='numpy', boundscheck=False)"]
+
+    def helpers(self):
+        return numba_lines(self.program, self.decorator())
 
     def loop_open(self, program):
         rows = [f"        r{k} = x{k}[b]" for k, p in enumerate(program.inputs) if p.batched]

@@ -165,7 +165,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         self.outer_s = False  # True while a tensor op written into output rows is printed inside `for s`
 
     def helpers(self):
-        return TANH_HELPER.splitlines() + [""]
+        return TANH_HELPER.splitlines() + [""] + super().helpers()
 
     def _print_tanh(self, a):
         return f"_tanh({a})"

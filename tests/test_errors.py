@@ -47,8 +47,8 @@ def test_assigning_into_numpy_zeros_explains_fix():
 
 
 def test_unsupported_function_is_named():
-    with pytest.raises(UnsupportedOperationError, match="sort"):
-        J(lambda x: np.sort(x))(np.ones((2, 2)))
+    with pytest.raises(UnsupportedOperationError, match="histogram"):
+        J(lambda x: np.histogram(x)[0] * x)(np.ones((2, 2)))
     with pytest.raises(UnsupportedOperationError, match="spacing"):
         J(lambda x: np.spacing(x))(np.ones((2, 2)))
     with pytest.raises(UnsupportedOperationError, match="argmax"):

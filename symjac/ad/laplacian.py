@@ -16,7 +16,9 @@ partials come from differentiating the op's own partial rules on placeholder
 arguments (every elementwise op with a first-derivative rule has them); an
 op linear in its differentiable arguments (``where``, reshapes, sums) maps
 the Laplacians with its JVP; a bilinear op (contractions, convolutions) adds
-twice the sum of B(d_i a, d_i b).  No op is special-cased here.
+twice the sum of B(d_i a, d_i b); any other tensor op with a JVP (``lsolve``,
+``det``, ``eigh``) adds, per variable, the derivative of its JVP along that
+variable's gradient.  No op is special-cased here.
 """
 
 from __future__ import annotations
@@ -114,6 +116,46 @@ def _partials_step(node, gs, ls):
     return g or None, L
 
 
+def _nonlinear_step(node, info, gs, ls):
+    """A nonlinear tensor op with a JVP (``lsolve``, ``det``, ``eigh``...):
+    lap n = J[lap a] + sum_i D^2 n[g_i, g_i], the second term for each
+    variable i the derivative of the JVP along g_i (the tangents g_i held
+    fixed), by a forward sweep over the JVP's expression."""
+    g = jvp(node, gs)
+    L = info.jvp(node, list(ls)) if any(x is not None for x in ls) else None
+    for i in sorted({i for gm in gs if gm for i in gm}):
+        ti = [gm.get(i) if gm else None for gm in gs]
+        first = info.jvp(node, ti)
+        if first is None:
+            continue
+        seeds = {a.id: t for a, t in zip(node.args, ti) if t is not None}
+        seeds[node.id] = g.get(i) if g else None
+        fixed = {t.id for t in ti if t is not None}
+        second = _along(first, seeds, fixed)
+        if second is not None:
+            L = _add(L, second)
+    return g, L
+
+
+def _along(expr, seeds, fixed):
+    """The derivative of ``expr`` when each node ``id`` in ``seeds`` moves along
+    ``seeds[id]`` (None: held), nodes in ``fixed`` held constant."""
+    tangents = {}
+    for n in toposort([expr], opaque=lambda n: n.id in seeds or n.id in fixed):
+        if n.id in seeds:
+            tangents[n.id] = seeds[n.id]
+            continue
+        if n.id in fixed or not differentiable(n):
+            continue
+        ts = [tangents.get(a.id) for a in n.args]
+        if all(t is None for t in ts):
+            continue
+        out = jvp(n, [None if t is None else {0: t} for t in ts])
+        if out:
+            tangents[n.id] = out[0]
+    return tangents.get(expr.id)
+
+
 def _step(node, gs, ls):
     """(gradient dict, Laplacian) of one node from its arguments'."""
     info = lookup(node.op)
@@ -125,6 +167,8 @@ def _step(node, gs, ls):
         return jvp(node, gs), _bilinear_step(node, info, gs, ls)
     if uses_partials(node):
         return _partials_step(node, gs, ls)
+    if info.kind == "structural" and info.jvp is not None:
+        return _nonlinear_step(node, info, gs, ls)
     raise MissingRuleError(f"op {node.op!r} has no forward-Laplacian rule: declare its linearity, partials, or "
                            "a laplacian rule")
 

@@ -6,7 +6,7 @@ demand).  Importing the package registers the NumPy function implementations
 with the tracer.
 """
 
-from symjac.frontend import contraction, functions  # noqa: F401  (register NumPy function implementations)
+from symjac.frontend import contraction, functions, grids, numeric, selection  # noqa: F401  (register NumPy functions)
 from symjac.frontend.graph import Graph
 from symjac.frontend.policy import tensor_policy
 from symjac.frontend.trace import call_traced, make_inputs, trace

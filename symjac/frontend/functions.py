@@ -16,6 +16,7 @@ import numbers
 import numpy as np
 
 from symjac.errors import TracerBoolError, UnsupportedOperationError
+from symjac.frontend.linalg import nuclear_norm
 from symjac.frontend.traced import (TracedArray, _nodes, from_tensor, implements, implements_ufunc, is_tensor,
                                     map_tensor, passthrough, scalar_array, stays_whole, tensor_of, wrap)
 from symjac.ir import const, make
@@ -184,8 +185,10 @@ def _norm(x, ord=None, axis=None, keepdims=False):
             pick = _max if ord in (1, np.inf) else _min
             out = pick(sums, axis=summed, keepdims=True)
             return out if keepdims else np.squeeze(out, axis=tuple(sorted((r, c))))
+        if ord == "nuc":
+            return nuclear_norm(arr, (r, c), keepdims)
         raise UnsupportedOperationError(f"np.linalg.norm of a matrix with ord={ord!r} (singular values) "
-                                        "is not supported; use ord=None/'fro', 1, -1, inf or -inf")
+                                        "is not supported; use ord=None/'fro', 'nuc', 1, -1, inf or -inf")
     if ord == "fro":
         raise ValueError("np.linalg.norm: ord='fro' needs a matrix (2-D or a 2-axis axis=)")
     if ord in (None, 2):

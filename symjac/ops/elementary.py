@@ -104,6 +104,11 @@ _unary("expit", lambda x: 1.0 / (1.0 + np.exp(-x)), lambda n, a: m("mul", n, m("
 _unary("abs", np.abs, lambda n, a: m("sign", a), cost=1, ufunc="absolute", sympy=sympy_function("Abs"),
        printing=call("np.abs", cuda="abs"))
 defufunc("fabs", lambda x: m("abs", x))
+# np.nan_to_num with its defaults: NaN -> 0, +-inf -> the largest finite number of the kernel's dtype
+# (so one op: the bound is the printed kernel's, float32 or float64); derivative 1 where x is finite
+_unary("nan_to_num", np.nan_to_num, lambda n, a: m("where", m("isfinite", a), 1.0, 0.0), cost=3, ufunc="",
+       sympy=(lambda sp, c: c.nums[0], lambda sp: ()),
+       printing={"numpy": "np.nan_to_num({0})", "numba": "_F(np.nan_to_num({0}))", "cuda": "_cu_nan_to_num({0})"})
 
 
 def _sinc_partial(n, x):

@@ -106,3 +106,17 @@ def _stop_simplify(a):
 
 defelementwise("stop", 1, lambda x: x, cost=0, differentiable=False, simplify=_stop_simplify,
                sympy=(lambda sp, c: c.nums[0], lambda sp: ()), printing={"numpy": "{0}"})
+
+
+# -- tests of the value: NaN, infinity ----------------------------------------------------
+
+def _test(name, fn):
+    # symbolic values are finite real numbers: the SymPy form is the constant answer for them
+    defelementwise(name, 1, fn, dtype="bool", differentiable=False, ufuncs=(name,),
+                   sympy=(lambda sp, c: sp.true if name == "isfinite" else sp.false, lambda sp: ()),
+                   printing={"numpy": f"np.{name}({{0}})", "numba": f"math.{name}({{0}})"})
+
+
+_test("isnan", np.isnan)
+_test("isinf", np.isinf)
+_test("isfinite", np.isfinite)

@@ -248,3 +248,24 @@ print("RES" + json.dumps(res))
     np.testing.assert_allclose(res["loss"][0], want_loss[0], rtol=1e-13)
     for g, w in zip(res["loss"][1], want_loss[1]):
         np.testing.assert_allclose(np.array(g), w, rtol=1e-12, atol=1e-15)
+
+
+def test_selection_grids_and_scipy_routes_match_numpy():
+    """np.sort, select, nan_to_num, gradient, rot90, linspace and a routed scipy.stats density (issue 15)."""
+    import scipy.stats
+
+    def f(x):
+        return np.concatenate([np.sort(x), np.select([x > 0.5], [x ** 2], x), np.nan_to_num(x * 3.0),
+                               np.gradient(x ** 2), np.rot90(x[:4].reshape(2, 2)).ravel(),
+                               np.linspace(x[0], x[1], 3), scipy.stats.norm.logpdf(x, 0.5, 2.0)])
+
+    x = np.random.default_rng(5).uniform(-2, 2, size=(3, 5))
+    x[0, 1], x[1, 2] = np.inf, np.nan
+    want = np.stack([f(r) for r in x])
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(symjac.compile(f, backend="cuda")(x), want, rtol=1e-13)
+        for mode in ("fwd", "rev"):
+            np.testing.assert_allclose(symjac.jacobian(f, mode=mode, backend="cuda")(x),  # 0 * inf: NaN in one mode
+                                       symjac.jacobian(f, mode=mode, backend="numpy")(x), rtol=1e-13, atol=1e-14)
+    big = symjac.compile(lambda x: np.nan_to_num(x * 2.0), backend="cuda")(np.array([[np.inf, -np.inf]], np.float32))
+    np.testing.assert_array_equal(big, [[np.finfo(np.float32).max, -np.finfo(np.float32).max]])

@@ -1,0 +1,374 @@
+"""SciPy's Python-level functions on traced values, and errors that name a
+library function that cannot be traced.
+
+SciPy writes ``scipy.special.logsumexp``, ``softmax``, ``log_softmax``,
+``multigammaln``, ``polygamma`` and the ``scipy.stats`` distributions in Python, with
+branches on the data (the index of a maximum, a support check), which a
+trace taken once cannot follow.  symjac has its own traced implementation of
+each (`TRACED`), with SciPy's signature and results, and *routes* SciPy's
+function to it while a trace runs and a traced value is among the
+arguments: the function object's code is swapped for a two-line trampoline
+that calls `_Route`, and swapped back when the last trace ends.  A call with
+no traced argument (another thread, a constant) runs SciPy's own code,
+unchanged; `from scipy.special import logsumexp` is routed too, since the
+function object is the same.
+
+Any other failure inside a library function (`library_error`) names that
+function and says it is not traceable, rather than pointing at the line deep
+inside the library where a traced value met control flow.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import sysconfig
+import threading
+import types
+
+import numpy as np
+
+from symjac.errors import NumericArrayError, TracerBoolError, UnsupportedOperationError
+from symjac.frontend.nn import stop_gradient
+from symjac.frontend.traced import TracedArray, is_traced
+
+__all__ = ["routed", "library_error", "TRACED"]
+
+LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _any_traced(args, kwargs):
+    return any(is_traced(a) for a in args) or any(is_traced(v) for v in kwargs.values())
+
+
+def _shift(x, axis):
+    """The maximum over ``axis`` (kept), 0 where it is infinite, without derivative."""
+    m = stop_gradient(np.max(x, axis=axis, keepdims=True))
+    return np.where(np.isfinite(m), m, 0.0)
+
+
+# -- scipy.special ------------------------------------------------------------------------
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """``log(sum(b * exp(a)))`` over ``axis``, shifted by the maximum (SciPy's
+    signature; ``return_sign`` gives ``(log|s|, sign(s))``)."""
+    a = a if isinstance(a, TracedArray) else np.asarray(a, dtype=float)
+    if b is not None:
+        a, b = np.broadcast_arrays(a, b)
+    m = _shift(a, axis)
+    e = np.exp(a - m) if b is None else b * np.exp(a - m)
+    s = np.sum(e, axis=axis, keepdims=True)
+    if return_sign:
+        out, sign = np.log(np.abs(s)) + m, np.sign(s)
+        return (out, sign) if keepdims else (np.squeeze(out, axis=axis), np.squeeze(sign, axis=axis))
+    out = np.log(s) + m  # NaN for a negative sum, as SciPy
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def softmax(x, axis=None):
+    """``exp(x) / sum(exp(x))`` over ``axis`` (SciPy's signature)."""
+    e = np.exp(x - _shift(x, axis))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=None):
+    """``x - logsumexp(x)`` over ``axis`` (SciPy's signature)."""
+    z = x - _shift(x, axis)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def multigammaln(a, d):
+    """The log of the multivariate gamma function of dimension ``d`` (NaN where
+    ``a <= (d - 1) / 2``, where SciPy raises)."""
+    import scipy.special
+
+    if not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"multigammaln: d should be a positive integer, got {d!r}")
+    r = d * (d - 1) / 4.0 * math.log(math.pi)
+    for j in range(d):
+        r = r + scipy.special.gammaln(a - j / 2.0)
+    return np.where(a > (d - 1) / 2.0, r, np.nan)
+
+
+def polygamma(n, x):
+    """The n-th derivative of digamma (SciPy's Python wrapper calls np.asarray on
+    ``x``, which loses the trace): the ``polygamma`` op, entry by entry."""
+    from symjac.ops.special import polygamma as op
+
+    n = n if is_traced(n) else np.asarray(n, dtype=float)
+    return TracedArray._elementwise(op, (n, x))
+
+
+# -- scipy.stats: the continuous distributions, by name ------------------------------------
+
+def _standard(x, loc, scale):
+    return (x - loc) / scale
+
+
+def _norm(method, x, loc=0.0, scale=1.0):
+    import scipy.special as sc
+
+    z = _standard(x, loc, scale)
+    logpdf = -0.5 * z * z - LOG_SQRT_2PI - np.log(scale)
+    forms = {"logpdf": lambda: logpdf, "pdf": lambda: np.exp(logpdf), "cdf": lambda: sc.ndtr(z),
+             "logcdf": lambda: sc.log_ndtr(z), "sf": lambda: sc.ndtr(-z), "logsf": lambda: sc.log_ndtr(-z)}
+    return forms, scale > 0
+
+
+def _t(method, x, df, loc=0.0, scale=1.0):
+    import scipy.special as sc
+
+    z = _standard(x, loc, scale)
+    logpdf = (sc.gammaln((df + 1.0) / 2.0) - sc.gammaln(df / 2.0) - 0.5 * np.log(df * math.pi)
+              - (df + 1.0) / 2.0 * np.log1p(z * z / df) - np.log(scale))
+
+    def cdf(sign):  # half the regularized incomplete beta at df / (df + z^2), on the tail's side
+        tail = 0.5 * sc.betainc(df / 2.0, 0.5, df / (df + z * z))
+        return np.where(sign * z > 0, 1.0 - tail, tail)
+
+    forms = {"logpdf": lambda: logpdf, "pdf": lambda: np.exp(logpdf), "cdf": lambda: cdf(1.0),
+             "logcdf": lambda: np.log(cdf(1.0)), "sf": lambda: cdf(-1.0), "logsf": lambda: np.log(cdf(-1.0))}
+    return forms, (df > 0) & (scale > 0)
+
+
+def _gamma(method, x, a, loc=0.0, scale=1.0):
+    import scipy.special as sc
+
+    z = _standard(x, loc, scale)
+    inside = z > 0
+    zs = np.where(inside, z, 1.0)  # no log(0) in the branch not taken
+    logpdf = np.where(inside, (a - 1.0) * np.log(zs) - zs - sc.gammaln(a) - np.log(scale), -np.inf)
+    zc = np.maximum(z, 0.0)
+    forms = {"logpdf": lambda: logpdf, "pdf": lambda: np.exp(logpdf), "cdf": lambda: sc.gammainc(a, zc),
+             "logcdf": lambda: np.log(sc.gammainc(a, zc)), "sf": lambda: sc.gammaincc(a, zc),
+             "logsf": lambda: np.log(sc.gammaincc(a, zc))}
+    return forms, (a > 0) & (scale > 0)
+
+
+def _beta(method, x, a, b, loc=0.0, scale=1.0):
+    import scipy.special as sc
+
+    z = _standard(x, loc, scale)
+    inside = (z > 0) & (z < 1)
+    zs = np.where(inside, z, 0.5)
+    logpdf = np.where(inside, (a - 1.0) * np.log(zs) + (b - 1.0) * np.log1p(-zs) - sc.betaln(a, b)
+                      - np.log(scale), -np.inf)
+    zc = np.clip(z, 0.0, 1.0)
+    forms = {"logpdf": lambda: logpdf, "pdf": lambda: np.exp(logpdf), "cdf": lambda: sc.betainc(a, b, zc),
+             "logcdf": lambda: np.log(sc.betainc(a, b, zc)), "sf": lambda: 1.0 - sc.betainc(a, b, zc),
+             "logsf": lambda: np.log1p(-sc.betainc(a, b, zc))}
+    return forms, (a > 0) & (b > 0) & (scale > 0)
+
+
+DISTRIBUTIONS = {"norm": _norm, "t": _t, "gamma": _gamma, "beta": _beta}
+METHODS = ("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf")
+
+
+def _continuous(method):
+    def traced(dist, x, *args, **kwds):
+        build = DISTRIBUTIONS.get(dist.name)
+        if build is None or type(dist).__name__ != f"{dist.name}_gen":
+            raise UnsupportedOperationError(
+                f"scipy.stats.{dist.name}.{method} is not traceable: symjac traces the {method} of "
+                f"{', '.join(sorted(DISTRIBUTIONS))} and multivariate_normal; write the density with NumPy "
+                "and scipy.special functions")
+        with np.errstate(all="ignore"):  # constant parameters out of range: NaN, as SciPy, without warnings
+            forms, valid = build(method, x, *args, **kwds)
+            return np.where(valid, forms[method](), np.nan)
+    traced.__name__ = method
+    return traced
+
+
+def _mvn_parts(mean, cov, allow_singular, where):
+    if is_traced(cov):
+        raise UnsupportedOperationError(f"{where} with a traced cov: give the covariance as a constant")
+    if allow_singular:
+        raise UnsupportedOperationError(f"{where}(..., allow_singular=True) is not traceable")
+    cov = np.asarray(cov, dtype=float)
+    return mean, cov
+
+
+def _mvn_logpdf_of(x, mean, cov):
+    if not np.ndim(x):
+        x = np.reshape(x, (1,))
+    d = np.shape(x)[-1]
+    cov = cov * np.eye(d) if cov.ndim == 0 else np.diag(cov) if cov.ndim == 1 else cov
+    if cov.shape != (d, d):
+        raise ValueError(f"multivariate_normal: cov of shape {cov.shape} for {d}-dimensional x")
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise np.linalg.LinAlgError("multivariate_normal: the covariance matrix is not positive definite") from None
+    inv_chol = np.linalg.inv(chol)
+    r = (x if mean is None else x - mean) @ inv_chol.T
+    maha = np.sum(r * r, axis=-1)
+    return -0.5 * (d * math.log(2.0 * math.pi) + 2.0 * np.sum(np.log(np.diag(chol))) + maha)
+
+
+def _mvn_logpdf(dist, x, mean=None, cov=1, allow_singular=False):
+    mean, cov = _mvn_parts(mean, cov, allow_singular, "scipy.stats.multivariate_normal.logpdf")
+    return _mvn_logpdf_of(x, mean, cov)
+
+
+def _mvn_pdf(dist, x, mean=None, cov=1, allow_singular=False):
+    return np.exp(_mvn_logpdf(dist, x, mean, cov, allow_singular))
+
+
+def _mvn_frozen(method):
+    def traced(frozen, x):
+        lp = _mvn_logpdf_of(x, frozen.mean, np.asarray(frozen.cov, dtype=float))
+        return lp if method == "logpdf" else np.exp(lp)
+    return traced
+
+
+# (module, qualified name) -> traced implementation; the module is imported only if the model did
+TRACED = {
+    ("scipy.special._logsumexp", "logsumexp"): logsumexp,
+    ("scipy.special._logsumexp", "softmax"): softmax,
+    ("scipy.special._logsumexp", "log_softmax"): log_softmax,
+    ("scipy.special._spfun_stats", "multigammaln"): multigammaln,
+    ("scipy.special._basic", "polygamma"): polygamma,
+    **{("scipy.stats._distn_infrastructure", f"rv_continuous.{m}"): _continuous(m) for m in METHODS},
+    ("scipy.stats._multivariate", "multivariate_normal_gen.logpdf"): _mvn_logpdf,
+    ("scipy.stats._multivariate", "multivariate_normal_gen.pdf"): _mvn_pdf,
+    ("scipy.stats._multivariate", "multivariate_normal_frozen.logpdf"): _mvn_frozen("logpdf"),
+    ("scipy.stats._multivariate", "multivariate_normal_frozen.pdf"): _mvn_frozen("pdf"),
+}
+
+
+# -- routing --------------------------------------------------------------------------------
+
+def _trampoline(*args, _symjac_route, **kwargs):
+    return _symjac_route(*args, **kwargs)
+
+
+class _Route:
+    """Calls the traced implementation when a traced value is among the
+    arguments, else a copy of the library's own function."""
+
+    def __init__(self, fn, traced):
+        self.fn = fn
+        self.saved = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
+        self.original = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__,
+                                           fn.__closure__)
+        self.original.__kwdefaults__ = fn.__kwdefaults__
+        self.traced = traced
+
+    def __call__(self, *args, **kwargs):
+        if _any_traced(args, kwargs):
+            return self.traced(*args, **kwargs)
+        return self.original(*args, **kwargs)
+
+    def install(self):
+        self.fn.__code__, self.fn.__defaults__ = _trampoline.__code__, None
+        self.fn.__kwdefaults__ = {"_symjac_route": self}
+
+    def remove(self):
+        self.fn.__code__, self.fn.__defaults__, self.fn.__kwdefaults__ = self.saved
+
+
+_LOCK = threading.Lock()
+_ACTIVE: list = []  # [depth, routes]
+
+
+def _library_function(module, qualname):
+    mod = sys.modules.get(module)
+    obj = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj if isinstance(obj, types.FunctionType) and not obj.__code__.co_freevars else None
+
+
+class routed:
+    """While a trace runs: SciPy's functions of `TRACED` (those of modules
+    already imported) route traced arguments to symjac's implementations."""
+
+    def __enter__(self):
+        with _LOCK:
+            if _ACTIVE:
+                _ACTIVE[0] += 1
+                return self
+            routes = []
+            for (module, qualname), traced in TRACED.items():
+                fn = _library_function(module, qualname)
+                if fn is not None and fn.__code__ is not _trampoline.__code__:
+                    routes.append(_Route(fn, traced))
+            for r in routes:
+                r.install()
+            _ACTIVE[:] = [1, routes]
+        return self
+
+    def __exit__(self, *exc):
+        with _LOCK:
+            _ACTIVE[0] -= 1
+            if _ACTIVE[0] == 0:
+                for r in _ACTIVE[1]:
+                    r.remove()
+                _ACTIVE.clear()
+
+
+# -- errors that name the library function -------------------------------------------------
+
+_LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def _public_name(module, name):
+    """``scipy.special.multigammaln`` for ``scipy.special._spfun_stats.multigammaln``."""
+    parts = module.split(".")
+    for i in range(1, len(parts)):
+        public = ".".join(parts[:i])
+        mod = sys.modules.get(public)
+        if mod is not None and getattr(mod, name.split(".")[0], None) is not None:
+            return f"{public}.{name}"
+    return f"{module}.{name}"
+
+
+def _named_frame(tb, top):
+    """(module, qualified name) of the outermost function of package ``top`` from
+    ``tb`` inward that is not a decorator's wrapper (``<locals>``)."""
+    first = None
+    while tb is not None:
+        frame = tb.tb_frame
+        module = frame.f_globals.get("__name__", "")
+        if module.split(".")[0] != top:
+            break
+        found = (module, frame.f_code.co_qualname)
+        first = first or found
+        if "<locals>" not in found[1]:
+            return found
+        tb = tb.tb_next
+    return first
+
+
+def library_error(e, f):
+    """For a tracing error raised inside a library function that ``f`` called
+    (not NumPy, whose errors say what to do already): an error naming that
+    function; else None."""
+    if not isinstance(e, (TracerBoolError, NumericArrayError)) and not (
+            isinstance(e, (TypeError, AttributeError)) and ("TracedArray" in str(e) or "Node" in str(e))):
+        return None
+    own = (getattr(f, "__module__", None) or "").split(".")[0]
+    tb = e.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        module = frame.f_globals.get("__name__", "")
+        top = module.split(".")[0]
+        if top not in ("symjac", own, "numpy", "__main__") and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+            if top in ("importlib", "contextlib", "functools"):
+                return None
+            name = _public_name(*_named_frame(tb, top))
+            if isinstance(e, (TracerBoolError, NumericArrayError)):
+                why = "its code branches on the values or converts them to numbers"
+            else:
+                why = f"it raised {type(e).__name__}: {e}"
+            err = UnsupportedOperationError(
+                f"{name} is not traceable: {why}. symjac traces NumPy's functions and ufuncs, scipy.special's "
+                "ufuncs, and SciPy's logsumexp, softmax, log_softmax, multigammaln and the scipy.stats "
+                "norm, t, gamma, beta and multivariate_normal densities; write this step with those")
+            err.__cause__ = e
+            return err
+        if top == "numpy":
+            return None
+        tb = tb.tb_next
+    return None
+
