@@ -36,6 +36,7 @@ CYTHON = {
     "j0": ("j0", 1), "j1": ("j1", 1), "y0": ("y0", 1), "y1": ("y1", 1), "i0": ("i0", 1), "i1": ("i1", 1),
     "iv": ("__pyx_fuse_1iv", 2), "ive": ("__pyx_fuse_1ive", 2), "jv": ("__pyx_fuse_1jv", 2),
     "yn": ("__pyx_fuse_0yn", 2), "gammainc": ("gammainc", 2), "gammaincc": ("gammaincc", 2),
+    "stdtr": ("__pyx_fuse_0stdtr", 2),
     "betainc": ("__pyx_fuse_0betainc", 3),
 }
 PRINTED = {"polygamma": ("psi",)}  # printed here, with the bindings each needs

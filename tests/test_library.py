@@ -146,3 +146,64 @@ def test_hessians_against_differences_of_the_gradient(name, fn, backend):
             e[0, j] = 1e-5
             cols.append((g(x[b: b + 1] + e) - g(x[b: b + 1] - e))[0] / 2e-5)
         np.testing.assert_allclose(H[b], np.stack(cols, axis=1), rtol=1e-6, atol=1e-8)
+
+
+# -- regressions from review (issue 15): each was a silently wrong value ----------------------------
+
+EDGES = [  # name, per-sample function, one input row, in which NaN/inf/edge values are the point
+    ("logsumexp_masked_max", lambda x: np.atleast_1d(scipy.special.logsumexp(x, b=[0.0, 1.0])), [1000.0, 0.0]),
+    ("lists", lambda x: np.concatenate([np.atleast_1d(scipy.special.logsumexp([x[0], x[1]])),
+                                        scipy.special.softmax([x[0], x[1]]), st.norm.logpdf([x[0], x[1]])]), [1.0, 2.0]),
+    ("mvn_dimension_one", lambda x: np.concatenate([st.multivariate_normal.logpdf(x, mean=0, cov=2),
+                                                    st.multivariate_normal.pdf(x)]), [0.1, 0.2, 0.3]),
+    ("support_ends", lambda x: np.array([st.gamma.pdf(x[0], 1, scale=0.5), st.gamma.logpdf(x[0], 0.5),
+                                         st.gamma.logpdf(x[0], 2.0), st.beta.pdf(x[0], 1, 2), st.beta.pdf(x[1], 2, 1),
+                                         st.gamma.logpdf(x[2], 2.0), st.beta.logpdf(x[2], 2, 2)]), [0.0, 1.0, np.nan]),
+    ("beta_upper_tail", lambda x: np.array([st.beta(2, 5).logsf(x[0]), st.beta.sf(x[0], 2, 5)]), [0.99999]),
+    ("t_large_df", lambda x: np.array([st.t.logpdf(x[0], 1e12), st.t.cdf(x[0], 1e12), st.t.logpdf(x[0], np.inf),
+                                       st.t.sf(x[0], np.inf)]), [0.3]),
+    ("polygamma_orders", lambda x: scipy.special.polygamma(np.array([0, 1, 3]), x), [1.5, 2.0, 0.7]),
+]
+
+
+@pytest.mark.parametrize("run", [{}, {"min_array": 1}], ids=["default", "tensor"])
+@pytest.mark.parametrize("name,fn,row", EDGES, ids=[e[0] for e in EDGES])
+def test_edges_as_scipy(name, fn, row, run):
+    x = np.array([row], dtype=float)
+    with np.errstate(all="ignore"), symjac.tensor_policy(**run):
+        got = symjac.compile(fn, backend="numpy")(x)[0]
+        want = np.asarray(fn(x[0]), dtype=float)
+    np.testing.assert_allclose(got, want, rtol=1e-10)  # NaN and inf where SciPy has them
+
+
+def test_t_cdf_derivative_at_its_center():
+    for mode in ("fwd", "rev"):
+        J = symjac.jacobian(lambda x: st.t.cdf(x[0], 3.0, loc=0.5), mode=mode, backend="numpy")(np.array([[0.5]]))
+        np.testing.assert_allclose(J.ravel(), [st.t.pdf(0.5, 3.0, loc=0.5)], rtol=1e-12)
+
+
+def test_a_model_that_imports_scipy_while_traced_is_routed(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "model.py"
+    script.write_text(
+        "import numpy as np, symjac\n"
+        "def f(x):\n"
+        "    import scipy.stats\n"
+        "    return scipy.stats.norm.logpdf(x, 0.5, 2.0)\n"
+        "J = symjac.jacobian(f, backend='numpy')(np.array([[0.3, 1.0]]))\n"
+        "print(np.allclose(np.diagonal(J[0]), -(np.array([0.3, 1.0]) - 0.5) / 4.0))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "True", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("fn,name", [
+    (lambda x: np.linalg.det(np.array([[x[0], x[1]], [x[1], x[2]]])), "np.stack"),
+    (lambda x: scipy.special.gammaln(np.array([x[0], x[1]])), "np.stack"),
+    (lambda x: st.zscore(x), "scipy.stats.zscore is not traceable"),
+    (lambda x: st.entropy(np.abs(x) + 1.0), "scipy.stats.entropy is not traceable"),
+], ids=["det_of_object_array", "ufunc_of_object_array", "zscore", "entropy"])
+def test_other_failures_name_what_failed(fn, name):
+    with pytest.raises(symjac.UnsupportedOperationError, match=name):
+        symjac.jacobian(fn, backend="numpy")(np.array([[1.0, 2.0, 3.0]]))

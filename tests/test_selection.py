@@ -48,9 +48,16 @@ ROWS = [  # name, per-sample function of a slice, slice length, sampling interva
                                          np.interp(x[:2], [-0.5, 0.5, 1.0], x[3:])]), 6, -2, 2),
     ("convolve", lambda x: np.concatenate([np.convolve(x, [1.0, -2.0, 0.5]), np.convolve(x[:2], x[2:], "same"),
                                            np.correlate(x, [0.5, 1.5]), np.convolve(x[:3], x[3:], "valid")]), 6, -2, 2),
+    ("correlate_short_first", lambda x: np.concatenate([np.correlate(x[:2], x[2:], m) for m in ("full", "same", "valid")]
+                                                       + [np.correlate(x[2:], x[:2], "same")]), 6, -2, 2),
+    ("quantile_keepdims", lambda x: np.concatenate([
+        (x.reshape(2, 3) - np.median(x.reshape(2, 3), keepdims=True)).ravel(),
+        (x.reshape(1, 2, 3) - np.quantile(x.reshape(1, 2, 3), 0.3, axis=(1, 2), keepdims=True)).ravel(),
+        (x.reshape(2, 3) - np.nanmax(x.reshape(2, 3), axis=1, keepdims=True)).ravel()]), 6, -2, 2),
     ("grids", lambda x: np.concatenate([np.meshgrid(x[:2], x[2:5])[0].ravel(), np.meshgrid(x[:2], x[2:5], indexing="ij")[1].ravel(),
                                         np.logspace(x[0] * 0.1, 1.0, 3), np.logspace(0.0, x[1] * 0.1, 3, base=2.0),
                                         np.take_along_axis(x.reshape(2, 3), np.array([[2, 0], [1, 1]]), axis=1).ravel(),
+                                        np.take_along_axis(x.reshape(2, 3), np.array([[2, 0]]), axis=1).ravel(),
                                         np.vander(x[:3]).ravel()]), 6, -2, 2),
     ("floor_divide_signbit", lambda x: x // 0.7 * x + np.floor_divide(x, -1.3) + np.where(np.signbit(x), x, 2.0 * x)
      + np.ldexp(x, 3) + np.i0(x), 3, -2, 2),
@@ -176,3 +183,9 @@ def test_nan_and_zero_division_as_numpy(backend):
     with np.errstate(all="ignore"):
         want = np.stack([f(r) for r in x])
         np.testing.assert_array_equal(symjac.compile(f, backend=backend)(x), want)
+
+
+def test_ldexp_never_overflows_in_between():
+    f = lambda x: np.array([np.ldexp(x[0], 1100), np.ldexp(x[1], -1100), np.ldexp(x[2], 1024)])  # noqa: E731
+    x = np.array([[1e-300, 2.0 ** 1000, 0.75]])
+    np.testing.assert_array_equal(symjac.compile(f, backend="numpy")(x)[0], f(x[0]))

@@ -21,6 +21,7 @@ inside the library where a traced value met control flow.
 from __future__ import annotations
 
 import math
+import re
 import sys
 import sysconfig
 import threading
@@ -41,6 +42,16 @@ def _any_traced(args, kwargs):
     return any(is_traced(a) for a in args) or any(is_traced(v) for v in kwargs.values())
 
 
+def _array(a):
+    """``a`` as an array: a traced array as is, a list or tuple holding traced
+    values stacked (NumPy's np.asarray would make a plain object array)."""
+    if isinstance(a, (list, tuple)) and any(is_traced(e) or isinstance(e, (list, tuple)) for e in a):
+        parts = [_array(e) for e in a]
+        if any(is_traced(p) for p in parts):
+            return np.stack([p if is_traced(p) else np.asarray(p, dtype=float) for p in parts])
+    return a if is_traced(a) else np.asarray(a, dtype=float)
+
+
 def _shift(x, axis):
     """The maximum over ``axis`` (kept), 0 where it is infinite, without derivative."""
     m = stop_gradient(np.max(x, axis=axis, keepdims=True))
@@ -52,11 +63,12 @@ def _shift(x, axis):
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     """``log(sum(b * exp(a)))`` over ``axis``, shifted by the maximum (SciPy's
     signature; ``return_sign`` gives ``(log|s|, sign(s))``)."""
-    a = a if isinstance(a, TracedArray) else np.asarray(a, dtype=float)
+    a = _array(a)
     if b is not None:
-        a, b = np.broadcast_arrays(a, b)
-    m = _shift(a, axis)
-    e = np.exp(a - m) if b is None else b * np.exp(a - m)
+        a, b = np.broadcast_arrays(a, _array(b))
+    # the shift is the largest entry with a nonzero weight (SciPy's): a 0/1 mask in b may hide the largest a
+    m = _shift(a if b is None else np.where(b != 0, a, -np.inf), axis)
+    e = np.exp(a - m) if b is None else np.where(b != 0, b * np.exp(a - m), 0.0)  # no 0 * inf
     s = np.sum(e, axis=axis, keepdims=True)
     if return_sign:
         out, sign = np.log(np.abs(s)) + m, np.sign(s)
@@ -67,12 +79,14 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
 
 def softmax(x, axis=None):
     """``exp(x) / sum(exp(x))`` over ``axis`` (SciPy's signature)."""
+    x = _array(x)
     e = np.exp(x - _shift(x, axis))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis=None):
     """``x - logsumexp(x)`` over ``axis`` (SciPy's signature)."""
+    x = _array(x)
     z = x - _shift(x, axis)
     return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
 
@@ -95,8 +109,16 @@ def polygamma(n, x):
     ``x``, which loses the trace): the ``polygamma`` op, entry by entry."""
     from symjac.ops.special import polygamma as op
 
-    n = n if is_traced(n) else np.asarray(n, dtype=float)
-    return TracedArray._elementwise(op, (n, x))
+    if is_traced(n):
+        return TracedArray._elementwise(op, (n, x))  # the op refuses a traced order, naming it
+    n = np.asarray(n, dtype=float)
+    if n.ndim == 0:
+        return TracedArray._elementwise(lambda v: op(float(n), v), (x,))
+    result = None  # an array of orders: one op per distinct order, selected entry by entry
+    for k in np.unique(n):
+        r = TracedArray._elementwise(lambda v, k=float(k): op(k, v), (x,))
+        result = r if result is None else np.where(n == k, r, result)
+    return np.broadcast_to(result, np.broadcast_shapes(n.shape, np.shape(result)))
 
 
 # -- scipy.stats: the continuous distributions, by name ------------------------------------
@@ -119,15 +141,19 @@ def _t(method, x, df, loc=0.0, scale=1.0):
     import scipy.special as sc
 
     z = _standard(x, loc, scale)
-    logpdf = (sc.gammaln((df + 1.0) / 2.0) - sc.gammaln(df / 2.0) - 0.5 * np.log(df * math.pi)
-              - (df + 1.0) / 2.0 * np.log1p(z * z / df) - np.log(scale))
+    finite = np.isfinite(df)
+    dfs = np.where(finite, df, 1.0)  # df = inf is the normal distribution: no NaN in the branch not taken
+    normal, _ = _norm(method, x, loc, scale)
+    # -betaln(df/2, 1/2) - log(df)/2: the log of the normalizing constant, accurate for large df
+    logpdf = (-sc.betaln(dfs / 2.0, 0.5) - 0.5 * np.log(dfs) - (dfs + 1.0) / 2.0 * np.log1p(z * z / dfs)
+              - np.log(scale))
 
-    def cdf(sign):  # half the regularized incomplete beta at df / (df + z^2), on the tail's side
-        tail = 0.5 * sc.betainc(df / 2.0, 0.5, df / (df + z * z))
-        return np.where(sign * z > 0, 1.0 - tail, tail)
+    def cdf(sign):
+        return sc.stdtr(dfs, sign * z)
 
     forms = {"logpdf": lambda: logpdf, "pdf": lambda: np.exp(logpdf), "cdf": lambda: cdf(1.0),
              "logcdf": lambda: np.log(cdf(1.0)), "sf": lambda: cdf(-1.0), "logsf": lambda: np.log(cdf(-1.0))}
+    forms = {k: (lambda k=k, v=v: np.where(finite, v(), normal[k]())) for k, v in forms.items()}
     return forms, (df > 0) & (scale > 0)
 
 
@@ -135,9 +161,9 @@ def _gamma(method, x, a, loc=0.0, scale=1.0):
     import scipy.special as sc
 
     z = _standard(x, loc, scale)
-    inside = z > 0
-    zs = np.where(inside, z, 1.0)  # no log(0) in the branch not taken
-    logpdf = np.where(inside, (a - 1.0) * np.log(zs) - zs - sc.gammaln(a) - np.log(scale), -np.inf)
+    inside = z >= 0  # the support includes 0: xlogy(a - 1, 0) is 0 for a = 1, -inf for a > 1, inf for a < 1
+    zs = np.where(inside, z, 1.0)
+    logpdf = np.where(inside, sc.xlogy(a - 1.0, zs) - zs - sc.gammaln(a) - np.log(scale), -np.inf)
     zc = np.maximum(z, 0.0)
     forms = {"logpdf": lambda: logpdf, "pdf": lambda: np.exp(logpdf), "cdf": lambda: sc.gammainc(a, zc),
              "logcdf": lambda: np.log(sc.gammainc(a, zc)), "sf": lambda: sc.gammaincc(a, zc),
@@ -149,14 +175,14 @@ def _beta(method, x, a, b, loc=0.0, scale=1.0):
     import scipy.special as sc
 
     z = _standard(x, loc, scale)
-    inside = (z > 0) & (z < 1)
+    inside = (z >= 0) & (z <= 1)  # the closed support, as SciPy's (xlogy/xlog1py at its ends)
     zs = np.where(inside, z, 0.5)
-    logpdf = np.where(inside, (a - 1.0) * np.log(zs) + (b - 1.0) * np.log1p(-zs) - sc.betaln(a, b)
-                      - np.log(scale), -np.inf)
+    logpdf = np.where(inside, sc.xlogy(a - 1.0, zs) + sc.xlog1py(b - 1.0, -zs) - sc.betaln(a, b) - np.log(scale),
+                      -np.inf)
     zc = np.clip(z, 0.0, 1.0)
+    upper = lambda: sc.betainc(b, a, 1.0 - zc)  # noqa: E731  (I_x(a, b) = 1 - I_{1-x}(b, a): the upper tail kept)
     forms = {"logpdf": lambda: logpdf, "pdf": lambda: np.exp(logpdf), "cdf": lambda: sc.betainc(a, b, zc),
-             "logcdf": lambda: np.log(sc.betainc(a, b, zc)), "sf": lambda: 1.0 - sc.betainc(a, b, zc),
-             "logsf": lambda: np.log1p(-sc.betainc(a, b, zc))}
+             "logcdf": lambda: np.log(sc.betainc(a, b, zc)), "sf": upper, "logsf": lambda: np.log(upper())}
     return forms, (a > 0) & (b > 0) & (scale > 0)
 
 
@@ -172,9 +198,12 @@ def _continuous(method):
                 f"scipy.stats.{dist.name}.{method} is not traceable: symjac traces the {method} of "
                 f"{', '.join(sorted(DISTRIBUTIONS))} and multivariate_normal; write the density with NumPy "
                 "and scipy.special functions")
+        x, args = _array(x), [_array(p) for p in args]
+        kwds = {k: _array(v) for k, v in kwds.items()}
         with np.errstate(all="ignore"):  # constant parameters out of range: NaN, as SciPy, without warnings
             forms, valid = build(method, x, *args, **kwds)
-            return np.where(valid, forms[method](), np.nan)
+            r = np.where(valid, forms[method](), np.nan)
+            return np.where(np.isnan(x), np.nan, r)  # NaN in, NaN out (the support tests were false)
     traced.__name__ = method
     return traced
 
@@ -189,9 +218,15 @@ def _mvn_parts(mean, cov, allow_singular, where):
 
 
 def _mvn_logpdf_of(x, mean, cov):
-    if not np.ndim(x):
-        x = np.reshape(x, (1,))
-    d = np.shape(x)[-1]
+    """SciPy's shapes: the dimension comes from ``mean`` or ``cov`` (1 when
+    both are scalars or absent); with dimension 1 each entry of ``x`` is a point."""
+    x = _array(x)
+    mean = None if mean is None else _array(mean)
+    d = np.size(mean) if mean is not None and np.ndim(mean) else cov.shape[0] if cov.ndim else 1
+    if d == 1 and np.ndim(x) <= 1:
+        x = np.reshape(x, np.shape(x) + (1,))
+        if mean is not None:
+            mean = np.reshape(mean, (1,))
     cov = cov * np.eye(d) if cov.ndim == 0 else np.diag(cov) if cov.ndim == 1 else cov
     if cov.shape != (d, d):
         raise ValueError(f"multivariate_normal: cov of shape {cov.shape} for {d}-dimensional x")
@@ -279,6 +314,25 @@ def _library_function(module, qualname):
     return obj if isinstance(obj, types.FunctionType) and not obj.__code__.co_freevars else None
 
 
+def is_routable(e):
+    """True when ``e`` (or its cause) was raised inside one of SciPy's functions
+    that `routed` would route but did not (its module was imported by the model
+    while it was being traced)."""
+    codes = set()
+    for module, qualname in TRACED:
+        fn = _library_function(module, qualname)
+        if fn is not None and fn.__code__ is not _trampoline.__code__:
+            codes.add(fn.__code__)
+    while e is not None and codes:
+        tb = e.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code in codes:
+                return True
+            tb = tb.tb_next
+        e = e.__cause__
+    return False
+
+
 class routed:
     """While a trace runs: SciPy's functions of `TRACED` (those of modules
     already imported) route traced arguments to symjac's implementations."""
@@ -323,6 +377,24 @@ def _public_name(module, name):
     return f"{module}.{name}"
 
 
+# messages of NumPy and SciPy meeting traced values (or the object arrays NumPy makes of them)
+_OBJECT_HINTS = re.compile(r"TracedArray|\bNode\b|dtype\('O'\)|ObjectDType|object arrays?|dtype=object|"
+                           r"for the input types")
+
+
+def object_array_error(e):
+    """For NumPy's own failure on a plain object array of traced values (made by
+    ``np.array([...])``, which NumPy cannot dispatch): an error saying so; else None."""
+    if isinstance(e, TypeError) and _OBJECT_HINTS.search(str(e)) and not isinstance(e, UnsupportedOperationError):
+        err = UnsupportedOperationError(
+            f"NumPy could not compute on traced values ({e}): a plain NumPy object array of them reached a "
+            "NumPy function that symjac cannot see (np.array([...]) of traced values makes one). Make that "
+            "array with np.stack([...]) or np.array([...], like=x), so it stays traced")
+        err.__cause__ = e
+        return err
+    return None
+
+
 def _named_frame(tb, top):
     """(module, qualified name) of the outermost function of package ``top`` from
     ``tb`` inward that is not a decorator's wrapper (``<locals>``)."""
@@ -345,7 +417,7 @@ def library_error(e, f):
     (not NumPy, whose errors say what to do already): an error naming that
     function; else None."""
     if not isinstance(e, (TracerBoolError, NumericArrayError)) and not (
-            isinstance(e, (TypeError, AttributeError)) and ("TracedArray" in str(e) or "Node" in str(e))):
+            isinstance(e, (TypeError, ValueError, AttributeError)) and _OBJECT_HINTS.search(str(e))):
         return None
     own = (getattr(f, "__module__", None) or "").split(".")[0]
     tb = e.__traceback__
@@ -362,9 +434,9 @@ def library_error(e, f):
             else:
                 why = f"it raised {type(e).__name__}: {e}"
             err = UnsupportedOperationError(
-                f"{name} is not traceable: {why}. symjac traces NumPy's functions and ufuncs, scipy.special's "
-                "ufuncs, and SciPy's logsumexp, softmax, log_softmax, multigammaln and the scipy.stats "
-                "norm, t, gamma, beta and multivariate_normal densities; write this step with those")
+                f"{name} is not traceable: {why}. symjac traces NumPy's functions and ufuncs (np.linalg too), "
+                "scipy.special's ufuncs, and SciPy's logsumexp, softmax, log_softmax, multigammaln, polygamma and "
+                "the scipy.stats norm, t, gamma, beta and multivariate_normal densities; write this step with those")
             err.__cause__ = e
             return err
         if top == "numpy":

@@ -4,7 +4,8 @@ sorting network), ``ptp``, ``average``, the NaN-ignoring reductions, ``any``
 and ``all`` (traced booleans, for ``np.where``), ``isclose``, ``cov`` and
 ``corrcoef``, ``interp``, ``convolve`` and ``correlate``, ``meshgrid``,
 ``logspace``, ``take_along_axis``, ``vander`` and the ufuncs ``floor_divide``,
-``divmod``, ``modf``, ``signbit`` and ``ldexp``.
+``signbit`` and ``ldexp`` (``divmod``, ``modf`` and ``frexp``, with two
+outputs, are not traced: the error names them).
 
 Derivatives come from the pieces: an order statistic follows the values the
 sort put there (interpolated between two of them), ``interp`` is linear
@@ -45,6 +46,7 @@ def _quantile_of(a, q, axis, keepdims, method, what):
         raise UnsupportedOperationError(f"np.{what}(..., method={method!r}) on traced arrays: symjac has "
                                         "'linear', 'lower', 'higher', 'nearest' and 'midpoint'")
     a = _traced(a)
+    kept = tuple(1 if axis is None or i in _axes_of(axis, a.ndim) else d for i, d in enumerate(a.shape))
     if axis is None:
         a, axis = a.reshape(-1), 0
     axes = _axes_of(axis, a.ndim)
@@ -64,7 +66,7 @@ def _quantile_of(a, q, axis, keepdims, method, what):
         idx[ax] = i
         return s[tuple(idx)]
 
-    has_nan = np.any(np.isnan(a), axis=ax, keepdims=keepdims)  # NumPy: a NaN in the slice gives NaN
+    has_nan = np.any(np.isnan(a), axis=ax)  # NumPy: a NaN in the slice gives NaN
     out = []
     for qi in qs.ravel():
         pos = qi * (n - 1)
@@ -82,7 +84,8 @@ def _quantile_of(a, q, axis, keepdims, method, what):
             r = take(lo) + (take(hi) - take(lo)) * frac
         else:
             r = take(hi) - (take(hi) - take(lo)) * (1.0 - frac)
-        out.append(np.where(has_nan, np.nan, np.expand_dims(r, ax) if keepdims else r))
+        r = np.where(has_nan, np.nan, r)
+        out.append(np.reshape(r, kept) if keepdims else r)
     if qs.ndim == 0:
         return out[0]
     return np.stack(out).reshape(qs.shape + np.shape(out[0]))
@@ -158,9 +161,7 @@ def _nan_extreme(pick):
         if out is not None:
             raise UnsupportedOperationError("np.nanmax/np.nanmin(..., out=) on traced arrays")
         a = _traced(a)
-        if axis is None:
-            a, axis = a.reshape(-1), 0
-        axes = _axes_of(axis, a.ndim)
+        axes = tuple(range(a.ndim)) if axis is None else _axes_of(axis, a.ndim)
         moved = np.moveaxis(a, axes, tuple(range(-len(axes), 0)))
         flat = moved.reshape(moved.shape[: a.ndim - len(axes)] + (-1,))
         r = flat[..., 0]
@@ -290,8 +291,19 @@ def _convolve(a, v, mode="full"):
 
 
 def _correlate(a, v, mode="valid"):
+    """np.correlate: the convolution with ``v`` reversed, cut as NumPy cuts it
+    (for 'same' with the longer ``v``, NumPy's window is the other middle)."""
     v = np.flip(v) if is_traced(v) else np.asarray(v, dtype=float)[::-1]
-    return _convolve(a, v, mode) if np.ndim(a) and len(a) >= len(v) else np.flip(_convolve(v, a, mode))
+    full = _convolve(a, v, "full")
+    n, k = max(np.shape(a)[0], np.shape(v)[0]), min(np.shape(a)[0], np.shape(v)[0])
+    if mode == "full":
+        return full
+    if mode == "valid":
+        return full[k - 1: len(full) - (k - 1)]
+    if mode == "same":
+        start = (k - 1) // 2 if np.shape(a)[0] >= np.shape(v)[0] else k - 1 - (k - 1) // 2
+        return full[start: start + n]
+    raise ValueError(f"np.correlate: mode must be 'full', 'same' or 'valid', got {mode!r}")
 
 
 def _meshgrid(*xi, copy=True, sparse=False, indexing="xy"):
@@ -326,7 +338,13 @@ def _take_along_axis(arr, indices, axis=-1):
     if axis is None:
         arr, axis = arr.reshape(-1), 0
     axis = axis % arr.ndim
-    grids = list(np.ix_(*[np.arange(d) for d in indices.shape]))
+    if indices.ndim != arr.ndim:
+        raise ValueError("np.take_along_axis: indices and arr must have the same number of dimensions")
+    shape = [np.broadcast_shapes((a,), (i,))[0] if k != axis else i
+             for k, (a, i) in enumerate(zip(arr.shape, indices.shape))]  # NumPy broadcasts the other axes
+    indices = np.broadcast_to(indices, shape)
+    grids = list(np.ix_(*[np.arange(d) for d in shape]))
+    grids = [np.broadcast_to(g, shape) for g in grids]
     grids[axis] = indices
     return arr[tuple(grids)]
 
@@ -365,5 +383,12 @@ implements(np.vander)(_vander)
 defufunc("floor_divide", lambda a, b: make("where", make("eq", b, 0.0), make("div", a, b),  # a / 0: inf or NaN
                                             make("rint", make("div", make("sub", a, make("mod", a, b)), b))))
 defufunc("signbit", lambda x: make("lt", make("copysign", 1.0, x), 0.0))
-defufunc("ldexp", lambda x, n: make("mul", x, make("pow", 2.0, n)))
+def _ldexp(x, n):
+    """x * 2**n in two halves, so 2**n itself never overflows or underflows
+    where the result does not (np.ldexp(1e-300, 1100), np.ldexp(0.75, 1024))."""
+    half = make("floor", make("mul", n, 0.5))
+    return make("mul", make("mul", x, make("pow", 2.0, half)), make("pow", 2.0, make("sub", n, half)))
+
+
+defufunc("ldexp", _ldexp)
 defunction(np.i0, lambda x: make("i0", x), elementwise=True)  # NumPy's Bessel I0 (a function): SciPy's ufunc's op

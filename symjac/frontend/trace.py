@@ -10,7 +10,7 @@ import numpy as np
 
 from symjac.errors import NumericArrayError
 from symjac.frontend.graph import Graph, outputs_of, unflatten
-from symjac.frontend.library import library_error, routed
+from symjac.frontend.library import is_routable, library_error, object_array_error, routed
 from symjac.frontend.traced import TracedArray, end_exposure_scope, exposure_scope
 from symjac.ir import BUILDING, make_inputs
 
@@ -52,22 +52,29 @@ def call_traced(f, arrays, note=None, own=False):
     With ``own``, the arrays are the trace's fresh leaves (`own_arguments`)."""
     try:
         try:
-            args = [TracedArray(a.copy()) for a in arrays]
-            with _Own(tuple(args) if own else ()), routed():
-                return f(*args)
-        except ValueError as e:
-            # NumPy storing a traced value (a sequence to it) into an array of numbers
-            if "setting an array element with a sequence" in str(e):
-                raise NumericArrayError() from e
-            raise
+            return _call(f, arrays, own)
         except Exception as e:
-            named = library_error(e, f)  # a failure inside SciPy or another library: name its function
-            if named is not None:
-                raise named from e
-            raise
+            if not is_routable(e):
+                raise
+            return _call(f, arrays, own)  # the model imported the library while tracing: routed now
     except Exception as e:
         if note is not None and not any(n.startswith(NOTE_PREFIX) for n in getattr(e, "__notes__", ())):
             e.add_note(note())
+        raise
+
+
+def _call(f, arrays, own):
+    try:
+        args = [TracedArray(a.copy()) for a in arrays]
+        with _Own(tuple(args) if own else ()), routed():
+            return f(*args)
+    except Exception as e:
+        # NumPy storing a traced value (a sequence to it) into an array of numbers
+        if isinstance(e, ValueError) and "setting an array element with a sequence" in str(e):
+            raise NumericArrayError() from e
+        named = library_error(e, f) or object_array_error(e)  # name the library function, or the object array
+        if named is not None:
+            raise named from e
         raise
 
 

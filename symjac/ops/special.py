@@ -247,3 +247,19 @@ _BB = _parameter("betainc", "b", _NO_CLOSED_FORM)
 _special("betainc", 3, lambda n, a, b, x: (ONE, ONE, _beta_density(a, b, x)), ufunc=False,
          sympy=_pair(lambda sp, a, b, x: sp.betainc_regularized(a, b, 0, x)))
 defufunc("betainc", lambda a, b, x: m("betainc", _held(_BA, a), _held(_BB, b), x))
+
+
+# -- Student's t distribution function ------------------------------------------------------------
+
+def _t_density(df, t):
+    """Student's t density: exp(-betaln(df/2, 1/2) - log(df)/2 - (df+1)/2 log1p(t^2/df))
+    (betaln keeps it accurate for large df, where a difference of gammaln loses digits)."""
+    half = m("mul", df, 0.5)
+    log = m("add", m("add", m("neg", m("betaln", half, 0.5)), m("mul", m("log", df), -0.5)),
+            m("mul", m("mul", m("add", df, 1.0), -0.5), m("log1p", m("div", m("mul", t, t), df))))
+    return m("exp", log)
+
+
+_DF = _parameter("stdtr", "df", _NO_CLOSED_FORM)
+_special("stdtr", 2, lambda n, df, t: (ONE, _t_density(df, t)), ufunc=False)
+defufunc("stdtr", lambda df, t: m("stdtr", _held(_DF, df), t))
