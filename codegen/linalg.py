@@ -6,7 +6,11 @@ registered in `codegen.structural.STRUCTURAL` as every structural op.
   stack), so a singular matrix gives its own sample inf/NaN where
   ``np.linalg.solve`` would raise ``LinAlgError`` for the whole batch;
   ``cholesky`` redoes a failing stack one matrix at a time (NaN for a
-  matrix that is not positive definite); the others call ``np.linalg``.
+  matrix that is not positive definite, and for one whose factor holds a
+  NaN); ``eigh``, ``eigvalsh``, ``svd``, ``svdvals`` and ``pinv`` call
+  ``np.linalg`` through ``_lapack``, which replaces a matrix with a NaN or
+  inf entry by zeros for the call and gives that sample NaN (NumPy's
+  batched LAPACK would raise for the whole batch or return garbage).
 - Numba loops: ``lu`` (Gaussian elimination with partial pivoting),
   ``lsolve`` (two substitutions with its factors), ``det``, ``logabsdet``,
   ``detsign`` (the LU diagonal) and ``cholesky`` are written out per
@@ -19,7 +23,11 @@ registered in `codegen.structural.STRUCTURAL` as every structural op.
   ``eigvalsh``, ``svd``, ``svdvals`` and ``pinv`` call Numba's
   ``np.linalg`` per sample (iterative algorithms, not worth writing out
   here; Numba's LAPACK bindings come from SciPy); the CUDA printer, which
-  has no ``np.linalg``, raises `PrinterError` naming the function.
+  has no ``np.linalg``, raises `PrinterError` naming the function.  These
+  calls too give a matrix with a NaN or inf entry NaN results (Numba's
+  ``np.linalg`` raises for it), as the NumPy form.  The Cholesky loops give an all-NaN factor
+  when a pivot is ``<= 0`` or NaN, as the NumPy form.  ``det``, ``detsign``
+  and ``logabsdet`` of a matrix with a NaN entry are NaN on every form.
 
 An exactly zero pivot is kept (as LAPACK's getrf): the determinant is 0,
 log|det| is -inf, and a solve divides by zero (inf/NaN for that sample,
@@ -27,6 +35,8 @@ never a finite wrong value).
 """
 
 from __future__ import annotations
+
+import math
 
 from codegen.printers import PrinterError
 from codegen.structural import NUMPY_HELPERS, structural
@@ -92,9 +102,10 @@ def _lu_solve(f, b, trans, vec):
 ''',
     '_cholesky': '''
 def _cholesky(a):
-    # a matrix that is not positive definite gives its sample NaN (np.linalg.cholesky raises for the stack)
+    # a matrix that is not positive definite gives its sample NaN (np.linalg.cholesky raises for the
+    # stack); so does one with a NaN in its lower triangle (LAPACK returns a partly NaN factor)
     try:
-        return np.linalg.cholesky(a)
+        out = np.linalg.cholesky(a)
     except np.linalg.LinAlgError:
         out = np.full(a.shape, np.nan, dtype=_F)
         for i in np.ndindex(*a.shape[:-2]):
@@ -102,18 +113,47 @@ def _cholesky(a):
                 out[i] = np.linalg.cholesky(a[i])
             except np.linalg.LinAlgError:
                 pass
-        return out
+    bad = np.any(np.isnan(out), axis=(-2, -1))
+    if np.any(bad):
+        out = np.array(out, dtype=_F)
+        out[bad] = np.nan
+    return out
+''',
+    '_lapack': '''
+def _lapack(fn, a, lower=False):
+    # fn (np.linalg on a stack) with a matrix holding a NaN or inf giving its own sample NaN:
+    # NumPy's batched LAPACK raises LinAlgError for the whole stack there (svd, pinv) or returns
+    # finite garbage (eigvalsh); such a matrix is replaced by zeros for the call.  With lower,
+    # only the lower triangle counts (all that eigh reads)
+    bad = ~np.all(np.isfinite(np.tril(a) if lower else a), axis=(-2, -1))
+    if not np.any(bad):
+        return fn(a)
+    out = np.array(fn(np.where(bad[..., None, None], 0.0, a)), dtype=_F)
+    out[bad] = np.nan
+    return out
 ''',
     '_eigh': '''
-def _eigh(a):
+def _eigh_packed(a):
     w, v = np.linalg.eigh(a)
     return np.concatenate([w[..., None, :], v], axis=-2)
+
+
+def _eigh(a):
+    return _lapack(_eigh_packed, a, True)
+''',
+    '_svdvals': '''
+def _svdvals(a):
+    return np.linalg.svd(a, compute_uv=False)
 ''',
     '_svd': '''
-def _svd(a):
+def _svd_packed(a):
     u, s, vt = np.linalg.svd(a, full_matrices=False)
     lead = a.shape[:-2]
     return np.concatenate([u.reshape(lead + (-1,)), s, vt.reshape(lead + (-1,))], axis=-1)
+
+
+def _svd(a):
+    return _lapack(_svd_packed, a)
 ''',
 })
 
@@ -232,23 +272,29 @@ class Lsolve:
 
 
 class _FromLu:
-    """det, logabsdet and detsign: the LU diagonal (arguments: A, lu(A))."""
+    """det, logabsdet and detsign: the LU diagonal (arguments: A, lu(A)).  A matrix with a NaN
+    entry gives NaN, all three (NumPy's slogdet gives it sign 1, and a zero pivot would skip it)."""
 
     start = finish = None  # the accumulator's first value, and the update with a diagonal entry ``d``
 
     def loops(self, p, s, tile):
-        _, fac = s.args
+        a, fac = s.args
         n = p.info[fac].shape[1]
         target = _scalar_target(s, tile)
         body = [f"la_acc = {self.start.format(sign=p.el(fac, str(n), tile))}",
                 f"for c in range({p.extent(n)}):",
                 f"    la_d = {p.el(fac, f'{2 * n} + c * {n + 1}', tile)}",
                 *["    " + ln for ln in self.update],
+                f"for q in range({p.extent(n * n)}):",
+                f"    if {p.el(a, 'q', tile)} != {p.el(a, 'q', tile)}:",
+                "        la_acc = np.nan",
                 f"{target} = la_acc"]
         return _per_sample(p, s, tile, body)
 
     def numpy(self, p, s):
-        return self.vectorized.format(f=s.args[1], diag=f"np.diagonal({s.args[1]}[..., 2:, :], 0, -2, -1)")
+        a, f = s.args
+        value = self.vectorized.format(f=f, diag=f"np.diagonal({f}[..., 2:, :], 0, -2, -1)")
+        return f"np.where(np.any(np.isnan({a}), axis=(-2, -1)), np.nan, {value})"
 
 
 @structural
@@ -271,7 +317,9 @@ class Logabsdet(_FromLu):
 class Detsign(_FromLu):
     op = "detsign"
     start = "{sign}"
-    update = ["la_acc = -la_acc if la_d < 0.0 else (la_acc if la_d > 0.0 else la_acc * 0.0)"]
+    # a NaN pivot (from an inf entry: inf - inf) gives NaN, as np.sign in the NumPy form
+    update = ["la_acc = -la_acc if la_d < 0.0 else (la_acc if la_d > 0.0 else "
+              "(la_acc * 0.0 if la_d == 0.0 else np.nan))"]
     vectorized = "{f}[..., 1, 0] * np.prod(np.sign({diag}), axis=-1)"
 
 
@@ -290,33 +338,52 @@ class Cholesky:
         def low(flat):
             return p.out_el(s, flat, tile)
 
-        # Cholesky-Banachiewicz, row by row, from the lower triangle of A; sqrt of a negative pivot: NaN
-        body = [f"for i in range({p.extent(n)}):",
+        # Cholesky-Banachiewicz, row by row, from the lower triangle of A.  A pivot that is not
+        # positive (or NaN: a NaN entry reaches a pivot) makes the whole factor NaN, as the NumPy form
+        body = ["la_ok = True",
+                f"for i in range({p.extent(n)}):",
                 "    for j in range(i + 1):",
                 f"        la_acc = {p.el(a, f'i * {n} + j', tile)}",
                 "        for k in range(j):",
                 f"            la_acc -= {low(f'i * {n} + k')} * {low(f'j * {n} + k')}",
                 "        if i == j:",
-                f"            {low(f'i * {n} + i')} = math.sqrt(la_acc)",
+                "            if la_acc > 0.0:",
+                f"                {low(f'i * {n} + i')} = math.sqrt(la_acc)",
+                "            else:",
+                "                la_ok = False",
+                f"                {low(f'i * {n} + i')} = np.nan",
                 "        else:",
                 f"            {low(f'i * {n} + j')} = la_acc / {low(f'j * {n} + j')}",
                 f"    for j in range(i + 1, {n}):",
-                f"        {low(f'i * {n} + j')} = 0.0"]
+                f"        {low(f'i * {n} + j')} = 0.0",
+                "if not la_ok:",
+                f"    for q in range({p.extent(n * n)}):",
+                f"        {low('q')} = np.nan"]
         return _per_sample(p, s, tile, body)
 
 
-def _lapack_loops(p, s, tile, call, rows, cols, outputs):
-    """Per sample: the argument copied into a C-order (rows, cols) matrix, ``call``
-    (Numba's np.linalg, binding the names of ``outputs``), and the results
-    copied out; ``outputs`` lists (name, shape, flat offset in the result)."""
+def _lapack_loops(p, s, tile, call, rows, cols, outputs, lower=False):
+    """Per sample: the argument copied into a C-order (rows, cols) matrix (with ``lower``, its
+    lower triangle mirrored: all that eigh reads), ``call`` (Numba's np.linalg, binding the names
+    of ``outputs``), and the results copied out; ``outputs`` lists (name, shape, flat offset in the
+    result)."""
     if p.target == "cuda":
         raise PrinterError(f"the CUDA backend cannot print np.linalg.{s.op} (no LAPACK on the GPU); use "
                            "backend='numba' or 'numpy' for models with eigh, svd or pinv")
     (a,) = s.args
     m = f"{s.name}m"
-    body = [f"for i in range({p.extent(rows)}):",
+    # a matrix with a NaN or inf entry (Numba's np.linalg raises for it) is replaced by zeros for the
+    # call, and its sample's results are NaN, as the NumPy form's
+    body = ["la_ok = True",
+            f"for i in range({p.extent(rows)}):",
             f"    for j in range({p.extent(cols)}):",
-            f"        {m}[i, j] = {p.el(a, f'i * {cols} + j', tile)}",
+            f"        {m}[i, j] = {p.el(a, f'max(i, j) * {cols} + min(i, j)' if lower else f'i * {cols} + j', tile)}",
+            f"        if not abs({m}[i, j]) < np.inf:",
+            "            la_ok = False",
+            "if not la_ok:",
+            f"    for i in range({p.extent(rows)}):",
+            f"        for j in range({p.extent(cols)}):",
+            f"            {m}[i, j] = 0.0",
             call.format(m=m)]
     for name, shape, offset in outputs:
         if len(shape) == 1:
@@ -327,13 +394,16 @@ def _lapack_loops(p, s, tile, call, rows, cols, outputs):
             body += [f"for i in range({p.extent(shape[0])}):",
                      f"    for j in range({p.extent(shape[1])}):",
                      f"        {p.out_el(s, at, tile)} = {name}[i, j]"]
+    body += ["if not la_ok:",
+             f"    for q in range({p.extent(math.prod(s.shape))}):",
+             f"        {p.out_el(s, 'q', tile)} = np.nan"]
     return [f"{m} = np.empty(({rows}, {cols}), dtype=_F)"] + p.inner(tile, body, 0, s)
 
 
 @structural
 class Eigh:
     op = "eigh"
-    helpers = ("_eigh",)
+    helpers = ("_eigh", "_lapack")
 
     def numpy(self, p, s):
         return f"_eigh({s.args[0]})"
@@ -341,13 +411,13 @@ class Eigh:
     def loops(self, p, s, tile):
         n = s.shape[1]
         return _lapack_loops(p, s, tile, "la_w, la_v = np.linalg.eigh({m})", n, n,
-                             [("la_w", (n,), 0), ("la_v", (n, n), n)])
+                             [("la_w", (n,), 0), ("la_v", (n, n), n)], lower=True)
 
 
 @structural
 class Svd:
     op = "svd"
-    helpers = ("_svd",)
+    helpers = ("_svd", "_lapack")
 
     def numpy(self, p, s):
         return f"_svd({s.args[0]})"
@@ -362,9 +432,10 @@ class Svd:
 @structural
 class Pinv:
     op = "pinv"
+    helpers = ("_lapack",)
 
     def numpy(self, p, s):
-        return f"np.linalg.pinv({s.args[0]})"
+        return f"_lapack(np.linalg.pinv, {s.args[0]})"
 
     def loops(self, p, s, tile):
         m, n = p.info[s.args[0]].shape
@@ -374,21 +445,23 @@ class Pinv:
 @structural
 class Eigvalsh:
     op = "eigvalsh"
+    helpers = ("_lapack",)
 
     def numpy(self, p, s):
-        return f"np.linalg.eigvalsh({s.args[0]})"
+        return f"_lapack(np.linalg.eigvalsh, {s.args[0]}, True)"
 
     def loops(self, p, s, tile):
         n = s.shape[0]
-        return _lapack_loops(p, s, tile, "la_w = np.linalg.eigvalsh({m})", n, n, [("la_w", (n,), 0)])
+        return _lapack_loops(p, s, tile, "la_w = np.linalg.eigvalsh({m})", n, n, [("la_w", (n,), 0)], lower=True)
 
 
 @structural
 class Svdvals:
     op = "svdvals"
+    helpers = ("_svdvals", "_lapack")
 
     def numpy(self, p, s):
-        return f"np.linalg.svd({s.args[0]}, compute_uv=False)"
+        return f"_lapack(_svdvals, {s.args[0]})"
 
     def loops(self, p, s, tile):
         m, n = p.info[s.args[0]].shape

@@ -382,3 +382,65 @@ def test_the_hand_written_loops_compile_for_the_gpu():
     assert {"lu", "lsolve", "det", "logabsdet", "detsign", "cholesky"} <= {s.op for s in program.body}
     for dtype in ("float64", "float32"):
         test_cuda.ptx(program, dtype)
+
+
+# -- degenerate and invalid matrices ---------------------------------------------------------------------
+
+def _values_only(x):
+    """Eigenvalues and singular values of matrices with repeated (and zero) ones at x = (1, 0), the
+    vectors unused or used with no derivative (floor): each row's reverse mode is eigvalsh's rule."""
+    a = x[0] * np.eye(2) + x[1] * np.array([[0.0, 1.0], [1.0, 0.0]])
+    tall = np.array([[1.0], [0.0], [0.0]]) * np.stack([x[0], x[1]])  # [[x0, x1], [0, 0], [0, 0]]
+    w, v = np.linalg.eigh(a)
+    u, s, vt = np.linalg.svd(tall, full_matrices=False)
+    return np.stack([np.sum(w), np.sum(np.linalg.eigh(a)[0] * x[0]) + np.floor(v[0, 0]),
+                     np.sum(np.linalg.svd(a)[1]), np.sum(s) + np.floor(u[0, 0] + vt[0, 0])])
+
+
+@pytest.mark.parametrize("run", RUNS)
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_eigenvalues_alone_differentiate_at_repeated_ones(mode, run):
+    # the eigenvectors' (singular vectors') cotangent is structurally zero: it adds nothing, so the
+    # 1 / (w_j - w_i) and 1 / s factors (inf here) never multiply it (NaN before)
+    x = np.array([[1.0, 0.0], [2.0, 0.5]])
+    J = traced(run, lambda: symjac.jacobian(_values_only, mode=mode, backend="numpy")(x))
+    np.testing.assert_allclose(J[0], [[2.0, 0.0], [4.0, 0.0], [2.0, 0.0], [1.0, 0.0]], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(J[1], _central(_values_only, x[1]), rtol=1e-6, atol=1e-7)
+
+
+def _invalid_lapack(a):
+    w, v = np.linalg.eigh(a, UPLO="u")  # UPLO in lower case, as NumPy takes it
+    return np.concatenate([w, np.ravel(v ** 2), np.linalg.eigvalsh(a, UPLO="l"), np.linalg.svd(a)[1],
+                           np.ravel(np.linalg.pinv(a))])
+
+
+def _invalid(x):
+    a = x.reshape(2, 2)
+    sign, logdet = np.linalg.slogdet(a)
+    return np.concatenate([np.ravel(np.linalg.cholesky(a)), [sign, logdet, np.linalg.det(a)], _invalid_lapack(a)])
+
+
+# not positive definite (singular, indefinite, zero), NaN (read by every op; in the upper triangle,
+# read by eigh with UPLO='U' only), inf, and a valid matrix between them
+INVALID = np.array([[1.0, 2.0, 2.0, 4.0], [1.0, 0.0, 0.0, -1.0], [0.0, 0.0, 0.0, 0.0], [np.nan, 0.0, 0.0, 1.0],
+                    [4.0, 1.0, 1.0, 3.0], [1.0, np.nan, 0.0, 1.0], [1.0, 0.0, 0.0, np.inf]])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_invalid_matrices_give_their_own_sample_nan(backend):
+    with np.errstate(all="ignore"):
+        got = symjac.compile(_invalid, backend=backend)(INVALID)
+    low, (sign, logdet, det) = got[:, :4], got[:, 4:7].T
+    assert np.all(np.isnan(low[[0, 1, 2, 3]]))  # every pivot <= 0 or NaN: all of L NaN, as np.linalg's form
+    np.testing.assert_allclose(low[4], np.ravel(np.linalg.cholesky(INVALID[4].reshape(2, 2))), rtol=1e-14)
+    np.testing.assert_array_equal(low[5], [1.0, 0.0, 0.0, 1.0])  # the upper triangle is not read
+    np.testing.assert_array_equal(low[6], [1.0, 0.0, 0.0, np.inf])
+    assert np.all(np.isnan([sign[[3, 5]], logdet[[3, 5]], det[[3, 5]]]))  # NumPy: sign 1, log|det| NaN
+    np.testing.assert_array_equal(np.abs(sign[[0, 1, 2, 4]]), [0.0, 1.0, 0.0, 1.0])
+    lapack = got[:, 7:]  # eigh (U), eigvalsh (L), svd, pinv: a non-finite matrix gives its sample NaN
+    assert np.all(np.isnan(lapack[[3, 6]]))
+    assert np.all(np.isnan(lapack[5, :6])) and np.all(np.isnan(lapack[5, 8:]))
+    np.testing.assert_array_equal(lapack[5, 6:8], [1.0, 1.0])  # eigvalsh reads the finite lower triangle
+    with np.errstate(all="ignore"):
+        for b in (0, 1, 2, 4):
+            np.testing.assert_allclose(lapack[b], _invalid_lapack(INVALID[b].reshape(2, 2)), rtol=1e-12, atol=1e-12)

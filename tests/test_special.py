@@ -59,6 +59,7 @@ ROWS = [
     ("gammainc", lambda x: sc.gammainc(1.5, x) + sc.gammainc(V2 + 0.5, x), 2, 0.1, 4.0),
     ("gammaincc", lambda x: sc.gammaincc(2.5, x), 2, 0.1, 4.0),
     ("betainc", lambda x: sc.betainc(1.5, 2.5, x) + sc.betainc(V2 + 0.5, 0.7, x), 2, 0.05, 0.95),
+    ("stdtr", lambda x: sc.stdtr(3.5, x) + sc.stdtr(1e3, x * 0.5), 2, -3.0, 3.0),
     # traced parameters held constant: through the ops that carry them, never differentiated
     ("held_parameters", lambda x: _held_parameters(symjac.nn.stop_gradient(x[0]), x[1]), 2, 1.1, 2.9),
 ]
@@ -66,7 +67,7 @@ ROWS = [
 
 def _held_parameters(p, x):
     return (sc.iv(p, x) + sc.ive(p, x) + sc.jv(p, x) + sc.yn(np.floor(p), x) + sc.gammainc(p, x)
-            + sc.gammaincc(p, x) + sc.betainc(p, p + 1.0, x / 3.0))
+            + sc.gammaincc(p, x) + sc.betainc(p, p + 1.0, x / 3.0) + sc.stdtr(p + 1.0, x))
 IDS = [r[0] for r in ROWS]
 OFFSETS = np.concatenate([[0], np.cumsum([r[2] for r in ROWS])])
 N = int(OFFSETS[-1])
@@ -222,6 +223,7 @@ def test_polygamma():
     (lambda x: sc.gammaincc(x[0], x[1]), "gammaincc: no derivative with respect to its argument 'a'"),
     (lambda x: sc.betainc(x[0], 2.0, x[1]), "betainc: no derivative with respect to its argument 'a'"),
     (lambda x: sc.betainc(2.0, x[0], x[1]), "betainc: no derivative with respect to its argument 'b'"),
+    (lambda x: sc.stdtr(x[0], x[1]), "stdtr: no derivative with respect to its argument 'df'"),
 ])
 @pytest.mark.parametrize("how", ["fwd", "rev", "laplacian"])
 def test_a_parameter_derivative_is_a_clear_error(fn, argument, how):
@@ -260,7 +262,7 @@ DOMAINS = {  # op: (function on a (n, k) grid, interval); SciPy's own C code: th
     "j0": (sc.j0, -30, 30), "j1": (sc.j1, -30, 30), "y0": (sc.y0, 0, 30), "y1": (sc.y1, 0, 30),
     "i0": (sc.i0, -30, 30), "i1": (sc.i1, -30, 30), "iv": (sc.iv, 0, 12), "ive": (sc.ive, 0, 12),
     "jv": (sc.jv, 0, 12), "yn": (lambda n, x: sc.yn(np.round(n), x), 0, 12), "gammainc": (sc.gammainc, 0, 8),
-    "gammaincc": (sc.gammaincc, 0, 8), "betainc": (sc.betainc, 0, 1),
+    "gammaincc": (sc.gammaincc, 0, 8), "betainc": (sc.betainc, 0, 1), "stdtr": (sc.stdtr, 0.1, 12),
 }
 
 
@@ -279,7 +281,7 @@ def test_numba_calls_scipys_c_code_bit_for_bit():
         for name in names:
             fn, lo, hi = DOMAINS[name]
             nargs = {"beta": 2, "betaln": 2, "xlogy": 2, "xlog1py": 2, "iv": 2, "ive": 2, "jv": 2, "yn": 2,
-                     "gammainc": 2, "gammaincc": 2, "betainc": 3}.get(name, 1)
+                     "gammainc": 2, "gammaincc": 2, "betainc": 3, "stdtr": 2}.get(name, 1)
             args = [lo + (hi - lo) * u[i] for i in range(nargs)]
             if name == "yn":
                 args[0] = np.floor(args[0])

@@ -117,10 +117,10 @@ def _cholesky(a, /, *, upper=False):
 
 
 def _uplo(t, func, uplo):
-    """The matrix whose lower triangle holds the triangle ``UPLO`` names."""
-    if uplo not in ("L", "U"):
+    """The matrix whose lower triangle holds the triangle ``UPLO`` names (either case, as NumPy)."""
+    if not isinstance(uplo, str) or uplo.upper() not in ("L", "U"):
         raise ValueError(f"np.linalg.{func}: UPLO must be 'L' or 'U', got {uplo!r}")
-    if uplo == "L":
+    if uplo.upper() == "L":
         return t
     nd = len(t.shape)
     return tops.transpose(t, tuple(range(nd - 2)) + (nd - 1, nd - 2))

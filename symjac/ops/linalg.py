@@ -26,7 +26,14 @@ nothing more.  Conventions (as JAX): the derivatives of ``cholesky`` and
 (their values read only the lower triangle, as NumPy's); at a singular matrix
 the derivatives of ``lsolve``/``det``/``logabsdet`` are inf/NaN, at repeated
 eigenvalues (singular values) the derivatives of the eigenvectors (singular
-vectors) are inf/NaN, while those of the eigenvalues stay finite.
+vectors) are inf/NaN, while those of the eigenvalues stay finite: in ``eigh``'s
+and ``svd``'s transposes a structurally zero cotangent of the vectors (`_zero_at`:
+a constant zero there, an ``embed`` of the values' part alone) adds nothing, so
+the values alone get ``eigvalsh``'s (``svdvals``') rule, with no gap factor.
+Values of invalid matrices (as the printed forms, `codegen.linalg`): a
+``cholesky`` that fails is all NaN; a matrix with a NaN entry has NaN ``det``,
+``detsign`` and ``logabsdet``; ``eigh``, ``eigvalsh``, ``svd``, ``svdvals`` and
+``pinv`` of a matrix with a NaN or inf entry are NaN.
 """
 
 from __future__ import annotations
@@ -35,8 +42,8 @@ import math
 
 import numpy as np
 
-from symjac.ir import intern, make, tconst
-from symjac.ops.array import concat, embed, view
+from symjac.ir import constant_value, intern, make, tconst
+from symjac.ops.array import concat, embed, indices, view
 from symjac.ops.contract import einsum
 from symjac.ops.define import deftensor
 from symjac.ops.tensor import bcast, reshape, transpose, tsum
@@ -70,6 +77,43 @@ def _eye(n):
 
 def _add(a, b):
     return b if a is None else a if b is None else make("add", a, b)
+
+
+def _nan_unless_finite(fn, a, shape, lower=False):
+    """``fn(a)``, or NaN of ``shape`` when ``a`` (its lower triangle with ``lower``) holds a NaN or
+    inf (LAPACK's iterations raise or return garbage there), as the printed forms."""
+    a = np.asarray(a, dtype=float)
+    if not np.all(np.isfinite(np.tril(a) if lower else a)):
+        return np.full(shape, np.nan)
+    return fn(a)
+
+
+def _nan_if_nan(a, value):
+    """det, sign and log|det| of a matrix with a NaN entry: NaN (NumPy's slogdet gives sign 1)."""
+    return np.nan if np.any(np.isnan(a)) else value
+
+
+def _zero_at(g, offset, strides, shape):
+    """Whether the entries of ``g`` at the affine positions (offset, strides, shape) are
+    structurally zero: a cotangent that never reached that part of a packed result
+    (a constant with zeros there, an ``embed`` of other positions, a sum of such)."""
+    return _zero_positions(g, indices(offset, strides, shape).reshape(-1))
+
+
+def _zero_positions(g, pos):
+    value = constant_value(g)
+    if value is not None:  # NaN counts as non-zero
+        return not np.any((value if np.ndim(value) == 0 else np.reshape(value, -1)[pos]) != 0.0)
+    if g.op == "embed":
+        _, off, st = g.attr
+        if not np.intersect1d(indices(off, st, g.args[0].shape).reshape(-1), pos).size:
+            return True
+        return constant_value(g.args[0]) is not None and not np.any(constant_value(g.args[0]) != 0.0)
+    if g.op == "add":
+        return all(_zero_positions(a, pos) for a in g.args)
+    if g.op in ("neg", "reshape") and g.args[0].shape and math.prod(g.args[0].shape) == math.prod(g.shape):
+        return _zero_positions(g.args[0], pos)  # C-order reshape keeps the flat positions
+    return False
 
 
 # -- LU factorization, solve and inverse -----------------------------------------------------------
@@ -188,17 +232,18 @@ def _diag_cost(node):
     return node.args[0].shape[0] + 1
 
 
-deftensor("det", 2, evaluate=lambda v, attr: np.linalg.det(v[0]), build=lambda args, attr: det(args[0]),
+deftensor("det", 2, evaluate=lambda v, attr: _nan_if_nan(v[0], np.linalg.det(v[0])),
+          build=lambda args, attr: det(args[0]),
           cost=_diag_cost,
           jvp=lambda node, ts: None if ts[0] is None else make("mul", node, _trace_inv(node.args[0], ts[0])),
           transpose=lambda node, g: [_scaled_inv_t(node.args[0], make("mul", g, node)), None],
           doc="determinant from the LU factors (arguments: A, lu(A))")
-deftensor("logabsdet", 2, evaluate=lambda v, attr: np.linalg.slogdet(v[0])[1],
+deftensor("logabsdet", 2, evaluate=lambda v, attr: _nan_if_nan(v[0], np.linalg.slogdet(v[0])[1]),
           build=lambda args, attr: logabsdet(args[0]), cost=_diag_cost,
           jvp=lambda node, ts: None if ts[0] is None else _trace_inv(node.args[0], ts[0]),
           transpose=lambda node, g: [_scaled_inv_t(node.args[0], g), None],
           doc="log |det A| from the LU factors (arguments: A, lu(A))")
-deftensor("detsign", 2, evaluate=lambda v, attr: np.linalg.slogdet(v[0])[0],
+deftensor("detsign", 2, evaluate=lambda v, attr: _nan_if_nan(v[0], np.linalg.slogdet(v[0])[0]),
           build=lambda args, attr: detsign(args[0]), cost=_diag_cost, differentiable=False,
           doc="sign of det A: -1, 0 or 1, piecewise constant (arguments: A, lu(A))")
 
@@ -237,7 +282,16 @@ def _cholesky_transpose(node, g):
     return [_sym(sbar)]
 
 
-deftensor("cholesky", 1, evaluate=lambda v, attr: np.linalg.cholesky(v[0]), build=lambda args, attr: cholesky(args[0]),
+def _cholesky_eval(v, attr):
+    # not positive definite (a pivot <= 0 or NaN): all NaN, as the printed forms
+    try:
+        low = np.linalg.cholesky(v[0])
+    except np.linalg.LinAlgError:
+        return np.full(np.shape(v[0]), np.nan)
+    return np.full(low.shape, np.nan) if np.any(np.isnan(low)) else low
+
+
+deftensor("cholesky", 1, evaluate=_cholesky_eval, build=lambda args, attr: cholesky(args[0]),
           cost=lambda node: node.shape[0] ** 3 // 3 + 1, jvp=_cholesky_jvp, transpose=_cholesky_transpose,
           doc="lower Cholesky factor (reads the lower triangle)")
 
@@ -278,18 +332,26 @@ def _eigh_jvp(node, tangents):
 
 
 def _eigh_transpose(node, g):
-    # A-bar = sym(V (diag(w-bar) + F o (V^T V-bar)) V^T)
+    # A-bar = sym(V (diag(w-bar) + F o (V^T V-bar)) V^T).  A V-bar that is structurally zero
+    # (the eigenvectors unused, or used with no derivative) adds nothing: the eigenvalues' part
+    # alone is eigvalsh's rule V diag(w-bar) V^T, finite at repeated eigenvalues (F o 0 would be NaN)
     w, vecs = eigh_parts(node)
-    gw, gv = eigh_parts(g)
     n = w.shape[0]
-    inner = make("add", embed(gw, (n, n), 0, (n + 1,)),
-                 make("mul", _gap_inverse(w), einsum("ji,jk->ik", vecs, gv)))
+    gw, gv = eigh_parts(g)
+    inner = None if _zero_at(g, 0, (1,), (n,)) else embed(gw, (n, n), 0, (n + 1,))
+    if not _zero_at(g, n, (n, 1), (n, n)):
+        inner = _add(inner, make("mul", _gap_inverse(w), einsum("ji,jk->ik", vecs, gv)))
+    if inner is None:
+        return [None]
     return [_sym(einsum("ij,kj->ik", einsum("ij,jk->ik", vecs, inner), vecs))]
 
 
 def _eigh_eval(v, attr):
-    w, vecs = np.linalg.eigh(v[0])
-    return np.concatenate([w[None, :], vecs], axis=0)
+    def packed(a):
+        w, vecs = np.linalg.eigh(a)
+        return np.concatenate([w[None, :], vecs], axis=0)
+    n = np.shape(v[0])[0]
+    return _nan_unless_finite(packed, v[0], (n + 1, n), lower=True)
 
 
 deftensor("eigh", 1, evaluate=_eigh_eval, build=lambda args, attr: eigh(args[0]),
@@ -320,7 +382,9 @@ def _eigvalsh_transpose(node, g):
     return [einsum("ij,kj->ik", make("mul", vecs, bcast(g, (n, n), (1,))), vecs)]  # V diag(g) V^T
 
 
-deftensor("eigvalsh", 1, evaluate=lambda v, attr: np.linalg.eigvalsh(v[0]), build=lambda args, attr: eigvalsh(args[0]),
+deftensor("eigvalsh", 1,
+          evaluate=lambda v, attr: _nan_unless_finite(np.linalg.eigvalsh, v[0], np.shape(v[0])[:1], True),
+          build=lambda args, attr: eigvalsh(args[0]),
           cost=lambda node: 4 * node.shape[0] ** 3, jvp=_eigvalsh_jvp, transpose=_eigvalsh_transpose,
           doc="eigenvalues of a symmetric matrix, ascending")
 
@@ -382,35 +446,48 @@ def _svd_jvp(node, tangents):
 
 
 def _svd_transpose(node, g):
-    # the JVP's linear map in dA, transposed term by term
+    # the JVP's linear map in dA, transposed term by term.  A structurally zero cotangent of U or
+    # Vt (the singular vectors unused) adds nothing: the singular values' part alone is svdvals'
+    # rule U diag(s-bar) Vt, finite at repeated and zero singular values (F o 0, 0 / s: NaN)
     a = node.args[0]
     m, n = a.shape
     u, s, vt = svd_parts(node, m, n)
     gu, gs, gvt = svd_parts(g, m, n)
     k = s.shape[0]
-    f, sj, si = _svd_gaps(s)
+    has_u = not _zero_at(g, 0, (k, 1), (m, k))
+    has_s = not _zero_at(g, m * k, (1,), (k,))
+    has_v = not _zero_at(g, m * k + k, (n, 1), (k, n))
     gv = _t(gvt)
     # du = U (F o (dS S + S dS^T)) [+ (I - U U^T) dA V S^{-1}]; dv = V (F o (S dS + dS^T S)) [+ ...]
-    cu = make("mul", f, einsum("ji,jk->ik", u, gu))  # F o (U^T Gu)
-    cv = make("mul", f, einsum("ij,jk->ik", vt, gv))  # F o (V^T Gv)
     # <C, dS s_j + (dS s_j)^T> = <(C + C^T) s_j ..., dS>: collect the coefficient of dS
-    gds = make("add", make("mul", make("add", cu, _t(cu)), sj), make("mul", make("add", cv, _t(cv)), si))
-    gds = make("add", gds, embed(gs, (k, k), 0, (k + 1,)))
-    ga = einsum("ij,jk->ik", einsum("ij,jk->ik", u, gds), vt)  # U G V^T
-    if m > n:
+    gds = embed(gs, (k, k), 0, (k + 1,)) if has_s else None
+    if has_u or has_v:
+        f, sj, si = _svd_gaps(s)
+        if has_u:
+            cu = make("mul", f, einsum("ji,jk->ik", u, gu))  # F o (U^T Gu)
+            gds = _add(gds, make("mul", make("add", cu, _t(cu)), sj))
+        if has_v:
+            cv = make("mul", f, einsum("ij,jk->ik", vt, gv))  # F o (V^T Gv)
+            gds = _add(gds, make("mul", make("add", cv, _t(cv)), si))
+    ga = None if gds is None else einsum("ij,jk->ik", einsum("ij,jk->ik", u, gds), vt)  # U G V^T
+    if m > n and has_u:
         gus = make("div", gu, bcast(s, (m, k), (1,)))
         proj = make("sub", gus, einsum("ij,jk->ik", u, einsum("ji,jk->ik", u, gus)))
-        ga = make("add", ga, einsum("ij,jk->ik", proj, vt))
-    if n > m:
+        ga = _add(ga, einsum("ij,jk->ik", proj, vt))
+    if n > m and has_v:
         gvs = make("div", gv, bcast(s, (n, k), (1,)))
         proj = make("sub", gvs, einsum("ji,jk->ik", vt, einsum("ij,jk->ik", vt, gvs)))
-        ga = make("add", ga, einsum("ij,kj->ki", proj, u))
+        ga = _add(ga, einsum("ij,kj->ki", proj, u))
     return [ga]
 
 
 def _svd_eval(v, attr):
-    u, s, vt = np.linalg.svd(v[0], full_matrices=False)
-    return np.concatenate([u.reshape(-1), s, vt.reshape(-1)])
+    def packed(a):
+        u, s, vt = np.linalg.svd(a, full_matrices=False)
+        return np.concatenate([u.reshape(-1), s, vt.reshape(-1)])
+    m, n = np.shape(v[0])
+    k = min(m, n)
+    return _nan_unless_finite(packed, v[0], (m * k + k + k * n,))
 
 
 def svdvals(a):
@@ -438,7 +515,8 @@ def _svdvals_transpose(node, g):
     return [einsum("ik,kj->ij", make("mul", u, bcast(g, (m, node.shape[0]), (1,))), vt)]  # U diag(g) Vt
 
 
-deftensor("svdvals", 1, evaluate=lambda v, attr: np.linalg.svd(v[0], compute_uv=False),
+deftensor("svdvals", 1, evaluate=lambda v, attr: _nan_unless_finite(lambda a: np.linalg.svd(a, compute_uv=False),
+                                                                  v[0], (min(np.shape(v[0])),)),
           build=lambda args, attr: svdvals(args[0]),
           cost=lambda node: 10 * max(node.args[0].shape) * min(node.args[0].shape) ** 2,
           jvp=_svdvals_jvp, transpose=_svdvals_transpose, doc="singular values, descending")
@@ -484,7 +562,8 @@ def _pinv_transpose(node, g):
     return [make("add", make("sub", t2, t1), t3)]
 
 
-deftensor("pinv", 1, evaluate=lambda v, attr: np.linalg.pinv(v[0]), build=lambda args, attr: pinv(args[0]),
+deftensor("pinv", 1, evaluate=lambda v, attr: _nan_unless_finite(np.linalg.pinv, v[0], np.shape(v[0])[::-1]),
+          build=lambda args, attr: pinv(args[0]),
           cost=lambda node: 20 * max(node.shape) * min(node.shape) ** 2,
           jvp=lambda node, ts: None if ts[0] is None else _pinv_lin(node, node.args[0], ts[0]),
           transpose=_pinv_transpose, doc="Moore-Penrose pseudo-inverse (by the SVD)")
