@@ -207,3 +207,16 @@ def test_a_model_that_imports_scipy_while_traced_is_routed(tmp_path):
 def test_other_failures_name_what_failed(fn, name):
     with pytest.raises(symjac.UnsupportedOperationError, match=name):
         symjac.jacobian(fn, backend="numpy")(np.array([[1.0, 2.0, 3.0]]))
+
+
+def test_numpy_comparing_an_object_array_is_named_and_a_users_if_is_not_renamed():
+    with pytest.raises(symjac.TracerBoolError, match=r"np\.max compared traced values .* np\.stack"):
+        symjac.jacobian(lambda x: np.max(np.array([x[0], x[1]])), backend="numpy")(np.ones((1, 2)))
+
+    def branchy(x):
+        if x[0] > 0:
+            return x
+        return -x
+
+    with pytest.raises(symjac.TracerBoolError, match=r"^bool\(\) was called on a traced value"):
+        symjac.jacobian(branchy, backend="numpy")(np.ones((1, 2)))

@@ -29,7 +29,7 @@ import types
 
 import numpy as np
 
-from symjac.errors import NumericArrayError, TracerBoolError, UnsupportedOperationError
+from symjac.errors import NumericArrayError, SymjacError, TracerBoolError, UnsupportedOperationError
 from symjac.frontend.nn import stop_gradient
 from symjac.frontend.traced import TracedArray, is_traced
 
@@ -385,13 +385,35 @@ _OBJECT_HINTS = re.compile(r"TracedArray|\bNode\b|dtype\('O'\)|ObjectDType|objec
 def object_array_error(e):
     """For NumPy's own failure on a plain object array of traced values (made by
     ``np.array([...])``, which NumPy cannot dispatch): an error saying so; else None."""
-    if isinstance(e, TypeError) and _OBJECT_HINTS.search(str(e)) and not isinstance(e, UnsupportedOperationError):
+    if isinstance(e, TracerBoolError):
+        return _numpy_comparison_error(e)
+    if isinstance(e, TypeError) and _OBJECT_HINTS.search(str(e)) and not isinstance(e, SymjacError):
         err = UnsupportedOperationError(
             f"NumPy could not compute on traced values ({e}): a plain NumPy object array of them reached a "
             "NumPy function that symjac cannot see (np.array([...]) of traced values makes one). Make that "
             "array with np.stack([...]) or np.array([...], like=x), so it stays traced")
         err.__cause__ = e
         return err
+    return None
+
+
+def _numpy_comparison_error(e):
+    """bool() of a traced value inside one of NumPy's Python functions (np.max,
+    np.sort... of a plain object array: NumPy compares its entries itself): an
+    error naming that function; else None (the user's own ``if``)."""
+    tb = e.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_globals.get("__name__", "").split(".")[0] == "numpy":
+            name = f"np.{frame.f_code.co_name}"
+            err = TracerBoolError(f"bool() inside {name}")
+            err.args = (f"{name} compared traced values in NumPy's own code: its argument is a plain NumPy "
+                        "object array holding traced values (np.array([...]) of traced values makes one, and "
+                        f"NumPy cannot hand it to symjac). Make it with np.stack([...]) or np.array([...], "
+                        f"like=x), so that {name} is traced",)
+            err.__cause__ = e
+            return err
+        tb = tb.tb_next
     return None
 
 
