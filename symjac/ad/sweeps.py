@@ -6,7 +6,9 @@ entry per variable the node depends on; reverse: one per output it reaches),
 so all seeds are pushed in one pass and a structural zero is simply an absent
 entry.  `estimate_costs` counts those entries exactly with bitsets, which is
 the number of multiply-adds each mode would build; ``mode="auto"`` takes the
-cheaper.
+cheaper.  The count is of terms before simplification (``x * 1`` is one, a
+sum of zeros is some): when the two counts are close, both sweeps are built
+and the one with fewer new nodes is kept.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from symjac.ad.rules import accumulate, differentiable, jvp, partials, uses_part
 from symjac.ir import ONE, ZERO, lookup, toposort
 
 __all__ = ["jacobian_nodes", "jvp_nodes", "vjp_nodes", "estimate_costs", "depends", "seeded_forward",
-           "leaf_blocks_without"]
+           "leaf_blocks_without", "built_size"]
 
 
 def _reach(order, outputs, variables):
@@ -29,7 +31,7 @@ def _reach(order, outputs, variables):
     for node in order:
         bits = 1 << pos[node.id] if node.id in pos else 0
         if node.id not in pos and differentiable(node):
-            for a in node.args:
+            for a in _carrying(node):
                 bits |= inbits.get(a.id, 0)
         if bits:
             inbits[node.id] = bits
@@ -44,6 +46,18 @@ def _reach(order, outputs, variables):
             if a.id in inbits:
                 outbits[a.id] = outbits.get(a.id, 0) | bits
     return inbits, outbits
+
+
+def _carrying(node):
+    """The arguments a node's derivative passes on: all, except the other factor
+    of a product with the constant 0 (whose partial, 0, the rules drop)."""
+    if node.op == "mul":
+        a, b = node.args
+        if a.op == "const" and a.attr == 0.0:
+            return (a,)
+        if b.op == "const" and b.attr == 0.0:
+            return (b,)
+    return node.args
 
 
 def leaf_blocks_without(variables):
@@ -74,14 +88,41 @@ def estimate_costs(outputs, variables):
     return _costs(order, inbits, outbits)
 
 
+# arguments whose partial is 1: their tangent (forward) or the cotangent (reverse) passes through
+# without a new node; only where two entries for one seed meet is an addition built
+_UNIT_PARTIALS = {"add": (True, True), "sub": (True, False)}
+
+
 def _costs(order, inbits, outbits):
+    """(forward, reverse) counts of the derivative statements each sweep would
+    build (a tensor op is one: a loop): per node and seed, a product with each
+    non-unit partial, and an addition wherever two entries for the same seed
+    meet (forward: in the node's own tangent dict; reverse: in an argument's
+    adjoint, from its consumers)."""
     fwd = rev = 0
+    into = {}  # node id -> adjoint entries its consumers send it (reverse)
     for node in order:
         i, o = inbits.get(node.id, 0), outbits.get(node.id, 0)
-        if i and o and node.args:
-            n = len(node.args) * max(1, math.prod(node.shape))
-            fwd += n * i.bit_count()
-            rev += n * o.bit_count()
+        if not (i and o and node.args):
+            continue
+        ni, no = i.bit_count(), o.bit_count()
+        unit = _UNIT_PARTIALS.get(node.op, ())
+        carried = 0
+        for m, a in enumerate(_carrying(node)):
+            ai = inbits.get(a.id, 0)
+            if not ai:
+                continue
+            na = ai.bit_count()
+            carried += na
+            if not (m < len(unit) and unit[m]):
+                fwd += na
+                rev += no
+            into[a.id] = into.get(a.id, 0) + no
+        fwd += carried - ni  # entries that meet in this node's tangent
+    for node in order:
+        got = into.get(node.id)
+        if got:
+            rev += got - outbits.get(node.id, 0).bit_count()
     return fwd, rev
 
 
@@ -172,15 +213,31 @@ def jacobian_nodes(outputs, variables, mode="auto"):
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
     order = toposort(outputs, opaque=leaf_blocks_without(variables))
-    if mode == "auto" and len(outputs) == 1 and len(variables) > 1:
-        mode = "rev"  # one output: each node's reverse cost is at most its forward cost
+    if mode == "auto" and len(outputs) == 1 and len(variables) > 64:
+        mode = "rev"  # a gradient of many variables: reverse, without a bitset of their count per node
     if mode == "rev":
         inbits = depends(order, variables)
     else:
         inbits, outbits = _reach(order, outputs, variables)
     if mode == "auto":
         fwd, rev = _costs(order, inbits, outbits)
+        if max(fwd, rev) <= TRY_BOTH_RATIO * min(fwd, rev) and max(fwd, rev) <= TRY_BOTH_MAX:
+            # close estimates: the estimate counts terms, not what simplification and the rules
+            # leave of them, so build both sweeps and keep the one with fewer new nodes
+            built = [_sweep(m, order, outputs, variables, inbits) for m in ("fwd", "rev")]
+            counts = [built_size(J, order) for J in built]
+            return built[0] if counts[0] <= counts[1] else built[1]
         mode = "fwd" if fwd <= rev else "rev"
+    return _sweep(mode, order, outputs, variables, inbits)
+
+
+# Both sweeps are built and measured when their estimates are within this ratio, and the costlier
+# estimate is at most this many terms (a few seconds of building); beyond, the estimate decides.
+TRY_BOTH_RATIO = 4.0
+TRY_BOTH_MAX = 2_000_000
+
+
+def _sweep(mode, order, outputs, variables, inbits):
     J = np.full((len(outputs), len(variables)), ZERO, dtype=object)
     if mode == "fwd":
         tan = _forward(order, variables, inbits)
@@ -193,3 +250,9 @@ def jacobian_nodes(outputs, variables, mode="auto"):
             for k, d in (adj.get(v.id) or {}).items():
                 J[k, j] = d
     return J
+
+
+def built_size(J, order):
+    """Nodes the Jacobian ``J`` (an object array) needs beyond the program ``order``."""
+    have = {n.id for n in order}
+    return sum(1 for n in toposort([d for d in J.ravel() if d.op != "const"]) if n.id not in have)

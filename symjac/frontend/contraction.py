@@ -4,8 +4,13 @@ implicit output, ``...``, three or more operands, the sublist form),
 
 A contraction becomes one ``einsum`` tensor op when an operand already is a
 tensor, or when it is worth a loop (see `symjac.tensor_policy`); otherwise
-NumPy's own object-dtype code unrolls it into scalars, so contractions with
-mostly-zero constants keep their zeros out of the graph.
+it is unrolled into scalars.  The zeros of a constant operand are structural,
+as in ``scipy.sparse``: unrolled, one product per nonzero; as a tensor op, a
+mostly-zero constant (at least a tenth zeros) is a gather-multiply-scatter
+over its nonzeros.  Either way ``S @ v`` costs ``nnz(S)``, in values and in
+derivatives, and an infinity in ``v`` does not turn the skipped products into
+NaN.  (A mostly-dense constant held as a tensor is a dense loop, with IEEE
+products, as NumPy's.)
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from symjac.errors import UnsupportedOperationError
 from symjac.frontend.policy import policy
 from symjac.frontend.traced import (TracedArray, _nodes, constant_values, dense_constant, from_tensor, implements,
                                     implements_ufunc, is_tensor, stays_whole, tensor_of, unwrap, wrap)
-from symjac.ir import iconst, make
+from symjac.ir import ZERO, const, iconst, make
 from symjac.ops import array as aops, contract, tensor as tops
 
 __all__ = []
@@ -71,8 +76,39 @@ def _einsum2(spec, a, b, fallback):
             return from_tensor(_sparse_contraction(subs[0], subs[1], out, constant_values(_nodes(c)), tensor_of(x),
                                                    sizes))
     if not _worth_tensor(sizes, a, b):
+        for m, (c, x) in enumerate(((a, b), (b, a))):
+            vals = constant_values(_nodes(c)) if not is_tensor(c) else None
+            if vals is not None and not is_tensor(x) and 0 < np.count_nonzero(vals) < vals.size:
+                subs = (sa, sb) if m == 0 else (sb, sa)
+                return TracedArray(_sparse_unrolled(subs[0], subs[1], out, vals, _nodes(x), sizes))
         return fallback()
     return from_tensor(contract.einsum(spec, tensor_of(a), tensor_of(b)))
+
+
+def _sparse_unrolled(sc, sx, out, c, x, sizes):
+    """``einsum(sc,sx->out)`` of a constant ``c`` and scalar nodes ``x``, one product
+    per nonzero of ``c`` (its zeros are structural, as in ``scipy.sparse``: they
+    cost nothing, and ``0 * inf`` is not formed); each output entry sums its
+    products in NumPy's order."""
+    nz = np.nonzero(c)
+    coords = dict(zip(sc, nz))
+    free = [ch for ch in dict.fromkeys(sx + out) if ch not in coords]
+    grid = list(np.ndindex(*[sizes[ch] for ch in free]))
+    sums = {}
+    for t, v in enumerate(c[nz]):
+        weight = const(float(v))
+        at = {ch: int(idx[t]) for ch, idx in coords.items()}
+        for g in grid:
+            at.update(zip(free, g))
+            term = make("mul", weight, x[tuple(at[ch] for ch in sx)])
+            key = tuple(at[ch] for ch in out)
+            prev = sums.get(key)
+            sums[key] = term if prev is None else make("add", prev, term)
+    result = np.empty(tuple(sizes[ch] for ch in out), dtype=object)
+    result[...] = ZERO
+    for key, node in sums.items():
+        result[key] = node
+    return result
 
 
 def _sparse_contraction(sc, sx, out, c, x, sizes):
