@@ -1,5 +1,5 @@
 """Run every reference benchmark (kinetics, arm, pinn, seedcnn, mlp_compile, arrays, first_call,
-compile_scale) and print their tables.
+compile_scale, mechanism) and print their tables.
 
     python -m benchmarks.run_all [--quick] [--repeats N] [--wait-idle S] [--only kinetics,arm,...]
                                  [--markdown FILE]
@@ -28,7 +28,8 @@ if __package__ in (None, ""):
 
 from benchmarks import common
 
-PROBLEMS = ["kinetics", "arm", "pinn", "seedcnn", "mlp_compile", "arrays", "first_call", "compile_scale"]
+PROBLEMS = ["kinetics", "arm", "pinn", "seedcnn", "mlp_compile", "arrays", "first_call", "compile_scale",
+            "mechanism"]
 
 
 def main(argv=None):

@@ -13,7 +13,6 @@ and the one with fewer new nodes is kept.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
