@@ -13,7 +13,6 @@ and the one with fewer new nodes is kept.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from symjac.ad.rules import accumulate, differentiable, jvp, partials, uses_partials, vjp
