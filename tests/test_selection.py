@@ -108,6 +108,10 @@ def central(i, x):
 def test_rows_against_central_differences(i, backend, mode, run):
     if backend == "numba-parallel" and run == "tensor":
         pytest.skip("the numba backend's tensor run covers the same loops")
+    if backend != "numpy" and mode == "rev" and run == "scalar":
+        # 30 s of Numba compile for the unrolled table's reverse sweep: the Numba printer's forms are the
+        # forward run's (scalar) and the reverse run's (tensor); NumPy checks this graph
+        pytest.skip("reverse mode on Numba: checked in the tensor run")
     J = evaluated(backend, mode, run)
     o, k = OFFSETS[i], ROWS[i][2]
     block = J[:, OUT[i]: OUT[i + 1], o: o + k]
