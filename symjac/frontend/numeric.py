@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from symjac.errors import UnsupportedOperationError
-from symjac.frontend.functions import _axes_of
+from symjac.frontend.functions import _axes_of, _reduce_nodes
 from symjac.frontend.selection import _sort
 from symjac.frontend.traced import TracedArray, _nodes, implements, is_traced
 from symjac.ir import defufunc, defunction, make
@@ -180,19 +180,7 @@ def _logical_reduce(op, what):
         nodes = _nodes(a)
         if not _is_bool(a):
             nodes = np.frompyfunc(lambda n: make("ne", n, 0.0), 1, 1)(nodes)
-        axes = _axes_of(axis, nodes.ndim)
-        keep = [i for i in range(nodes.ndim) if i not in axes]
-        flat = np.transpose(nodes, keep + list(axes)).reshape([nodes.shape[i] for i in keep] + [-1])
-        out_ = np.empty(flat.shape[:-1], dtype=object)
-        for idx in np.ndindex(out_.shape):
-            row = flat[idx]
-            acc = row[0] if len(row) else make("eq", 0.0, 0.0 if op == "and" else 1.0)
-            for e in row[1:]:
-                acc = make(op, acc, e)
-            out_[idx] = acc
-        if keepdims:
-            out_ = out_.reshape([1 if i in axes else d for i, d in enumerate(nodes.shape)])
-        return TracedArray(out_)
+        return _reduce_nodes(nodes, op, axis, keepdims, f"np.{what}")
     return traced
 
 
