@@ -158,8 +158,8 @@ def _svd(a):
 })
 
 
-def _scalar_target(s, tile):
-    return f"{s.name}_[s]" if tile else s.name
+def _scalar_target(p, s, tile):
+    return p.slot(s.name) if tile else s.name
 
 
 def _per_sample(p, s, tile, body, scratch=()):
@@ -280,7 +280,7 @@ class _FromLu:
     def loops(self, p, s, tile):
         a, fac = s.args
         n = p.info[fac].shape[1]
-        target = _scalar_target(s, tile)
+        target = _scalar_target(p, s, tile)
         body = [f"la_acc = {self.start.format(sign=p.el(fac, str(n), tile))}",
                 f"for c in range({p.extent(n)}):",
                 f"    la_d = {p.el(fac, f'{2 * n} + c * {n + 1}', tile)}",

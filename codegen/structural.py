@@ -412,7 +412,7 @@ def _reduce_loops(p, s, tile, fill="0", combine=None):
     kept = [d for d in range(len(in_shape)) if d not in s.attr]
     head, depth = p.nest(list(zip(vars_, in_shape)))
     out_flat = flat_index([vars_[d] for d in kept], [in_shape[d] for d in kept])
-    target = p.out_el(s, out_flat, tile) if s.shape else (f"{s.name}_[s]" if tile else s.name)
+    target = p.out_el(s, out_flat, tile) if s.shape else (p.slot(s.name) if tile else s.name)
     value = p.el(a, flat_index(vars_, in_shape), tile)
     body = [f"{target} += {value}" if combine is None else f"{target} = {combine}({target}, {value})"]
     return p.fill(s, tile, fill) + head + p.inner(tile, body, depth)
@@ -476,7 +476,7 @@ class Einsum:
         fa = flat_index([f"i_{ch}" for ch in sa], [sizes[ch] for ch in sa])
         fb = flat_index([f"i_{ch}" for ch in sb], [sizes[ch] for ch in sb])
         fo = flat_index([f"i_{ch}" for ch in out], [sizes[ch] for ch in out])
-        target = p.out_el(s, fo, tile) if s.shape else (f"{s.name}_[s]" if tile else s.name)
+        target = p.out_el(s, fo, tile) if s.shape else (p.slot(s.name) if tile else s.name)
         ea, eb = p.el(a, fa, tile), p.el(b, fb, tile)
         pre = []
         # a shared operand's element is loaded once, outside the loop over the tile

@@ -57,8 +57,9 @@ ONE_SAMPLE_BYTES = 4 << 20
 
 
 SPLIT_LINES = 300  # a longer loop body is split into functions ...
-PART_LINES = 120  # ... of about this many lines (each Numba function has a fixed cost too)
-_NAME = re.compile(r"\b(?:t\d+|v\d+_?|c\d+|x\d+|out\d+|one)\b")
+PART_LINES = 250  # ... of about this many lines (each Numba function has a fixed cost too)
+BLOCK_STATEMENTS = 200  # a scalar or map block holds at most this many: a longer one is one long function
+_NAME = re.compile(r"\b(?:t\d+|v\d+_?|c\d+|x\d+|out\d+|one|svb?)\b")
 
 
 def _groups(parts):
@@ -77,8 +78,8 @@ def _groups(parts):
 
 
 def _name_order(m):
-    if m == "one":
-        return "", 0
+    if m in ("one", "sv", "svb"):
+        return "", ("one", "sv", "svb").index(m)
     return m.rstrip("_")[0], int(m.rstrip("_")[1:].lstrip("ut"))
 
 
@@ -176,6 +177,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         batched = [s for s in program.body if s.batched]
         blocks = self._blocks(batched)
         self.fused = {}
+        self.in_block = self._in_block_stores(blocks)
         self.buffered = self._buffered(blocks)
         self.direct = self._direct(blocks)
         self.tile = self.fixed_tile or choose_tile(max((_size(self.info[n].shape)
@@ -183,9 +185,24 @@ class TiledNumbaPrinter(NumbaPrinter):
         self.fused = self._fusions(blocks)
         if self.fused:  # values added where they are computed need no buffer of their own
             self.buffered = self._buffered(blocks)
+        # batched scalars kept between blocks: slots of one scratch array per dtype (`slot`), not an array
+        # each: a thousand of them made a thousand allocations, and parts taking hundreds of arrays, which
+        # Numba took minutes to compile (a 300-reaction mechanism's Jacobian)
+        self.slots, counts = {}, {"sv": 0, "svb": 0}
+        for n in sorted(self.buffered, key=lambda n: (n[0], int(n[1:]))):
+            st = self.info[n]
+            if not st.shape and not _alias(st) and n not in self.direct:
+                arr = "svb" if st.dtype == "bool" else "sv"
+                self.slots[n] = (arr, counts[arr])
+                counts[arr] += 1
         ins = [f"x{k}" for k in range(len(program.inputs))]
         outs = [f"out{k}" for k in range(len(program.outputs))]
-        shared = [self._hoisted(s) for s in hoisted]
+        # constants are module globals (frozen into the machine code, never arguments: a thousand of them
+        # were parameters of every function); loads and views of inputs stay in the body: in the functions
+        # of the shared values they were returned as tuples of hundreds of arrays (10 s of Numba's time each)
+        consts = [f"{s.name} = _F({float_literal(s.args[0])})" for s in hoisted if s.op == "const"]
+        light = [s for s in hoisted if s.op in ("load", "loadblock")]
+        shared = [self._hoisted(s) for s in hoisted if s.op not in ("const", "load", "loadblock")]
         # `one` is 1, computed from a value LLVM cannot know (`extent`)
         body = ["    one = 1 if wsf.shape[0] >= 0 else 2", "    # values shared by every sample, computed once"]
         # With one sample per tile, buffers are carved out of two workspaces the caller keeps between calls
@@ -195,22 +212,29 @@ class TiledNumbaPrinter(NumbaPrinter):
         # vectorizes the short tile loops without run-time overlap checks (views of one workspace made
         # pinn's kernel 2x slower); those buffers are at most a few hundred kB (`choose_tile`).
         used = {"wsf": 0, "wsb": 0}
+        for arr, ws, dt in (("sv", "wsf", "_F"), ("svb", "wsb", "np.bool_")):
+            if counts[arr] and self.tile > 1:
+                body.append(f"    {arr} = np.empty({counts[arr] * self.tile}, dtype={dt})")
+            elif counts[arr]:
+                o = used[ws]
+                used[ws] = o + -(-counts[arr] // 8) * 8
+                body.append("    " + self.tile_buffer(arr, ws, o, counts[arr], None, dt))
         for n in sorted(self.buffered, key=lambda n: (n[0], int(n[1:]))):
             st = self.info[n]
-            if _alias(st) or n in self.direct:
+            if _alias(st) or n in self.direct or n in self.slots:
                 continue
             dt = "np.bool_" if st.dtype == "bool" else "_F"
             shape = f"({_size(st.shape)}, {self.tile})" if st.shape else f"({self.tile},)"
             if self.tile > 1:
                 alloc = "np.zeros" if st.op == "pack" else "np.empty"  # a pack writes only its nonzero entries
-                body.append(f"    {self._buf(n)} = {alloc}({shape}, dtype={dt})")
+                body.append(f"    {n} = {alloc}({shape}, dtype={dt})")
                 continue
             ws = "wsb" if st.dtype == "bool" else "wsf"
             size, o = _size(st.shape) if st.shape else 1, used[ws]
             used[ws] = o + -(-size // 8) * 8  # 64-byte aligned starts
-            body.append("    " + self.tile_buffer(self._buf(n), ws, o, size, shape if st.shape else None, dt))
+            body.append("    " + self.tile_buffer(n, ws, o, size, shape if st.shape else None, dt))
             if st.op == "pack":
-                body.append(f"    {self._buf(n)}[...] = 0")
+                body.append(f"    {n}[...] = 0")
         for s in batched:  # a reshape or a contiguous view is (part of) its source's buffer under another name
             if _alias(s):
                 body.append(f"    {s.name} = {s.args[0]}{_alias_rows(s)}")
@@ -220,12 +244,14 @@ class TiledNumbaPrinter(NumbaPrinter):
         for b, (kind, size, stmts) in enumerate(blocks):
             starts = [ln for t, f in self.fused.items() if f["first"] == b for ln in self._scatter_start(t)]
             parts += ([starts] if starts else []) + [self._block(kind, size, stmts, b)]
-        parts.append(self._stores())
-        defined = {s.name for s in hoisted} | {self._buf(n) for n in self.buffered} | \
-            {s.name for s in batched if _alias(s)} | set(ins) | set(outs) | {"one"}
+        parts += self._stores()
+        defined = {s.name for s in hoisted if s.op != "const"} | {n for n in self.buffered if n not in self.slots} | \
+            {s.name for s in batched if _alias(s)} | set(ins) | set(outs) | {"one"} | \
+            {arr for arr, k in counts.items() if k}
         shared_helpers, shared_lines = self._split_shared(shared, [ln for p in parts for ln in p] + body,
-                                                          set(ins) | set(outs) | {"one"})
-        body = body[:2] + shared_lines + [f"    # tile buffers: T = {self.tile} samples on the last axis"] + body[2:]
+                                                          set(ins) | set(outs) | {"one"} | {s.name for s in light})
+        body = (body[:2] + [ln for s in light for ln in self._hoisted(s)] + shared_lines
+                + [f"    # tile buffers: T = {self.tile} samples on the last axis"] + body[2:])
         helpers, calls = self._split(parts, defined)
         helpers = shared_helpers + helpers
         body += [f"    for b0 in range(start, stop, {self.tile}):",
@@ -235,7 +261,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         preamble = [f"TILE = {self.tile}  # samples per tile",
                     f"MIN_CHUNK = {max(2 * self.tile, 16)}  # samples per thread worth starting one for",
                     f"WORKSPACE = ({used['wsf']}, {used['wsb']})  # entries of the float and boolean workspaces",
-                    "", *helpers]
+                    "", "# constants: module globals (frozen into the machine code by Numba)", *consts, "", *helpers]
         return self.module(program, body, preamble, extra=("wsf", "wsb"))
 
     def tile_buffer(self, name, ws, offset, size, shape, dt):
@@ -307,31 +333,49 @@ class TiledNumbaPrinter(NumbaPrinter):
             return "map", _size(s.shape)
         return "scalar", 1
 
-    def _blocks(self, stmts):
-        blocks, where = [], {}
+    def _pieces(self, stmts):
+        """``stmts`` with each long batched pack cut into packs of at most
+        ``BLOCK_STATEMENTS`` entries (the others None): one block each, so that
+        no function writes thousands of entries."""
         for s in stmts:
+            live = [j for j, a in enumerate(s.args) if not self.is_plus_zero(a)] if s.op == "pack" else ()
+            if len(live) <= BLOCK_STATEMENTS:
+                yield s
+                continue
+            for c in range(0, len(live), BLOCK_STATEMENTS):
+                keep = set(live[c: c + BLOCK_STATEMENTS])
+                yield s._replace(args=tuple(a if j in keep else None for j, a in enumerate(s.args)))
+
+    def _blocks(self, stmts):
+        blocks, where, weight = [], {}, []  # weight: the lines a block prints, about
+        for s in self._pieces(stmts):
             if _alias(s):  # a name for (part of) its source's buffer, printed once before the tile loop:
                 where[s.name] = where.get(s.args[0], -1)  # no loop of its own, ready when its source is
                 continue
             kind, size = self._kind(s)
+            w = sum(a is not None for a in s.args) if s.op == "pack" else 1
             dep = max((where[a] for a in self._arg_names(s) if a in where), default=-1)
             if _indexed_read(s) is not None and s.args[0] in where:
                 dep = where[s.args[0]] + 1  # reads its source's buffer: after the block that fills it
             target = None
+            if s.op == "pack" and s.name in where:  # a piece of a long pack: after the pieces before it
+                dep = max(dep, where[s.name])
             if kind != "tensor":
                 for b in range(max(dep, 0), len(blocks)):
-                    if blocks[b][0] == kind and blocks[b][1] == size and b >= dep:
+                    if blocks[b][0] == kind and blocks[b][1] == size and weight[b] + w <= BLOCK_STATEMENTS:
                         target = b
                         break
             if target is None:
                 blocks.append((kind, size, []))
+                weight.append(0)
                 target = len(blocks) - 1
             blocks[target][2].append(s)
-            where[s.name] = target
+            weight[target] += w
+            where[s.name] = max(target, where.get(s.name, target))
         return blocks
 
     def _arg_names(self, s):
-        return [] if s.op in ("load", "loadblock", "const") else list(s.args)
+        return [] if s.op in ("load", "loadblock", "const") else [a for a in s.args if a is not None]
 
     def _buffered(self, blocks):
         """Batched values that live in a tile buffer: tensors read outside their
@@ -348,7 +392,8 @@ class TiledNumbaPrinter(NumbaPrinter):
                         continue
                     if a in home and (home[a] != b or kind == "tensor") or self._batched_alias(a):
                         need.add(a)
-        for name in [v for _, _, v in self.program.stores] + [t for _, _, t, _, _ in self.program.block_stores]:
+        stored = [v for _, _, v in self.program.stores if v not in self.in_block]
+        for name in stored + [t for _, _, t, _, _ in self.program.block_stores]:
             if name in home or self._batched_alias(name):
                 need.add(name)
         # a reshape (a contiguous view) is (part of) the same buffer: buffer its source instead
@@ -356,6 +401,25 @@ class TiledNumbaPrinter(NumbaPrinter):
             if _alias(s) and s.name in need and s.batched:
                 need.add(s.args[0])
         return need
+
+    def _in_block_stores(self, blocks):
+        """{name: [(output, position)]}: scalar values stored into a per-sample
+        output row by the scalar block that computes them, so that they need no
+        tile buffer and no function of the stores takes them all as arguments (a
+        1,722-statement Jacobian's stores took hundreds of buffers, and Numba 44 s
+        to compile them).  A partial tile's repeated last sample writes the same
+        value to the same place again; a reduced output (``+=``) stays with the
+        other stores.  Only for many stores: a few stay after the blocks, where
+        they keep the scalar blocks' loops free of writes to outputs, which
+        LLVM cannot prove apart from the buffers (pinn's kernel: 5% slower)."""
+        if len(self.program.stores) <= PART_LINES:
+            return {}
+        home = {s.name: kind for kind, _, stmts in blocks for s in stmts}
+        where = {}
+        for k, i, v in self.program.stores:
+            if home.get(v) == "scalar" and not self.program.outputs[k].reduce:
+                where.setdefault(v, []).append((k, i))
+        return where
 
     def _fusions(self, blocks):
         """Scatter pairs added into their target inside the map block that
@@ -420,8 +484,11 @@ class TiledNumbaPrinter(NumbaPrinter):
             direct[t] = (k, i)
         return direct
 
-    def _buf(self, name):
-        return name if self.info[name].shape else f"{name}_"
+    def slot(self, name, s="s"):
+        """Tile slot ``s`` of batched scalar ``name``: rows of ``T`` entries of one
+        scratch array, at constant offsets LLVM sees never overlap."""
+        arr, k = self.slots[name]
+        return f"{arr}[{k * self.tile} + {s}]" if k else f"{arr}[{s}]"
 
     def _ref(self, name, flat=None, local=()):
         """An element of value ``name``: flat index ``flat`` of a tensor, tile slot s."""
@@ -433,7 +500,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         if not st.batched:
             return name if not st.shape else f"{name}[{flat}]"
         if not st.shape:
-            return f"{name}_[s]"
+            return self.slot(name)
         return f"{name}[{flat}, s]"
 
     # -- hoisted (shared) statements ----------------------------------------------------------
@@ -475,7 +542,7 @@ class TiledNumbaPrinter(NumbaPrinter):
     def _scalar_block(self, stmts):
         local = {s.name for s in stmts if not s.shape}
         lines = [f"for s in range({self.tile}):"]
-        if any(s.op == "load" for s in stmts):
+        if any(s.op == "load" or s.name in self.in_block for s in stmts):
             lines.append(f"    b = {self._last_row()}")
         for s in stmts:
             if s.op == "load":
@@ -484,13 +551,14 @@ class TiledNumbaPrinter(NumbaPrinter):
                 lines.append(f"    e_{s.name} = {self._ref(s.args[0], s.attr)}")
             elif s.op == "pack":
                 lines += [f"    {s.name}[{j}, s] = {self._ref(a, None, local)}" for j, a in enumerate(s.args)
-                          if not self.is_plus_zero(a)]
+                          if a is not None and not self.is_plus_zero(a)]
                 continue
             else:
                 args = tuple(self._ref(a, None, local) for a in s.args)
                 lines.append(f"    e_{s.name} = {self.print_op(s.op, args)}")
             if s.name in self.buffered:
-                lines.append(f"    {s.name}_[s] = e_{s.name}")
+                lines.append(f"    {self.slot(s.name)} = e_{s.name}")
+            lines += [f"    out{k}[b, {i}] = e_{s.name}" for k, i in self.in_block.get(s.name, ())]
         return lines
 
     def _map_block(self, size, stmts):
@@ -515,7 +583,7 @@ class TiledNumbaPrinter(NumbaPrinter):
             return name
         if not st.batched or not tile:
             return f"{name}[{flat}]" if st.shape else name
-        return f"{name}[{flat}, s]" if st.shape else f"{name}_[s]"
+        return f"{name}[{flat}, s]" if st.shape else self.slot(name)
 
     def inner(self, tile, lines, depth, s=None):
         """``lines`` inside the s loop (when tiled) at ``depth`` levels of
@@ -558,7 +626,10 @@ class TiledNumbaPrinter(NumbaPrinter):
             k, i = self.direct[s.name]
             return [f"out{k}[{'b0 + s' if self.outer_s else 'b0:b0 + n'}, {i}:{i + _size(s.shape)}] = {value}"]
         if not s.shape:
-            return [f"{s.name}_[:] = {value}" if tile else f"{s.name} = _F({value})"]
+            if not tile:
+                return [f"{s.name} = _F({value})"]
+            arr, k = self.slots[s.name]
+            return [f"{arr}[{k * self.tile}:{(k + 1) * self.tile}] = {value}"]
         return [f"{s.name}[:, :] = {value}" if tile else f"{s.name}[:] = {value}"]
 
     def _tensor(self, s, tile):
@@ -588,9 +659,13 @@ class TiledNumbaPrinter(NumbaPrinter):
 
     # -- outputs ------------------------------------------------------------------------------------
     def _stores(self):
+        """The stores not made where their values are computed, as parts of at
+        most ``PART_LINES`` lines (each its own loop over the tile's samples)."""
         p = self.program
-        lines = ["for s in range(n):", "    b = b0 + s"]
+        lines = []
         for k, i, v in p.stores:
+            if v in self.in_block:
+                continue
             ref = self._ref(v, None)
             lines.append(f"    out{k}[{i}] += {ref}" if p.outputs[k].reduce else f"    out{k}[b, {i}] = {ref}")
         for k, i, t, j0, cnt in p.block_stores:
@@ -601,4 +676,14 @@ class TiledNumbaPrinter(NumbaPrinter):
                 lines += [f"    for j in range({self.extent(cnt)}):", f"        out{k}[{i} + j] += {src}"]
             else:
                 lines += [f"    for j in range({self.extent(cnt)}):", f"        out{k}[b, {i} + j] = {src}"]
-        return lines
+        head = ["for s in range(n):", "    b = b0 + s"]
+        # a block store's loop (two lines) stays in one part
+        units = [lines[j: j + 2] if lines[j].lstrip().startswith("for ") else [lines[j]] for j in range(len(lines))
+                 if j == 0 or not lines[j - 1].lstrip().startswith("for ")]
+        parts, cur = [], []
+        for u in units:
+            if len(cur) + len(u) > PART_LINES:
+                parts.append(head + cur)
+                cur = []
+            cur += u
+        return parts + [head + cur] if cur else parts

@@ -11,6 +11,7 @@ in the program brings its printing templates from the registry.
 from __future__ import annotations
 
 import math
+import numpy as np
 
 from codegen import Param, Program, Stmt
 from symjac.frontend.graph import Graph, Whole
@@ -89,7 +90,11 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
             input_blocks[node.id] = blk
         return blk is not None
 
-    stmts, body, hidden, functions, ops = {}, [], [], {}, {}  # stmts: node id -> its statement
+    stmts, body, functions, ops = {}, [], {}, {}  # stmts: node id -> its statement
+    # the model's constant tensors, pooled by dtype: one hidden input per dtype, each tensor a block of it at an
+    # offset (a multiple of 8 entries).  An input each made mechanisms with hundreds of index and rate tables
+    # into kernels of hundreds of parameters, whose typing and unboxing cost Numba ~30 ms a parameter
+    pools = {}  # dtype key -> [input index, arrays, entries so far]
     emit = body.append
     nv = nc = nt = 0
     for node in toposort(roots, opaque=is_input_block):
@@ -105,9 +110,13 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
             stmt = Stmt(f"c{nc}", "const", (node.attr,), None, (), False)
             nc += 1
         elif op in ("tconst", "iconst"):
-            hidden.append(constant_value(node))
-            stmt = Stmt(f"t{nt}", "loadblock", (len(graph.inputs) + len(hidden) - 1, 0), None, node.shape, False,
-                        lookup(op).dtype)
+            value = np.ravel(np.asarray(constant_value(node)))
+            key = "f" if value.dtype.kind == "f" else value.dtype.str
+            pool = pools.setdefault(key, [len(graph.inputs) + len(pools), [], 0])
+            offset = pool[2]
+            pool[1] += [value, np.zeros(-value.size % 8, dtype=value.dtype)]
+            pool[2] += value.size + (-value.size % 8)
+            stmt = Stmt(f"t{nt}", "loadblock", (pool[0], offset), None, node.shape, False, lookup(op).dtype)
             nt += 1
         elif node.id in input_blocks:
             k, i0 = input_blocks[node.id]
@@ -145,6 +154,7 @@ def lower(graph: Graph, batched, title="kernel", reduced=()):
             block_stores.append((k, i, stmts[t.id].name, j0, n))
         stores += [(k, i, stmts[n.id].name) for i, n in singles]
     inputs = [Param(int(leaf.size), bool(b)) for leaf, b in zip(graph.inputs, batched)]
+    hidden = [np.concatenate(arrays) for _, arrays, _ in sorted(pools.values(), key=lambda p: p[0])]
     inputs += [Param(int(c.size), False) for c in hidden]
     outputs = [Param(int(out.size), k not in reduced, k in reduced) for k, out in enumerate(graph.outputs)]
     return Program(inputs, outputs, body, stores, frozenset(zero_fill), title, block_stores, hidden, functions)
