@@ -21,9 +21,10 @@ BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": lambda a
 
 @st.composite
 def graphs(draw):
-    n_in, n_out = draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    # up to 30 inputs and outputs and 200 steps: estimates past `TRY_BOTH_FLOOR`, where the estimate decides
+    n_in, n_out = draw(st.integers(1, 30)), draw(st.integers(1, 30))
     steps = draw(st.lists(st.tuples(st.sampled_from(sorted(UNARY) + sorted(BINARY)), st.integers(0, 10 ** 6),
-                                    st.integers(0, 10 ** 6)), min_size=1, max_size=60))
+                                    st.integers(0, 10 ** 6)), min_size=draw(st.sampled_from([1, 100])), max_size=200))
     outs = draw(st.lists(st.integers(0, 10 ** 6), min_size=n_out, max_size=n_out))
 
     def f(x):

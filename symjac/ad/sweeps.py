@@ -219,7 +219,7 @@ def jacobian_nodes(outputs, variables, mode="auto"):
         inbits, outbits = _reach(order, outputs, variables)
     if mode == "auto":
         fwd, rev = _costs(order, inbits, outbits)
-        if max(fwd, rev) <= TRY_BOTH_RATIO * min(fwd, rev) and max(fwd, rev) <= TRY_BOTH_MAX:
+        if max(fwd, rev) <= TRY_BOTH_RATIO * min(fwd, rev) + TRY_BOTH_FLOOR and max(fwd, rev) <= TRY_BOTH_MAX:
             # close estimates: the estimate counts terms, not what simplification and the rules
             # leave of them, so build both sweeps and keep the one with fewer new nodes
             built = [_sweep(m, order, outputs, variables, inbits) for m in ("fwd", "rev")]
@@ -233,6 +233,10 @@ def jacobian_nodes(outputs, variables, mode="auto"):
 # estimate is at most this many terms (a few seconds of building); beyond, the estimate decides.
 TRY_BOTH_RATIO = 4.0
 TRY_BOTH_MAX = 2_000_000
+# ... and always when the cheaper estimate is within this many terms of the ratio: on small graphs the estimate's
+# misses (a `where` whose branches both carry one variable: 6 vs 1 estimated, 3 vs 7 built) are large in ratio
+# and building both costs nothing
+TRY_BOTH_FLOOR = 256
 
 
 def _sweep(mode, order, outputs, variables, inbits):
