@@ -392,7 +392,7 @@ class TiledNumbaPrinter(NumbaPrinter):
                         continue
                     if a in home and (home[a] != b or kind == "tensor") or self._batched_alias(a):
                         need.add(a)
-        stored = [v for _, _, v in self.program.stores if v not in self.in_block]
+        stored = [v for k, i, v in self.program.stores if (k, i) not in self.in_block.get(v, ())]
         for name in stored + [t for _, _, t, _, _ in self.program.block_stores]:
             if name in home or self._batched_alias(name):
                 need.add(name)
@@ -664,7 +664,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         p = self.program
         lines = []
         for k, i, v in p.stores:
-            if v in self.in_block:
+            if (k, i) in self.in_block.get(v, ()):  # made by the block that computes v
                 continue
             ref = self._ref(v, None)
             lines.append(f"    out{k}[{i}] += {ref}" if p.outputs[k].reduce else f"    out{k}[b, {i}] = {ref}")

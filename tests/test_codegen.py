@@ -337,3 +337,23 @@ def test_numpy_kernels_split_and_compiled_in_pieces(monkeypatch):
     last = max(i for i, ln in enumerate(src.splitlines(), 1) if ln.startswith("def _part"))
     code = pieces[-1]
     assert code.co_filename == "<test>" and min(ln for _, _, ln in code.co_lines() if ln) >= last - 60
+
+
+def test_a_value_stored_per_sample_and_into_a_batch_sum_reaches_both():
+    # a tiled kernel with many stores makes each scalar's per-sample stores in the block that computes it; a
+    # store of the same value into a batch sum (a reduced output) must still be made, after the blocks
+    from codegen.tiled import PART_LINES
+
+    n = PART_LINES + 10
+    body, stores = [Stmt("t0", "loadblock", (0, 0), None, (n + 1,), True)], []
+    for i in range(n):
+        body += [Stmt(f"v{2 * i}", "load", (0, i)), Stmt(f"v{2 * i + 1}", "sin", (f"v{2 * i}",))]
+        stores += [(0, i, f"v{2 * i + 1}"), (1, i, f"v{2 * i + 1}")]
+    p = Program([Param(n + 1, True)], [Param(n, True), Param(n, True, True), Param(n, True)], body, stores,
+                block_stores=[(2, 0, "t0", 1, n)], functions={"sin": {"numpy": "np.sin({0})"}})
+    X = np.random.default_rng(0).standard_normal((3, n + 1))  # 3 samples: a partial tile
+    outs = [np.zeros((3, n)), np.zeros(n), np.zeros((3, n))]
+    compile_program(p, "numba", "float64").func(0, 3, X, *outs)
+    np.testing.assert_allclose(outs[0], np.sin(X[:, :n]), rtol=1e-15)
+    np.testing.assert_allclose(outs[1], np.sin(X[:, :n]).sum(0), rtol=1e-14)
+    np.testing.assert_array_equal(outs[2], X[:, 1:])
