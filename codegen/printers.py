@@ -135,6 +135,12 @@ class Printer:
         return self.print_accumulate(k, i, v) if program.outputs[k].reduce else self.print_store(k, i, v)
 
     # -- long kernels ---------------------------------------------------------
+    def constant_globals(self, program):
+        """The program's constants as module-level lines: globals, which Numba
+        freezes into the machine code, never parameters of the functions."""
+        return ["# constants: module globals (frozen into the machine code by Numba)",
+                *[f"{st.name} = _F({float_literal(st.args[0])})" for st in program.body if st.op == "const"]]
+
     def _split_module(self, program, stmts):
         """The statements in consecutive parts of `PART_STATEMENTS`, each its own
         function called in order (per sample for Numba): Numba's and LLVM's time
@@ -177,11 +183,10 @@ class Printer:
             helpers.append("\n".join([*self.decorator(), f"def _part{g}({', '.join(params)}):", *lines,
                                        "    return None", ""]))
             calls.append(f"_part{g}({', '.join(params)})")
-        consts = [f"{st.name} = _F({float_literal(st.args[0])})" for st in program.body if st.op == "const"]
         zero = [self.print_zero(k) for k in sorted(program.zero_fill)]
         body = [*self.scratch(slots), *self.loop_open(program),
                 *[self.indent + ln for ln in zero + calls + main_stores]]
-        preamble = ["# constants: module globals (frozen into the machine code by Numba)", *consts, "", *helpers]
+        preamble = [*self.constant_globals(program), "", *helpers]
         return self.module(program, body, preamble)
 
     # -- statements ---------------------------------------------------------

@@ -200,7 +200,6 @@ class TiledNumbaPrinter(NumbaPrinter):
         # constants are module globals (frozen into the machine code, never arguments: a thousand of them
         # were parameters of every function); loads and views of inputs stay in the body: in the functions
         # of the shared values they were returned as tuples of hundreds of arrays (10 s of Numba's time each)
-        consts = [f"{s.name} = _F({float_literal(s.args[0])})" for s in hoisted if s.op == "const"]
         light = [s for s in hoisted if s.op in ("load", "loadblock")]
         shared = [self._hoisted(s) for s in hoisted if s.op not in ("const", "load", "loadblock")]
         # `one` is 1, computed from a value LLVM cannot know (`extent`)
@@ -212,13 +211,17 @@ class TiledNumbaPrinter(NumbaPrinter):
         # vectorizes the short tile loops without run-time overlap checks (views of one workspace made
         # pinn's kernel 2x slower); those buffers are at most a few hundred kB (`choose_tile`).
         used = {"wsf": 0, "wsb": 0}
+
+        def carve(ws, size):  # the offset of ``size`` entries of workspace ``ws``, at 64-byte aligned starts
+            o = used[ws]
+            used[ws] = o + -(-size // 8) * 8
+            return o
+
         for arr, ws, dt in (("sv", "wsf", "_F"), ("svb", "wsb", "np.bool_")):
             if counts[arr] and self.tile > 1:
                 body.append(f"    {arr} = np.empty({counts[arr] * self.tile}, dtype={dt})")
             elif counts[arr]:
-                o = used[ws]
-                used[ws] = o + -(-counts[arr] // 8) * 8
-                body.append("    " + self.tile_buffer(arr, ws, o, counts[arr], None, dt))
+                body.append("    " + self.tile_buffer(arr, ws, carve(ws, counts[arr]), counts[arr], None, dt))
         for n in sorted(self.buffered, key=lambda n: (n[0], int(n[1:]))):
             st = self.info[n]
             if _alias(st) or n in self.direct or n in self.slots:
@@ -230,9 +233,8 @@ class TiledNumbaPrinter(NumbaPrinter):
                 body.append(f"    {n} = {alloc}({shape}, dtype={dt})")
                 continue
             ws = "wsb" if st.dtype == "bool" else "wsf"
-            size, o = _size(st.shape) if st.shape else 1, used[ws]
-            used[ws] = o + -(-size // 8) * 8  # 64-byte aligned starts
-            body.append("    " + self.tile_buffer(n, ws, o, size, shape if st.shape else None, dt))
+            size = _size(st.shape) if st.shape else 1
+            body.append("    " + self.tile_buffer(n, ws, carve(ws, size), size, shape if st.shape else None, dt))
             if st.op == "pack":
                 body.append(f"    {n}[...] = 0")
         for s in batched:  # a reshape or a contiguous view is (part of) its source's buffer under another name
@@ -261,7 +263,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         preamble = [f"TILE = {self.tile}  # samples per tile",
                     f"MIN_CHUNK = {max(2 * self.tile, 16)}  # samples per thread worth starting one for",
                     f"WORKSPACE = ({used['wsf']}, {used['wsb']})  # entries of the float and boolean workspaces",
-                    "", "# constants: module globals (frozen into the machine code by Numba)", *consts, "", *helpers]
+                    "", *self.constant_globals(program), "", *helpers]
         return self.module(program, body, preamble, extra=("wsf", "wsb"))
 
     def tile_buffer(self, name, ws, offset, size, shape, dt):
@@ -662,24 +664,19 @@ class TiledNumbaPrinter(NumbaPrinter):
         """The stores not made where their values are computed, as parts of at
         most ``PART_LINES`` lines (each its own loop over the tile's samples)."""
         p = self.program
-        lines = []
+        units = []  # a store's lines, never split between parts
         for k, i, v in p.stores:
             if (k, i) in self.in_block.get(v, ()):  # made by the block that computes v
                 continue
             ref = self._ref(v, None)
-            lines.append(f"    out{k}[{i}] += {ref}" if p.outputs[k].reduce else f"    out{k}[b, {i}] = {ref}")
+            units.append([f"    out{k}[{i}] += {ref}" if p.outputs[k].reduce else f"    out{k}[b, {i}] = {ref}"])
         for k, i, t, j0, cnt in p.block_stores:
             if t in self.direct:
                 continue  # written in place
             src = self._ref(t, f"{j0} + j")
-            if p.outputs[k].reduce:
-                lines += [f"    for j in range({self.extent(cnt)}):", f"        out{k}[{i} + j] += {src}"]
-            else:
-                lines += [f"    for j in range({self.extent(cnt)}):", f"        out{k}[b, {i} + j] = {src}"]
+            target = f"out{k}[{i} + j] +=" if p.outputs[k].reduce else f"out{k}[b, {i} + j] ="
+            units.append([f"    for j in range({self.extent(cnt)}):", f"        {target} {src}"])
         head = ["for s in range(n):", "    b = b0 + s"]
-        # a block store's loop (two lines) stays in one part
-        units = [lines[j: j + 2] if lines[j].lstrip().startswith("for ") else [lines[j]] for j in range(len(lines))
-                 if j == 0 or not lines[j - 1].lstrip().startswith("for ")]
         parts, cur = [], []
         for u in units:
             if len(cur) + len(u) > PART_LINES:
