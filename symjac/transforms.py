@@ -634,8 +634,9 @@ def jacobian(f, argnums=0, *, in_axes=0, mode="auto", backend="auto", sparse=Fal
     tuple.  Called on traced arguments (inside another traced function) it
     returns traced values, so ``jacobian(jacobian(f))`` is a Hessian.
     ``mode`` is ``"auto"`` (the sweep that builds fewer statements: both are
-    built and measured when their counted estimates are within 4x, else the
-    estimate decides), ``"fwd"`` or ``"rev"``.  With ``sparse=True`` the kernel
+    built and measured when their counted estimates are within 4x, or within
+    256 terms of that on small graphs, else the estimate decides), ``"fwd"``
+    or ``"rev"``.  With ``sparse=True`` the kernel
     writes only the structural nonzeros and the result is a `SparseJacobian`.
     A model on whole arrays (see `tensor_policy`) gets its Jacobian at the
     array level (sparse forward mode on blocks of rows, columns and values;
