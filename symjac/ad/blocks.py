@@ -9,12 +9,18 @@ the positions are joined on index arrays, vectorized, at compile time, and
 the values become a gather of the block's values times a gather of the op's
 local weights (an elementwise op's partial, a contraction's other operand; a
 selection or a sum needs no multiply).  A view, a concatenation or a roll
-therefore costs nothing at run time, an elementwise op one multiply per
-entry of each block, and constant values (a stencil's coefficients) fold
-while the graph is built.  Blocks with the same positions are merged; the
-output's structural pattern is the union of its blocks' positions and its
-values one scatter-add.  Every number of entries is the Jacobian's own: no
-colour, no tangent of a whole array per seed, no unrolled statement.
+therefore costs nothing at run time, and constant values (a stencil's
+coefficients) fold while the graph is built.  An elementwise op of an
+argument of its own shape only multiplies its partial into the block's
+*scale* (one factor per entry of the array, applied to the values when
+another op needs them), so a chain of elementwise ops costs the array's
+size per op, not the block's.  Products that land on one position (through
+a contraction or a sum) are summed there by one scatter-add when they
+outnumber the positions (`REDUCE_AT`).  Blocks with the same positions are
+merged; the output's structural pattern is the union of its blocks'
+positions and its values one scatter-add.  Every number of entries is the
+Jacobian's own: no colour, no tangent of a whole array per seed, no
+unrolled statement.
 """
 
 from __future__ import annotations
@@ -31,13 +37,21 @@ from symjac.ir import const, constant_value, iconst, lookup, make, tconst
 __all__ = ["block_jacobian", "MAX_BLOCKS"]
 
 MAX_BLOCKS = 24  # more blocks on one node are joined into one (bounds the graph on any program)
+# A block through a contraction or a sum holds one entry per product, many at the same position
+# (wdot = nu @ q: 20,749 products for 2,601 positions in the 50-species mechanism).  When they
+# outnumber the positions by this factor, one scatter-add sums them, so every later op works on
+# the positions (with the scales below, the mechanism's flops a sample: 252k -> 123k; RESULTS.md).
+REDUCE_AT = 2.0
 
 
 class _Block:
-    __slots__ = ("rows", "cols", "vals")
+    """Entries ``(rows[k], cols[k])`` of value ``vals[k]``, times ``scale[rows[k]]``
+    when ``scale`` (a node of one entry per row of the node) is set."""
 
-    def __init__(self, rows, cols, vals):
-        self.rows, self.cols, self.vals = rows, cols, vals
+    __slots__ = ("rows", "cols", "vals", "scale")
+
+    def __init__(self, rows, cols, vals, scale=None):
+        self.rows, self.cols, self.vals, self.scale = rows, cols, vals, scale
 
     def key(self):
         return hash((self.rows.tobytes(), self.cols.tobytes()))
@@ -73,8 +87,49 @@ def _is_ones(vals):
     return v is not None and bool(np.all(v == 1.0))
 
 
+def _scaled(block, rule, size):
+    """The block of an elementwise node of ``size`` entries from ``block`` of an
+    argument of the same shape, when its partial is a full diagonal: the same
+    positions and values, the partial multiplied into the block's scale.  A
+    chain of elementwise ops then costs one multiply per entry of the array
+    per op, not one per entry of the block (a falloff rate's 14 ops on a
+    27-entry array whose block has 1,176 entries); the values are multiplied
+    once, when an op needs them (`_materialized`).  None when not such a case."""
+    r, c, weight = rule
+    if weight is None or r.size != size or not np.array_equal(r, c) or not np.array_equal(r, np.arange(size)):
+        return None
+    W, widx = weight
+    w = take_flat(W, widx)
+    return _Block(block.rows, block.cols, block.vals, w if block.scale is None else make("mul", block.scale, w))
+
+
+def _materialized(block):
+    """``block`` with its scale multiplied into its values."""
+    if block.scale is None:
+        return block
+    s = take_flat(block.scale, block.rows)
+    return _block(block.rows, block.cols, s if _is_ones(block.vals) else make("mul", block.vals, s))
+
+
+def _block(rows, cols, vals):
+    """The block (rows, cols, vals), the zeros of constant values dropped (they
+    are structural); None when nothing is left."""
+    value = constant_value(vals)
+    if value is None:
+        return _Block(rows, cols, vals)
+    keep = np.broadcast_to(value, rows.shape) != 0
+    if keep.all():
+        return _Block(rows, cols, vals)
+    if not keep.any():
+        return None
+    return _Block(rows[keep], cols[keep], _constant(np.broadcast_to(value, rows.shape)[keep]))
+
+
 def _compose(block, rule):
     """The block of the node from ``block`` of its argument and the sorted rule."""
+    block = _materialized(block)
+    if block is None:
+        return None
     r, c, weight = rule
     lo = np.searchsorted(c, block.rows, "left")
     hi = np.searchsorted(c, block.rows, "right")
@@ -96,15 +151,22 @@ def _compose(block, rule):
         vals = w if vals is None else make("mul", vals, w)
     if vals is None:
         vals = _ones(total)
-    value = constant_value(vals)
-    if value is not None:  # constant values: their zeros are structural
-        keep = np.broadcast_to(value, (total,)) != 0
-        if not keep.all():
-            rows, cols = rows[keep], cols[keep]
-            if not rows.size:
-                return None
-            vals = _constant(np.broadcast_to(value, (total,))[keep])
-    return _Block(rows, cols, vals)
+    if constant_value(vals) is not None:  # constant values: their zeros are structural
+        return _block(rows, cols, vals)
+    return _summed(rows, cols, vals)
+
+
+def _summed(rows, cols, vals):
+    """The block of entries (rows, cols, vals), its repeated positions summed
+    by one scatter-add when they are `REDUCE_AT` times fewer than the entries."""
+    if rows.size < 2:
+        return _Block(rows, cols, vals)
+    key = rows * (int(cols.max()) + 1) + cols
+    uniq, slot = np.unique(key, return_inverse=True)
+    if uniq.size * REDUCE_AT > key.size:
+        return _Block(rows, cols, vals)
+    width = int(cols.max()) + 1
+    return _Block(uniq // width, uniq % width, build_op("scatter", [vals, iconst(slot.reshape(-1))], (uniq.size,)))
 
 
 def _sorted_rule(rule):
@@ -121,14 +183,27 @@ def _sorted_rule(rule):
 
 
 def _merge(blocks):
-    """Blocks with the same positions added; too many joined into one."""
+    """Blocks with the same positions added (scales added when the values are
+    the same node); too many joined into one."""
     out = {}
     for b in blocks:
         k = b.key()
         prev = out.get(k)
-        out[k] = b if prev is None else _Block(b.rows, b.cols, make("add", prev.vals, b.vals))
+        if prev is None:
+            out[k] = b
+        elif prev.vals is b.vals and prev.scale is not None and b.scale is not None:
+            out[k] = _Block(b.rows, b.cols, b.vals, make("add", prev.scale, b.scale))
+        else:
+            pm, bm = _materialized(prev), _materialized(b)
+            if pm is None or bm is None:  # a constant block that was all zeros
+                out[k] = pm or bm
+                if out[k] is None:
+                    del out[k]
+            else:
+                out[k] = _Block(b.rows, b.cols, make("add", pm.vals, bm.vals))
     blocks = list(out.values())
     if len(blocks) > MAX_BLOCKS:
+        blocks = [b for b in map(_materialized, blocks) if b is not None]
         blocks = [_Block(np.concatenate([b.rows for b in blocks]), np.concatenate([b.cols for b in blocks]),
                          _join([b.vals for b in blocks]))]
     return blocks
@@ -169,6 +244,7 @@ def block_jacobian(outputs, variables, walk):
         if not differentiable(node):
             continue
         new = []
+        elementwise = lookup(node.op).kind == "elementwise"
         for m, a in enumerate(node.args):
             ja = of(a)
             if not ja:
@@ -178,7 +254,8 @@ def block_jacobian(outputs, variables, walk):
                 continue
             rule = _sorted_rule(rule)
             for b in ja:
-                nb = _compose(b, rule)
+                nb = _scaled(b, rule, size) if elementwise and a.shape == node.shape else None
+                nb = nb if nb is not None else _compose(b, rule)
                 if nb is not None:
                     new.append(nb)
         if new:
@@ -188,7 +265,7 @@ def block_jacobian(outputs, variables, walk):
     for o in outputs:
         blocks = []
         for r, e in (enumerate(o) if isinstance(o, list) else [(0, o)]):
-            for b in (of(e) or []):
+            for b in filter(None, map(_materialized, of(e) or [])):
                 blocks.append(_Block(b.rows + r, b.cols, b.vals) if r else b)
         results.append(_assemble(blocks, n))
     return results
