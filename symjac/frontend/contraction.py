@@ -7,7 +7,9 @@ tensor, or when it is worth a loop (see `symjac.tensor_policy`); otherwise
 it is unrolled into scalars.  The zeros of a constant operand are structural,
 as in ``scipy.sparse``: unrolled, one product per nonzero; as a tensor op, a
 mostly-zero constant (at least a tenth zeros) is a gather-multiply-scatter
-over its nonzeros.  Either way ``S @ v`` costs ``nnz(S)``, in values and in
+over its nonzeros (also when the other operand is a few scalars but the
+products number at least ``min_array``: ``H @ [1, T, T**2, ...]`` of 50
+species stays one op, so the kernel does not grow with the species).  Either way ``S @ v`` costs ``nnz(S)``, in values and in
 derivatives, and an infinity in ``v`` does not turn the skipped products into
 NaN.  (A mostly-dense constant held as a tensor is a dense loop, with IEEE
 products, as NumPy's.)
@@ -52,6 +54,20 @@ def _worth_tensor(sizes, a, b):
     return max(_variable_count(a), _variable_count(b)) >= policy()["min_operand"]
 
 
+def _many_products(c, sub, sizes):
+    """True when a mostly-zero constant ``c`` (subscripts ``sub``) makes at least
+    ``min_array`` products: unrolled, that is a statement per product, a kernel
+    that grows with the arrays (a 50-species mechanism's NASA-7 enthalpies,
+    ``H @ [1, T, ..., T^4]``, were 1,400 of its statements); whole, it is one
+    gather, multiply and scatter-add over the nonzeros."""
+    n = policy()["min_array"]
+    if n is None:
+        return False
+    vals = constant_values(_nodes(c))
+    free = math.prod(d for ch, d in sizes.items() if ch not in sub)
+    return np.count_nonzero(vals) * free >= max(n, 1)
+
+
 def _sparse_constant(x):
     if isinstance(x, TracedArray):
         x = x._nodes if x.tensor is None else None
@@ -71,7 +87,8 @@ def _einsum2(spec, a, b, fallback):
             if sizes.setdefault(ch, d) != d:
                 return fallback()
     for m, (c, x) in enumerate(((a, b), (b, a))):
-        if (is_tensor(x) or stays_whole([x])) and _sparse_constant(c):
+        if _sparse_constant(c) and (is_tensor(x) or stays_whole([x]) or _many_products(c, sa if m == 0 else sb,
+                                                                                        sizes)):
             subs = (sa, sb) if m == 0 else (sb, sa)
             return from_tensor(_sparse_contraction(subs[0], subs[1], out, constant_values(_nodes(c)), tensor_of(x),
                                                    sizes))

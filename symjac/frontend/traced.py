@@ -699,8 +699,8 @@ def constant_values(x):
 
 def dense_constant(x):
     """The values of ``x`` when it is a big, dense constant array (captured
-    weights), else None.  Mostly-zero constants (a stoichiometry matrix) stay
-    scalar, where their zeros simplify away."""
+    weights), else None.  Mostly-zero constants (a stoichiometry matrix) are
+    not: contractions work on their nonzeros (`symjac.frontend.contraction`)."""
     if policy()["min_work"] is None or isinstance(x, TracedArray):
         return None
     vals = constant_values(x)
