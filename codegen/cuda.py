@@ -348,6 +348,8 @@ class CudaTiledPrinter(_CudaMixin, TiledNumbaPrinter):
     """A tensor program: the `TiledNumbaPrinter` body at one sample per tile,
     its tile buffers carved out of per-thread local arrays (the workspaces)."""
 
+    POOL = False  # each tile buffer a local array of its own (`tile_buffer`)
+
     def __init__(self, dtype="float64", tile=None):
         super().__init__(dtype, 1)
 

@@ -59,7 +59,9 @@ ONE_SAMPLE_BYTES = 4 << 20
 SPLIT_LINES = 300  # a longer loop body is split into functions ...
 PART_LINES = 250  # ... of about this many lines (each Numba function has a fixed cost too)
 BLOCK_STATEMENTS = 200  # a scalar or map block holds at most this many: a longer one is one long function
-_NAME = re.compile(r"\b(?:t\d+|v\d+_?|c\d+|x\d+|out\d+|one|svb?)\b")
+_NAME = re.compile(r"\b(?:t\d+|v\d+_?|c\d+|x\d+|out\d+|one|svb?|tpb?|wsf|wsb)\b")
+_WORD = re.compile(r"\w+")
+_SCRATCH = ("one", "sv", "svb", "tp", "tpb", "wsf", "wsb")
 
 
 def _groups(parts):
@@ -78,8 +80,8 @@ def _groups(parts):
 
 
 def _name_order(m):
-    if m in ("one", "sv", "svb"):
-        return "", ("one", "sv", "svb").index(m)
+    if m in _SCRATCH:
+        return "", _SCRATCH.index(m)
     return m.rstrip("_")[0], int(m.rstrip("_")[1:].lstrip("ut"))
 
 
@@ -171,8 +173,25 @@ class TiledNumbaPrinter(NumbaPrinter):
     def _print_tanh(self, a):
         return f"_tanh({a})"
 
+    # Split into functions, the tile loop's body passes its tile buffers to them: a part took 100
+    # of them (the op table's forward Jacobian, 4 parts), and Numba spent about 3 s typing each call
+    # and 5 s compiling each part (38 s for that kernel).  There the buffers are rows of one pool
+    # per dtype (``tp``, ``tpb``) at constant offsets instead, read as ``tp[base + i * T + s]``, and
+    # a part takes the pool.  A kernel of one function keeps a buffer per value: there LLVM sees the
+    # allocations and knows they never overlap (views of one workspace made pinn's kernel 2x slower).
+    POOL = True
+
     def doprint(self, program: Program) -> str:
+        self.pool = False
+        text = self._doprint(program)
+        if self.POOL and self.split:
+            self.pool = True
+            text = self._doprint(program)
+        return text
+
+    def _doprint(self, program):
         self.begin(program)
+        self.rows = {}
         hoisted = [s for s in program.body if not s.batched]
         batched = [s for s in program.body if s.batched]
         blocks = self._blocks(batched)
@@ -222,11 +241,24 @@ class TiledNumbaPrinter(NumbaPrinter):
                 body.append(f"    {arr} = np.empty({counts[arr] * self.tile}, dtype={dt})")
             elif counts[arr]:
                 body.append("    " + self.tile_buffer(arr, ws, carve(ws, counts[arr]), counts[arr], None, dt))
+        self.rows, pooled = {}, {"tp": 0, "tpb": 0}  # pooled buffers: name -> (pool, first entry)
         for n in sorted(self.buffered, key=lambda n: (n[0], int(n[1:]))):
             st = self.info[n]
             if _alias(st) or n in self.direct or n in self.slots:
                 continue
             dt = "np.bool_" if st.dtype == "bool" else "_F"
+            if self.pool:
+                size = _size(st.shape) if st.shape else 1
+                if self.tile > 1:
+                    pool = "tpb" if st.dtype == "bool" else "tp"
+                    base, pooled[pool] = pooled[pool], pooled[pool] + size * self.tile
+                else:
+                    pool = "wsb" if st.dtype == "bool" else "wsf"
+                    base = carve(pool, size)
+                self.rows[n] = (pool, base)
+                if st.op == "pack":  # a pack writes only its nonzero entries
+                    body.append(f"    {pool}[{base}:{base + size * self.tile}] = 0")
+                continue
             shape = f"({_size(st.shape)}, {self.tile})" if st.shape else f"({self.tile},)"
             if self.tile > 1:
                 alloc = "np.zeros" if st.op == "pack" else "np.empty"  # a pack writes only its nonzero entries
@@ -237,8 +269,14 @@ class TiledNumbaPrinter(NumbaPrinter):
             body.append("    " + self.tile_buffer(n, ws, carve(ws, size), size, shape if st.shape else None, dt))
             if st.op == "pack":
                 body.append(f"    {n}[...] = 0")
+        for pool, size in pooled.items():
+            if size:
+                body.insert(2, f"    {pool} = np.empty({size}, dtype={'np.bool_' if pool == 'tpb' else '_F'})")
         for s in batched:  # a reshape or a contiguous view is (part of) its source's buffer under another name
-            if _alias(s):
+            if _alias(s) and s.args[0] in self.rows:
+                pool, base = self.rows[s.args[0]]
+                self.rows[s.name] = (pool, base + (s.attr[0] * self.tile if s.op == "view" else 0))
+            elif _alias(s):
                 body.append(f"    {s.name} = {s.args[0]}{_alias_rows(s)}")
         # zero-filled outputs are filled first: outputs written in place (direct) come after
         fills = [[f"out{k}[b0:b0 + n, :] = 0" for k in sorted(program.zero_fill)]] if program.zero_fill else []
@@ -249,12 +287,13 @@ class TiledNumbaPrinter(NumbaPrinter):
         parts += self._stores()
         defined = {s.name for s in hoisted if s.op != "const"} | {n for n in self.buffered if n not in self.slots} | \
             {s.name for s in batched if _alias(s)} | set(ins) | set(outs) | {"one"} | \
-            {arr for arr, k in counts.items() if k}
+            {arr for arr, k in counts.items() if k} | {pool for pool, _ in self.rows.values()}
         shared_helpers, shared_lines = self._split_shared(shared, [ln for p in parts for ln in p] + body,
                                                           set(ins) | set(outs) | {"one"} | {s.name for s in light})
         body = (body[:2] + [ln for s in light for ln in self._hoisted(s)] + shared_lines
                 + [f"    # tile buffers: T = {self.tile} samples on the last axis"] + body[2:])
         helpers, calls = self._split(parts, defined)
+        self.split = bool(helpers)
         helpers = shared_helpers + helpers
         body += [f"    for b0 in range(start, stop, {self.tile}):",
                  "        n = 1" if self.tile == 1 else f"        n = min({self.tile}, stop - b0)"]
@@ -486,6 +525,28 @@ class TiledNumbaPrinter(NumbaPrinter):
             direct[t] = (k, i)
         return direct
 
+    def at(self, name, flat):
+        """Element ``flat`` of batched tensor ``name`` in tile slot s: its buffer's,
+        or its rows of the pool."""
+        where = self.rows.get(name)
+        if where is None:
+            return f"{name}[{flat}, s]"
+        pool, base = where
+        flat = str(flat)
+        if self.tile > 1:
+            flat = f"{flat} * {self.tile}" if _WORD.fullmatch(flat) else f"({flat}) * {self.tile}"
+        return f"{pool}[{base} + {flat} + s]" if base else f"{pool}[{flat} + s]"
+
+    def shared_el(self, name, flat):
+        """Element ``flat`` of a value shared by the samples: a table of the
+        inputs is read in place when buffers are pooled (a view of it would be
+        one more argument of every part that reads it)."""
+        st = self.info.get(name)
+        if self.pool and st is not None and st.op == "loadblock" and not st.batched:
+            k, i0 = st.args
+            return f"x{k}[{i0} + {flat}]" if i0 else f"x{k}[{flat}]"
+        return f"{name}[{flat}]"
+
     def slot(self, name, s="s"):
         """Tile slot ``s`` of batched scalar ``name``: rows of ``T`` entries of one
         scratch array, at constant offsets LLVM sees never overlap."""
@@ -500,10 +561,10 @@ class TiledNumbaPrinter(NumbaPrinter):
         if name in local:
             return f"e_{name}"
         if not st.batched:
-            return name if not st.shape else f"{name}[{flat}]"
+            return name if not st.shape else self.shared_el(name, flat)
         if not st.shape:
             return self.slot(name)
-        return f"{name}[{flat}, s]"
+        return self.at(name, flat)
 
     # -- hoisted (shared) statements ----------------------------------------------------------
     def _hoisted(self, s):
@@ -538,7 +599,7 @@ class TiledNumbaPrinter(NumbaPrinter):
             return self._scalar_block(stmts)
         lines = self._map_block(size, stmts)
         for t, f in self.fused.items():  # scatter pairs whose values this block computes
-            lines += [f"        {self.out_el(self.info[t], f'{idx}[i]', True)} += e_{g}" for g, idx in f["pairs"].get(b, ())]
+            lines += [f"        {self.out_el(self.info[t], self.shared_el(idx, 'i'), True)} += e_{g}" for g, idx in f["pairs"].get(b, ())]
         return lines
 
     def _scalar_block(self, stmts):
@@ -552,7 +613,7 @@ class TiledNumbaPrinter(NumbaPrinter):
             elif s.op == "elem":
                 lines.append(f"    e_{s.name} = {self._ref(s.args[0], s.attr)}")
             elif s.op == "pack":
-                lines += [f"    {s.name}[{j}, s] = {self._ref(a, None, local)}" for j, a in enumerate(s.args)
+                lines += [f"    {self.at(s.name, j)} = {self._ref(a, None, local)}" for j, a in enumerate(s.args)
                           if a is not None and not self.is_plus_zero(a)]
                 continue
             else:
@@ -569,7 +630,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         for s in stmts:
             at = _indexed_read(s)
             if at is not None:  # the source is a buffer of an earlier block (or shared): read it at the index
-                expr = self._ref(s.args[0], at)
+                expr = self._ref(s.args[0], self.shared_el(s.args[1], "i") if s.op == "gather" else at)
             else:
                 expr = self.print_op(s.op, tuple(self._ref(a, "i", local) for a in s.args))
             lines.append(f"        e_{s.name} = {expr}")
@@ -584,8 +645,8 @@ class TiledNumbaPrinter(NumbaPrinter):
         if st.op == "const":
             return name
         if not st.batched or not tile:
-            return f"{name}[{flat}]" if st.shape else name
-        return f"{name}[{flat}, s]" if st.shape else self.slot(name)
+            return (self.shared_el(name, flat) if not st.batched else f"{name}[{flat}]") if st.shape else name
+        return self.at(name, flat) if st.shape else self.slot(name)
 
     def inner(self, tile, lines, depth, s=None):
         """``lines`` inside the s loop (when tiled) at ``depth`` levels of
@@ -620,7 +681,7 @@ class TiledNumbaPrinter(NumbaPrinter):
             k, i = self.direct[s.name]
             row = "b0 + s" if self.outer_s else self._last_row()
             return f"out{k}[{row}, {i} + {flat}]" if i else f"out{k}[{row}, {flat}]"
-        return f"{s.name}[{flat}, s]" if tile else f"{s.name}[{flat}]"
+        return self.at(s.name, flat) if tile else f"{s.name}[{flat}]"
 
     def fill(self, s, tile, value="0"):
         """Set every element of ``s`` (its tile slots when ``tile``) to ``value``."""
@@ -632,6 +693,9 @@ class TiledNumbaPrinter(NumbaPrinter):
                 return [f"{s.name} = _F({value})"]
             arr, k = self.slots[s.name]
             return [f"{arr}[{k * self.tile}:{(k + 1) * self.tile}] = {value}"]
+        if tile and s.name in self.rows:
+            pool, base = self.rows[s.name]
+            return [f"{pool}[{base}:{base + _size(s.shape) * self.tile}] = {value}"]
         return [f"{s.name}[:, :] = {value}" if tile else f"{s.name}[:] = {value}"]
 
     def _tensor(self, s, tile):
@@ -657,7 +721,7 @@ class TiledNumbaPrinter(NumbaPrinter):
         k, i0 = s.args
         n = _size(s.shape)
         return [f"for s in range({self.tile}):", f"    b = {self._last_row()}",
-                f"    for j in range({self.extent(n)}):", f"        {s.name}[j, s] = x{k}[b, {i0} + j]"]
+                f"    for j in range({self.extent(n)}):", f"        {self.at(s.name, 'j')} = x{k}[b, {i0} + j]"]
 
     # -- outputs ------------------------------------------------------------------------------------
     def _stores(self):

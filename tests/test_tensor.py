@@ -473,6 +473,10 @@ def test_long_tiled_kernels_are_split_into_functions():
     ref = symjac.compile(symjac.laplacian(u, in_axes=ax), in_axes=ax, backend="numpy")(x, *Ws)
     np.testing.assert_allclose(k(x, *Ws), ref, rtol=1e-11, atol=1e-13)
     assert k.source.count("def _part") >= 2
+    # the parts read their tile buffers as rows of one pool, not as an argument each (a part took 100
+    # arguments, and each call of it cost Numba seconds of typing), and read captured tables in place
+    params = [len(m.group(1).split(",")) for m in re.finditer(r"def _part\d+\((.*?)\):", k.source)]
+    assert "tp[" in k.source and max(params) <= 12, params
 
 
 def _functions(source):
@@ -494,7 +498,8 @@ def test_long_scalar_blocks_packs_and_stores_are_split():
     k = symjac.compile(g, backend="numba")
     np.testing.assert_allclose(k(x), [g(r) for r in x], rtol=1e-12)
     assert max(n for _, n in _functions(k.source)) <= BLOCK_STATEMENTS + 20
-    assert sum("t0[" in c for c in re.split(r"\n(?=@numba)", k.source)) >= 2  # the pack, in pieces
+    # the pack, in pieces: its buffer (or, in a kernel split into parts, its rows of the pool) written by 2+
+    assert sum(bool(re.search(r"\b(t0|tp)\[[^\n=]*\] = ", c)) for c in re.split(r"\n(?=@numba)", k.source)) >= 2
 
     def f(x):  # a small solve (a tensor op) among unrolled scalars, and a Jacobian of ~400 stored entries
         A = np.eye(3) * 4 + np.outer(x[:3], x[3:6]) * 0.1
