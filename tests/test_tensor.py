@@ -475,8 +475,9 @@ def test_long_tiled_kernels_are_split_into_functions():
     assert k.source.count("def _part") >= 2
     # the parts read their tile buffers as rows of one pool, not as an argument each (a part took 100
     # arguments, and each call of it cost Numba seconds of typing), and read captured tables in place
-    params = [len(m.group(1).split(",")) for m in re.finditer(r"def _part\d+\((.*?)\):", k.source)]
-    assert "tp[" in k.source and max(params) <= 12, params
+    params = [m.group(1).split(", ") for m in re.finditer(r"def _part\d+\((.*?)\):", k.source)]
+    assert "tp[" in k.source and "np.empty((" not in k.source  # no tile buffer of its own
+    assert all(sum(re.fullmatch(r"t\d+", a) is not None for a in p) <= 6 for p in params), params  # shared values
 
 
 def _functions(source):
