@@ -146,6 +146,22 @@ def test_products_at_one_position_are_summed_before_later_ops(monkeypatch):
     assert summed < 0.85 * flops()  # 9,918 against 12,606 when written
 
 
+@pytest.mark.parametrize("c2", [np.r_[1.0, -np.ones(11)], np.r_[-np.ones(4), np.ones(8)]])
+def test_cancelling_scales_added_to_other_values_by_position(c2):
+    """``x * c1 + x * c2`` sums two scales of one block (constant, with zeros where
+    c1 + c2 cancels); adding ``D @ sin(x)``, at the same positions, must keep those
+    positions: dropping the zeros first put one survivor's value on the whole
+    diagonal (a reviewer's case: a silently wrong Jacobian, or a shape error)."""
+    n, c1, D = 12, np.ones(12), np.diag(np.linspace(1.0, 2.0, 12))
+
+    def f(x):
+        return (x * c1 + x * c2) + D @ np.sin(x)
+    x = np.linspace(0.5, 1.5, n)[None]
+    want = np.diag(c1 + c2) + D * np.cos(x[0])
+    np.testing.assert_allclose(symjac.jacobian(f, backend="numpy")(x)[0], want, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(complex_step(f, x[0].astype(complex)), want, rtol=1e-14, atol=1e-15)
+
+
 @pytest.mark.parametrize("backend", ["numba"])
 def test_brusselator_sparse_on_numba(backend):
     f, n = PROGRAMS["bruss1d"]
@@ -266,3 +282,20 @@ def test_array_path_agrees_with_the_unrolled_path(steps, seed):
     k = symjac.jacobian(f, sparse=True, backend="numpy")
     S_ = k(x)
     assert set(zip(S_.rows.tolist(), S_.cols.tolist())) >= set(zip(*np.nonzero(want[0])))
+
+
+def test_scatter_adds_in_the_kernels_dtype():
+    # the NumPy kernel's scatter-add sums by np.bincount in float64; float32 kernels add in float32, as
+    # np.add.at and the Numba kernels do (a reviewer's case: 1e8 + 1 - 1e8 gave 1 instead of 0)
+    def f(x):
+        out = x * 0.0
+        np.add.at(out, np.zeros(8, dtype=int), x)
+        return out
+    x = np.array([[1e8, 1, -1e8, 0, 0, 0, 0, 0]])
+    for dt in (np.float32, np.float64):
+        k = symjac.compile(f, backend="numpy")
+        got = k(x.astype(dt))
+        assert "scatter" in {s.op for s in k.program.body}
+        want = np.zeros(8, dt)
+        np.add.at(want, np.zeros(8, dtype=int), x[0].astype(dt))
+        assert got.dtype == dt and np.array_equal(got[0], want)

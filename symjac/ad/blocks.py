@@ -103,12 +103,15 @@ def _scaled(block, rule, size):
     return _Block(block.rows, block.cols, block.vals, w if block.scale is None else make("mul", block.scale, w))
 
 
-def _materialized(block):
-    """``block`` with its scale multiplied into its values."""
+def _materialized(block, keep=False):
+    """``block`` with its scale multiplied into its values; the zeros of
+    constant values dropped, unless ``keep`` (the same positions: a merge adds
+    values by position); None when nothing is left."""
     if block.scale is None:
         return block
     s = take_flat(block.scale, block.rows)
-    return _block(block.rows, block.cols, s if _is_ones(block.vals) else make("mul", block.vals, s))
+    vals = s if _is_ones(block.vals) else make("mul", block.vals, s)
+    return _Block(block.rows, block.cols, vals) if keep else _block(block.rows, block.cols, vals)
 
 
 def _block(rows, cols, vals):
@@ -193,14 +196,8 @@ def _merge(blocks):
             out[k] = b
         elif prev.vals is b.vals and prev.scale is not None and b.scale is not None:
             out[k] = _Block(b.rows, b.cols, b.vals, make("add", prev.scale, b.scale))
-        else:
-            pm, bm = _materialized(prev), _materialized(b)
-            if pm is None or bm is None:  # a constant block that was all zeros
-                out[k] = pm or bm
-                if out[k] is None:
-                    del out[k]
-            else:
-                out[k] = _Block(b.rows, b.cols, make("add", pm.vals, bm.vals))
+        else:  # the same positions: their values added entry by entry
+            out[k] = _Block(b.rows, b.cols, make("add", _materialized(prev, True).vals, _materialized(b, True).vals))
     blocks = list(out.values())
     if len(blocks) > MAX_BLOCKS:
         blocks = [b for b in map(_materialized, blocks) if b is not None]
