@@ -576,9 +576,10 @@ class Kernel:
     def fast_batched(self, checked):
         """A callable ``(args) -> results`` for batched calls with the signature of
         ``checked`` (whole batch, no ``out=``) that skips the checks, or None
-        (batch axes other than 0, batch sums, or the kernel has not run yet)."""
+        (batch axes other than 0, batch sums, an empty batch, or the kernel has
+        not run yet)."""
         arrays, axes, batch, dtype, labels = checked
-        if self.reduced or self.graph is None or any(ax not in (0, None) for ax in axes):
+        if self.reduced or self.graph is None or not batch or any(ax not in (0, None) for ax in axes):
             return None
         compiled = self._compile(dtype, batch)
         if not compiled.ran:
@@ -669,6 +670,10 @@ class Kernel:
                 c = c.copy()  # out= overlaps this input: read it before anything is written
             ins.append(c.reshape(batch, math.prod(c.shape[1:])) if ax is not None else c.reshape(-1))
         ins += self._hidden(dtype)
+        if stop == start:  # no sample: nothing to compile or run (a batch sum over none is zero)
+            for k in self.reduced:
+                outs[k][...] = 0
+            return unflatten(self.graph.treedef, outs)
         compiled = self._compile(dtype, stop - start)
         for k in self.reduced:
             outs[k][...] = 0  # a batch sum over [start, stop) starts from zero

@@ -280,3 +280,26 @@ def test_expit_derivative_is_finite_in_the_tails(backend):
     J = symjac.jacobian(scipy.special.expit, backend=backend)(x)[:, 0, 0]
     e = scipy.special.expit(x[:, 0])
     np.testing.assert_allclose(J, e * (1 - e), rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_an_empty_batch_gives_empty_results(backend):
+    # the NumPy kernel's reshapes of zero samples failed (a reviewer's case), also after a first call had
+    # made the fast path; a batch sum over no sample is zero
+    f = lambda x: np.cumsum(x) * np.sum(x ** 2)  # noqa: E731
+    with symjac.tensor_policy(min_array=8):
+        jac = symjac.jacobian(f, backend=backend)
+        sparse = symjac.jacobian(f, backend=backend, sparse=True)
+        value = symjac.compile(f, backend=backend)
+        for B in (3, 0, 0, 2, 0):
+            x = np.ones((B, 10))
+            assert jac(x).shape == (B, 10, 10) and value(x).shape == (B, 10)
+            assert sparse(x).values.shape[0] == B
+        out = np.full((3, 10, 10), 7.0)
+        jac(np.ones((3, 10)), start=1, stop=1, out=out)  # an empty slice writes nothing
+        assert np.all(out == 7.0)
+    W = np.array([[1.0, 2.0], [0.0, 1.0]])
+    for B in (3, 0):  # a weight gradient: a batch sum, zero over no sample
+        g = symjac.dlfeval(lambda X, W: symjac.dlgradient(np.sum(np.tanh(W @ X)), W), np.ones((2, B)), W,
+                           batch_axis=(-1, None), backend=backend)
+    np.testing.assert_array_equal(g, np.zeros((2, 2)))
