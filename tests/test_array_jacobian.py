@@ -299,3 +299,17 @@ def test_scatter_adds_in_the_kernels_dtype():
         want = np.zeros(8, dt)
         np.add.at(want, np.zeros(8, dtype=int), x[0].astype(dt))
         assert got.dtype == dt and np.array_equal(got[0], want)
+
+
+def test_where_selects_the_taken_branchs_derivative():
+    # the branch not taken has an infinite derivative at x = 0 (sqrt); the array path multiplied it by the
+    # 0/1 partial of `where` (inf * 0 = NaN) where the scalar sweeps select the taken branch (a reviewer's case)
+    def f(x):
+        return np.where(x > 0.5, np.sqrt(x) * x, x * x) * np.sin(x)
+    x = np.linspace(0.0, 1.0, 12)[None]
+    got = symjac.jacobian(f, backend="numpy")(x)[0]
+    with symjac.tensor_policy(min_work=None):
+        want = symjac.jacobian(f, backend="numpy")(x)[0]
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(got[1:, 1:], complex_step(f, x[0].astype(complex))[1:, 1:], rtol=1e-13, atol=1e-15)

@@ -31,8 +31,8 @@ import numpy as np
 
 from symjac.ad.compressed import OutputJacobian
 from symjac.ad.pattern import build_op, local_jacobian, take_flat
-from symjac.ad.rules import differentiable
-from symjac.ir import const, constant_value, iconst, lookup, make, tconst
+from symjac.ad.rules import differentiable, uses_partials
+from symjac.ir import const, constant_value, iconst, intern, lookup, make, tconst
 
 __all__ = ["block_jacobian", "MAX_BLOCKS"]
 
@@ -101,6 +101,25 @@ def _scaled(block, rule, size):
     W, widx = weight
     w = take_flat(W, widx)
     return _Block(block.rows, block.cols, block.vals, w if block.scale is None else make("mul", block.scale, w))
+
+
+def _through_jvp(block, node, m, rule):
+    """The block of an elementwise node whose derivative is its own JVP, not a
+    product with a partial (``where``: a selection), from ``block`` of argument
+    ``m``: the values moved to the node's entries, then the JVP applied to them
+    on the arguments gathered there.  A product with a 0/1 partial made
+    ``inf * 0 = NaN`` where the branch not taken has an infinite derivative
+    (``np.where(x > 0.5, np.sqrt(x) * x, x * x)`` at x = 0), where the
+    selection, like the scalar sweeps, gives the taken branch's value."""
+    moved = _compose(block, (rule[0], rule[1], None))
+    if moved is None:
+        return None
+    args = tuple(take_flat(a, moved.rows) if a.shape else a for a in node.args)
+    info = lookup(node.op)
+    shape = (moved.rows.size,) if any(a.shape for a in args) else ()
+    at = intern(node.op, args, None, info.dtype, shape)  # not simplified: the JVP reads its arguments
+    vals = info.jvp(at, [moved.vals if i == m else None for i in range(len(args))])
+    return None if vals is None else _block(moved.rows, moved.cols, vals)
 
 
 def _materialized(block, keep=False):
@@ -242,6 +261,7 @@ def block_jacobian(outputs, variables, walk):
             continue
         new = []
         elementwise = lookup(node.op).kind == "elementwise"
+        own_jvp = elementwise and not uses_partials(node)
         for m, a in enumerate(node.args):
             ja = of(a)
             if not ja:
@@ -251,8 +271,11 @@ def block_jacobian(outputs, variables, walk):
                 continue
             rule = _sorted_rule(rule)
             for b in ja:
-                nb = _scaled(b, rule, size) if elementwise and a.shape == node.shape else None
-                nb = nb if nb is not None else _compose(b, rule)
+                if own_jvp:
+                    nb = _through_jvp(b, node, m, rule)
+                else:
+                    nb = _scaled(b, rule, size) if elementwise and a.shape == node.shape else None
+                    nb = nb if nb is not None else _compose(b, rule)
                 if nb is not None:
                     new.append(nb)
         if new:
