@@ -121,34 +121,28 @@ def _embed(g, lead, shape, offset, strides):
 ''',
     '_scatter': '''
 def _scatter(lead, shape, pairs, base):
-    # pairs: (values, positions, batched); a shared value is added to every sample; base: (tensor, batched).
-    # In float64, one np.bincount over flat (sample, position) indices, the base first and then the pairs
-    # in order: the sums np.add.at makes, in its order, about 5x faster (a mechanism's Jacobian: 44% of
-    # the time).  bincount sums in float64 only: other dtypes add in their own, as the Numba kernels do.
+    # pairs: (values, positions, batched); a shared value is added to every sample; base: (tensor, batched),
+    # added first.  In float64, one np.bincount over flat (sample, position) indices, in the pairs' order:
+    # the sums np.add.at makes, in its order, about 5x faster (a mechanism's Jacobian: 44% of the time).
+    # bincount sums in float64 only: other dtypes add in their own with np.add.at, as the Numba kernels do.
     n = m = 1
     for d in shape:
         n *= d
     for d in lead:
         m *= d
+    pairs = ([(base[0], np.arange(n), base[1])] if base is not None else []) + list(pairs)
     if _F is not np.float64:
         out = np.zeros(lead + (n,), dtype=_F)
-        if base is not None:
-            out += np.reshape(base[0], (lead if base[1] else ()) + (n,))
         for g, idx, batched in pairs:
             g = np.reshape(g, (lead if batched else ()) + (-1,))
             np.add.at(out, (slice(None),) * len(lead) + (np.reshape(idx, -1),), np.broadcast_to(g, lead + g.shape[-1:]))
         return out.reshape(lead + shape)
-    rows = (np.arange(m, dtype=np.int64) * n).reshape(lead + (1,))
-    idx, vals = [], []
-    if base is not None:
-        idx.append((rows + np.arange(n, dtype=np.int64)).reshape(-1))
-        vals.append(np.broadcast_to(np.reshape(base[0], (lead if base[1] else ()) + (n,)), lead + (n,)).reshape(-1))
-    for g, i, batched in pairs:
-        g = np.reshape(g, (lead if batched else ()) + (-1,))
-        idx.append((rows + np.reshape(i, -1)).reshape(-1))
-        vals.append(np.broadcast_to(g, lead + g.shape[-1:]).reshape(-1))
-    if not idx:
+    if not pairs:
         return np.zeros(lead + shape, dtype=_F)
+    rows = (np.arange(m, dtype=np.int64) * n).reshape(lead + (1,))
+    idx = [(rows + np.reshape(i, -1)).reshape(-1) for _, i, _ in pairs]
+    vals = [np.broadcast_to(np.reshape(g, (lead if b else ()) + (-1,)), lead + (np.size(i),)).reshape(-1)
+            for g, i, b in pairs]
     return np.bincount(np.concatenate(idx), weights=np.concatenate(vals), minlength=m * n).reshape(lead + shape)
 ''',
     '_concat': '''

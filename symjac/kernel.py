@@ -670,13 +670,11 @@ class Kernel:
                 c = c.copy()  # out= overlaps this input: read it before anything is written
             ins.append(c.reshape(batch, math.prod(c.shape[1:])) if ax is not None else c.reshape(-1))
         ins += self._hidden(dtype)
-        if stop == start:  # no sample: nothing to compile or run (a batch sum over none is zero)
-            for k in self.reduced:
-                outs[k][...] = 0
-            return unflatten(self.graph.treedef, outs)
-        compiled = self._compile(dtype, stop - start)
         for k in self.reduced:
             outs[k][...] = 0  # a batch sum over [start, stop) starts from zero
+        if stop == start:  # no sample: nothing to compile or run
+            return unflatten(self.graph.treedef, outs)
+        compiled = self._compile(dtype, stop - start)
         flat_outs = [o.reshape(-1) if k in self.reduced else o.reshape(batch, math.prod(o.shape[1:]))
                      for k, o in enumerate(outs)]
         if compiled.ran:

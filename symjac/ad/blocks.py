@@ -183,11 +183,10 @@ def _summed(rows, cols, vals):
     by one scatter-add when they are `REDUCE_AT` times fewer than the entries."""
     if rows.size < 2:
         return _Block(rows, cols, vals)
-    key = rows * (int(cols.max()) + 1) + cols
-    uniq, slot = np.unique(key, return_inverse=True)
-    if uniq.size * REDUCE_AT > key.size:
-        return _Block(rows, cols, vals)
     width = int(cols.max()) + 1
+    uniq, slot = np.unique(rows * width + cols, return_inverse=True)
+    if uniq.size * REDUCE_AT > rows.size:
+        return _Block(rows, cols, vals)
     return _Block(uniq // width, uniq % width, build_op("scatter", [vals, iconst(slot.reshape(-1))], (uniq.size,)))
 
 
