@@ -178,7 +178,8 @@ def _array_jacobian(v, nums, multi, walk):
                 node = broadcast_scalar(ZERO, shape) if shape else ZERO
             else:
                 values = aops.take(jo.values, sel)
-                node = aops.place(values, jo.rows[sel] * size + (jo.cols[sel] - c), shape)
+                # the values are this block's alone: a scatter's sums go straight into the block
+                node = aops.place(values, jo.rows[sel] * size + (jo.cols[sel] - c), shape, own=True)
             node = substitute([node], v.back, rebuild)[0] if v.back else node
             row.append(from_tensor(node) if shape else TracedArray(scalar_array(node)))
             c += size
@@ -602,19 +603,12 @@ class SparseTransformed(Transformed):
 
 def _placed(J):
     """(values node, sorted flat positions) when ``J`` is a 1-D tensor placed
-    into zeros at distinct constant positions (an array-level Jacobian)."""
+    into zeros at constant positions (an array-level Jacobian)."""
     node = J.node if isinstance(J, Whole) else None
-    if node is None or node.op not in ("scatter", "embed") or len(node.args[0].shape) != 1 or \
-            (node.op == "scatter" and len(node.args) != 2):
+    if node is None:
         return None
-    if node.op == "scatter":
-        pos = np.asarray(constant_value(node.args[1])).reshape(-1)
-    else:
-        _, offset, strides = node.attr
-        pos = offset + strides[0] * np.arange(node.args[0].shape[0], dtype=np.int64)
-    if pos.size > 1 and not np.all(np.diff(pos) > 0):
-        return None
-    return node.args[0], pos.astype(np.int64)
+    found = aops.placed(node)
+    return None if found is None else (found[0], found[1].astype(np.int64))
 
 
 def _flatten_values(values):

@@ -146,6 +146,19 @@ def test_products_at_one_position_are_summed_before_later_ops(monkeypatch):
     assert summed < 0.85 * flops()  # 9,918 against 12,606 when written
 
 
+@pytest.mark.parametrize("name", ["network", "add_at", "sparse_constant"])
+def test_dense_jacobian_adds_its_sums_in_place(name):
+    """Values summed by position are added straight into the dense Jacobian:
+    it costs what the sparse values cost (once a pass more, which wrote the sums
+    into a buffer and then placed that into the zeros of the Jacobian)."""
+    f, n = PROGRAMS[name]
+    x = np.ones((1, n))
+    dense = symjac.jacobian(f, backend="numpy").kernel_for(x)
+    sparse = symjac.jacobian(f, sparse=True, backend="numpy").kernel_for(x)
+    assert dense.stats["flops_per_sample"] == sparse.stats["flops_per_sample"]
+    assert sum(s.op == "scatter" for s in dense.program.body) == sum(s.op == "scatter" for s in sparse.program.body)
+
+
 @pytest.mark.parametrize("c2", [np.r_[1.0, -np.ones(11)], np.r_[-np.ones(4), np.ones(8)]])
 def test_cancelling_scales_added_to_other_values_by_position(c2):
     """``x * c1 + x * c2`` sums two scales of one block (constant, with zeros where

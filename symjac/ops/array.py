@@ -140,14 +140,43 @@ def take(a, positions):
     return gather(a, iconst(positions))
 
 
-def place(v, positions, shape):
+def place(v, positions, shape, *, own=False):
     """Zeros of ``shape`` with ``v`` (1-D) at the distinct flat ``positions``:
-    an affine embed when it can be one, a scatter otherwise."""
+    an affine embed when it can be one, a scatter otherwise.
+
+    ``own``: nothing else reads ``v``.  A scatter's pairs (and its base) are
+    then added straight at the placed positions, one scatter instead of a
+    scatter and a placement (a kernel's pass over ``v`` saved); when ``v``
+    has other readers that would scatter its pairs twice."""
     positions = np.asarray(positions, dtype=np.int64)
+    if own and v.op == "scatter" and all(i.op == "iconst" for _, i in _pairs(v)):
+        base = _base(v)
+        pairs = ([(base, iconst(positions))] if base is not None else []) + \
+            [(g, iconst(positions[constant_value(i)])) for g, i in _pairs(v)]
+        return scatter(*pairs[0], shape, *(x for pair in pairs[1:] for x in pair))
     affine = _affine(positions) if positions.size else None
     if affine is not None:
         return embed(v, shape, affine[0], affine[1])
     return scatter(v, iconst(positions), shape)
+
+
+def placed(node):
+    """(values, positions) when ``node`` is zeros with values added at constant
+    flat positions (an embed, or a scatter without a base whose indices are
+    constants): ``values`` is a 1-D tensor of the sums at the sorted distinct
+    ``positions``, the inverse of `place`; None otherwise."""
+    if node.op == "embed" and len(node.args[0].shape) == 1:
+        _, offset, strides = node.attr
+        pos = offset + strides[0] * np.arange(node.args[0].shape[0], dtype=np.int64)
+        return (node.args[0], pos) if pos.size < 2 or strides[0] > 0 else None
+    if node.op != "scatter" or _base(node) is not None or any(i.op != "iconst" for _, i in _pairs(node)):
+        return None
+    pairs = [(g, constant_value(i).reshape(g.shape).astype(np.int64)) for g, i in _pairs(node)]
+    if len(pairs) == 1 and pairs[0][1].ndim == 1 and np.all(np.diff(pairs[0][1]) > 0):
+        return pairs[0]  # already the values at sorted distinct positions
+    pos = np.unique(np.concatenate([i.reshape(-1) for _, i in pairs]))
+    at = [(g, iconst(np.searchsorted(pos, i))) for g, i in pairs]
+    return scatter(*at[0], (pos.size,), *(x for pair in at[1:] for x in pair)), pos
 
 
 def gather(t, idx):
