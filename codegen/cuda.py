@@ -349,6 +349,7 @@ class CudaTiledPrinter(_CudaMixin, TiledNumbaPrinter):
     its tile buffers carved out of per-thread local arrays (the workspaces)."""
 
     POOL = False  # each tile buffer a local array of its own (`tile_buffer`)
+    HOIST = False  # a thread's slot loop runs once (one sample); Numba-CUDA's typing of the clamps (`max`) failed
 
     def __init__(self, dtype="float64", tile=None):
         super().__init__(dtype, 1)

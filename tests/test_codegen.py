@@ -169,8 +169,17 @@ def test_parallel_runner_splits_the_batch(monkeypatch):
 
     x, out = np.arange(10.0), np.zeros(10)
     ParallelRunner(record)(1, 9, x, out)
-    assert sorted(calls) == [(1, 3), (3, 6), (6, 9)]
+    assert sorted(calls) == [(i, i + 1) for i in range(1, 9)]  # slices from one queue (of 1 sample here)
     assert out[0] == 0 and out[9] == 0 and np.array_equal(out[1:9], 2 * x[1:9])
+
+    def summed(start, stop, x, acc):  # a batch sum: one fixed slice a thread, added in one order
+        calls.append((start, stop))
+        acc += x[start:stop].sum()
+
+    calls.clear()
+    acc = np.zeros(())
+    ParallelRunner(summed, reduce_args=(1,))(1, 9, x, acc)
+    assert sorted(calls) == [(1, 3), (3, 6), (6, 9)] and acc == x[1:9].sum()
 
     # threaded numba-parallel results equal the serial kernel's, slices included
     J_par = symjac.jacobian(random_model, backend="numba-parallel")
@@ -357,3 +366,50 @@ def test_a_value_stored_per_sample_and_into_a_batch_sum_reaches_both():
     np.testing.assert_allclose(outs[0], np.sin(X[:, :n]), rtol=1e-15)
     np.testing.assert_allclose(outs[1], np.sin(X[:, :n]).sum(0), rtol=1e-14)
     np.testing.assert_array_equal(outs[2], X[:, 1:])
+
+
+def test_slot_loops_read_their_tables_once_per_entry():
+    # what a tile's slot loop reads the same in every slot (index and weight tables at the entry's index,
+    # a row's first element) is read once before it; what depends on the slot, on a value the loop sets,
+    # on the loop's own inner loops, or lives in a buffer the loop writes stays inside (run as plain Python)
+    from codegen.tiled import _hoist_slot_loops
+
+    lines = [
+        "for i in range(5):",
+        "    for s in range(4):",
+        "        e_t1 = tp[8 + (x3[10 + i]) * 4 + s]",
+        "        e_t2 = e_t1 * x2[3 + i] + t7[x3[i]]",
+        "        tp[40 + (x3[x3[20 + i]]) * 4 + s] += e_t2",
+        "        e_t3 = t9[i, s] if e_t1 > 0 else x2[s]",
+        "        tp[60 + (x3[i]) * 4 + s] = e_t3 + sv[4 + s]",
+        "for s in range(n):",
+        "    b = b0 + s",
+        "    out0[b, 1] = x0[b, 2] * tp[72 + s]",
+        "    for i0 in range(3):",
+        "        out0[b0 + s, x3[30 + i0]] += tp[(i0 + 1) * 4 + s]",
+    ]
+    got, count = _hoist_slot_loops(lines, {"x0", "x2", "x3", "t7"}, 3)
+    assert got[:17] == [
+        "for i in range(5):", "    ix3 = x3[10 + i]", "    ix4 = x2[3 + i]", "    ix5 = x3[i]", "    ix6 = x3[20 + i]",
+        "    ix7 = t7[ix5]", "    ix8 = x3[ix6]", "    ix9 = max(8 + (ix3) * 4, 0)", "    ix10 = max(40 + (ix8) * 4, 0)",
+        "    ix11 = max(i, 0)", "    ix12 = max(60 + (ix5) * 4, 0)",
+        "    for s in range(4):",
+        "        e_t1 = tp[ix9 + s]",
+        "        e_t2 = e_t1 * ix4 + ix7",
+        "        tp[ix10 + s] += e_t2",
+        "        e_t3 = t9[ix11, s] if e_t1 > 0 else x2[s]",  # t9 (a tile buffer) is no table: read in the loop
+        "        tp[ix12 + s] = e_t3 + sv[4 + s]"]
+    assert got[17:] == lines[7:] and count == 3 + 10  # the second loop's reads all vary with s
+    rng_ = np.random.default_rng(3)
+
+    def run(text):
+        env = {"x3": rng_.integers(0, 5, 40), "x2": rng_.normal(size=8), "t7": rng_.normal(size=5),
+               "t9": rng_.normal(size=(5, 4)), "x0": rng_.normal(size=(6, 3)), "sv": rng_.normal(size=8),
+               "tp": rng_.normal(size=90), "out0": np.zeros((6, 5)), "n": 2, "b0": 3}
+        exec("\n".join(text), env)
+        return env["tp"], env["out0"]
+    rng_ = np.random.default_rng(3)
+    want = run(lines)
+    rng_ = np.random.default_rng(3)
+    for a, b in zip(run(got), want):
+        assert np.array_equal(a, b)
