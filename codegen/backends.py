@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
-import itertools
 import linecache
 import os
 import shutil
@@ -111,20 +110,14 @@ class ParallelRunner:
     """Run a ``nogil`` kernel over contiguous slices of ``[start, stop)`` on threads.
 
     Samples are independent and each writes only its own output rows, so the
-    slices need no synchronisation; the calling thread and a fresh thread for
-    each other core (tens of microseconds a thread, against milliseconds of
-    work at ``min_chunk`` samples) take slices from one queue, or one fixed
-    slice each when the kernel has batch sums (`chunks_per_thread`).  A ``prange``
+    slices need no synchronisation; the calling thread takes the first slice
+    and a fresh thread each of the others (tens of microseconds a thread,
+    against milliseconds of work at ``min_chunk`` samples).  A ``prange``
     kernel runs no faster and costs twice the compile time (figures in
     benchmarks/RESULTS.md).
     """
 
     min_chunk = 2048  # below this many samples per thread, threading costs more than it saves
-    # Without batch sums the threads take slices of about 1/8 of their share from one queue, so a core
-    # slowed by other work (a shared machine's neighbours, the background compile) takes fewer: with two
-    # fixed halves the caller waited up to 0.12 s of a 0.45 s call on the other half.  Batch sums keep the
-    # fixed slices: their sums are added in one order, the same result every call.
-    chunks_per_thread = 8
 
     def __init__(self, func, reduce_args=(), min_chunk=None, guard=None):
         self.func = func
@@ -143,8 +136,6 @@ class ParallelRunner:
         threads = min(num_threads(), max(1, n // self.min_chunk))
         if threads <= 1:
             return self.func(start, stop, *arrays)
-        if not self.reduce_args and self.chunks_per_thread > 1:
-            return self._shared_queue(start, stop, threads, arrays)
         bounds = [start + (n * i) // threads for i in range(threads + 1)]
         errors = []
         # each extra thread sums into accumulators of its own, added at the end
@@ -173,38 +164,6 @@ class ParallelRunner:
         for t in range(1, threads):
             for k in self.reduce_args:
                 np.add(arrays[k], private[t][k], out=arrays[k])
-        return None
-
-    def _shared_queue(self, start, stop, threads, arrays):
-        """Slices of ``[start, stop)`` (whole tiles of up to 64 samples) taken
-        from one counter by the calling thread and ``threads - 1`` others."""
-        n = stop - start
-        size = max(self.min_chunk, -(-n // (threads * self.chunks_per_thread)))
-        if size > 64:
-            size = -(-size // 64) * 64
-        taken = itertools.count()  # next() on it is atomic under the GIL
-        errors = []
-
-        def work():
-            try:
-                while not errors:
-                    lo = start + next(taken) * size
-                    if lo >= stop:
-                        return
-                    self.func(lo, min(stop, lo + size), *arrays)
-            except BaseException as e:  # re-raised in the caller
-                errors.append(e)
-
-        workers = [threading.Thread(target=work, daemon=True) for _ in range(1, threads)]
-        for w in workers:
-            w.start()
-        try:
-            work()
-        finally:
-            for w in workers:
-                w.join()
-        if errors:
-            raise errors[0]
         return None
 
 
