@@ -132,7 +132,7 @@ def _targets(line):
     sets a and b), a ``for`` loop's variable."""
     m = _FOR.match(line)
     if m is not None:
-        return [m.group(2)]
+        return _WORDS.findall(m.group(2))
     m = _ASSIGN.match(line)
     if m is None or re.match(r"\s*(if|elif|while|return)\b", line):
         return []
@@ -144,7 +144,8 @@ def _targets(line):
         else:
             cut[-1].append(ch)
     return [w.group(0) for part in cut for w in [_WORDS.search("".join(part))] if w]
-_FOR = re.compile(r"^(\s*)for (\w+) in ")
+_FOR = re.compile(r"^(\s*)for ([\w\s,()]+?) in ")
+_INLINE = re.compile(r"^\s*(if|elif|else|while|for|with|try|except)\b[^#]*:\s*[^\s#]")
 
 
 def _hoist_slot_loops(lines, tables, first=0):
@@ -157,21 +158,27 @@ def _hoist_slot_loops(lines, tables, first=0):
     cannot tell that the stores into the tile buffers leave the int tables
     alone), each with Numba's negative-index wraparound; out of it they are
     registers, and a row known not to be negative needs no wraparound: the
-    mechanism's Jacobian (gathers and scatters through index tables) took 44
-    instead of 72 us a sample.  Returns (lines, next k): the locals are
+    mechanism's Jacobian (gathers and scatters through index tables) took 56
+    instead of 86 us a sample.  A read the loop makes only under a condition
+    is made before it unconditionally: the printers index tables only at
+    positions of their own ranges, valid whatever the condition.  Returns (lines, next k): the locals are
     ``ix<k>`` from ``first`` on, one name for one value in a function (Numba
     would unify an int and a float of one name to a float)."""
     out, k, count = [], 0, first
     while k < len(lines):
         m = _FOR.match(lines[k])
-        if m is None or m.group(2) != "s":
+        if m is None or m.group(2).strip() != "s":
             out.append(lines[k])
             k += 1
             continue
         pad, j = m.group(1), k + 1
-        while j < len(lines) and len(lines[j]) - len(lines[j].lstrip()) > len(pad):
-            j += 1
+        while j < len(lines) and (not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > len(pad)):
+            j += 1  # the loop's body: its deeper lines (and blank ones) up to the next line at its depth
         body = lines[k + 1:j]
+        if any(_INLINE.match(ln) for ln in body):  # a statement after a colon: its targets are not read here
+            out += lines[k:j]
+            k = j
+            continue
         # names the slot loop sets (assigned values, its own loops' variables) vary with s
         varying = {"s"} | {w for ln in body for w in _targets(ln)}
         hoisted = {}

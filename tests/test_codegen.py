@@ -391,6 +391,10 @@ def test_slot_loops_read_their_tables_once_per_entry():
         "        e_t3 = t9[ix11, s] if e_t1 > 0 else x2[s]",  # t9 (a tile buffer) is no table: read in the loop
         "        tp[ix12 + s] = e_t3 + sv[4 + s]"]
     assert got[17:] == lines[7:] and count == 3 + 10  # the second loop's reads all vary with s
+    # a name set after a blank line, or behind a colon, or by a loop over pairs, still varies (a reviewer's cases)
+    for body in (["    e = x1[k]", "", "    k = s"], ["    if c: k = s", "    e = x1[k]"],
+                 ["    for k, j in zip(a, b):", "        e = x1[k]"]):
+        assert _hoist_slot_loops(["for s in range(4):"] + body, {"x1"}) == (["for s in range(4):"] + body, 0)
     rng_ = np.random.default_rng(3)
 
     def run(text):
