@@ -23,7 +23,7 @@ from symjac.frontend.policy import MIN_ARRAY, policy
 from symjac.frontend.graph import Whole, flatten_like, flatten_tree, map_tree, outputs_of, roots_of, unflatten
 from symjac.frontend.trace import call_traced, make_inputs, not_own, own_arguments
 from symjac.frontend.traced import TracedArray, as_nodes, from_tensor, is_traced, scalar_array
-from symjac.ir import BUILDING, ZERO, broadcast_scalar, constant_value, make, rebuild, substitute
+from symjac.ir import BUILDING, ZERO, broadcast_scalar, make, rebuild, substitute
 from symjac.ops import array as aops
 from symjac.kernel import (Kernel, OneSample, _signature, _static_key as static_key, batches_nothing, check_arguments,
                            flatten_args, rebuild_trees, resolve_backend, static_variant as _static_variant, tree_call)
