@@ -175,8 +175,15 @@ def placed(node):
     if len(pairs) == 1 and pairs[0][1].ndim == 1 and np.all(np.diff(pairs[0][1]) > 0):
         return pairs[0]  # already the values at sorted distinct positions
     pos = np.unique(np.concatenate([i.reshape(-1) for _, i in pairs]))
-    at = [(g, iconst(np.searchsorted(pos, i))) for g, i in pairs]
-    return scatter(*at[0], (pos.size,), *(x for pair in at[1:] for x in pair)), pos
+    at = [(g, np.searchsorted(pos, i)) for g, i in pairs]
+    # a first pair at every position in order (a base that `place` made a pair) is the base again: added
+    # first, as a pair would be, without an index table
+    i0 = at[0][1]
+    base = at.pop(0)[0] if i0.shape == pos.shape and np.array_equal(i0, np.arange(pos.size)) else None
+    if not at:
+        return base, pos
+    more = (x for g, i in at[1:] for x in (g, iconst(i)))
+    return scatter(at[0][0], iconst(at[0][1]), (pos.size,), *more, base=base), pos
 
 
 def gather(t, idx):
