@@ -125,27 +125,31 @@ def _indexed_read(s):
 _READ = re.compile(r"\b(x\d+|t\d+)\[([^\[\]]*)\]")  # a table's element (inputs, shared values)
 _ROW = re.compile(r"\b(tpb?|wsf|wsb|t\d+)\[([^\[\]]*?)(, s| \+ s)\]")  # a tile buffer's element in slot s
 _ASSIGN = re.compile(r"^\s*([^=]*?)\s*[-+*/]?=(?!=)")
+_FOR = re.compile(r"^(\s*)for ([\w\s,()]+?) in ")
+_INLINE = re.compile(r"^\s*(if|elif|else|while|for|with|try|except)\b[^#]*:\s*[^\s#]")
+_WORDS = re.compile(r"[A-Za-z_]\w*")
 
 
 def _targets(line):
     """The names ``line`` sets: each target of an assignment (``a, b[i] = ...``
-    sets a and b), a ``for`` loop's variable."""
+    sets a and b), a ``for`` loop's variables."""
     m = _FOR.match(line)
     if m is not None:
         return _WORDS.findall(m.group(2))
     m = _ASSIGN.match(line)
     if m is None or re.match(r"\s*(if|elif|while|return)\b", line):
         return []
-    depth, cut = 0, [[]]
+    depth, cut = 0, [[]]  # the targets: the left side cut at its top-level commas
     for ch in m.group(1):
-        depth += ch in "[(" and 1 or (-1 if ch in "])" else 0)
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
         if ch == "," and depth == 0:
             cut.append([])
         else:
             cut[-1].append(ch)
     return [w.group(0) for part in cut for w in [_WORDS.search("".join(part))] if w]
-_FOR = re.compile(r"^(\s*)for ([\w\s,()]+?) in ")
-_INLINE = re.compile(r"^\s*(if|elif|else|while|for|with|try|except)\b[^#]*:\s*[^\s#]")
 
 
 def _hoist_slot_loops(lines, tables, first=0):
@@ -153,6 +157,9 @@ def _hoist_slot_loops(lines, tables, first=0):
     the same in every slot computed once before them: elements of ``tables``
     (read-only arrays: the inputs, shared values) at indices that do not
     depend on the slot, then the first entry of a buffer's row, clamped at 0.
+    Returns (lines, next k): the locals are ``ix<k>`` from ``first`` on, one
+    name for one value in a function (Numba would unify an int and a float of
+    one name to a float).
 
     Inside the slot loop those index reads were repeated for every slot (LLVM
     cannot tell that the stores into the tile buffers leave the int tables
@@ -161,9 +168,7 @@ def _hoist_slot_loops(lines, tables, first=0):
     mechanism's Jacobian (gathers and scatters through index tables) took 56
     instead of 86 us a sample.  A read the loop makes only under a condition
     is made before it unconditionally: the printers index tables only at
-    positions of their own ranges, valid whatever the condition.  Returns (lines, next k): the locals are
-    ``ix<k>`` from ``first`` on, one name for one value in a function (Numba
-    would unify an int and a float of one name to a float)."""
+    positions of their own ranges, valid whatever the condition."""
     out, k, count = [], 0, first
     while k < len(lines):
         m = _FOR.match(lines[k])
@@ -195,21 +200,19 @@ def _hoist_slot_loops(lines, tables, first=0):
             return local(mt.group(0)) if mt.group(1) in tables and fixed(mt.group(2)) else mt.group(0)
 
         def row(mr):
-            first = mr.group(2)
-            if not fixed(first) or not _WORDS.search(first):
+            start = mr.group(2)
+            if not fixed(start) or not _WORDS.search(start):
                 return mr.group(0)  # a constant row
-            return f"{mr.group(1)}[{local(f'max({first}, 0)')}{mr.group(3)}]"
+            return f"{mr.group(1)}[{local(f'max({start}, 0)')}{mr.group(3)}]"
 
-        for _ in range(3):  # an index read at an index read: the inner one first
-            body = [_READ.sub(read, ln) for ln in body]
+        done = None
+        while body != done:  # an index read at an index read: the inner one first
+            done, body = body, [_READ.sub(read, ln) for ln in body]
         body = [_ROW.sub(row, ln) for ln in body]
         out += [f"{pad}{name} = {expr}" for expr, name in hoisted.items()] + [lines[k]] + body
         count += len(hoisted)
         k = j
     return out, count
-
-
-_WORDS = re.compile(r"[A-Za-z_]\w*")
 
 
 def choose_tile(largest_tensor):
@@ -376,10 +379,10 @@ class TiledNumbaPrinter(NumbaPrinter):
             starts = [ln for t, f in self.fused.items() if f["first"] == b for ln in self._scatter_start(t)]
             parts += ([starts] if starts else []) + [self._block(kind, size, stmts, b)]
         parts += self._stores()
-        tables = set(ins) | {s.name for s in hoisted if s.shape}
-        hoisted_from = 0
-        for k, p in enumerate(parts if self.HOIST else ()):
-            parts[k], hoisted_from = _hoist_slot_loops(p, tables, hoisted_from)
+        if self.HOIST:
+            tables, count = set(ins) | {s.name for s in hoisted if s.shape}, 0
+            for k, p in enumerate(parts):
+                parts[k], count = _hoist_slot_loops(p, tables, count)
         defined = {s.name for s in hoisted if s.op != "const"} | {n for n in self.buffered if n not in self.slots} | \
             {s.name for s in batched if _alias(s)} | set(ins) | set(outs) | {"one"} | \
             {arr for arr, k in counts.items() if k} | {pool for pool, _ in self.rows.values()}

@@ -604,11 +604,7 @@ class SparseTransformed(Transformed):
 def _placed(J):
     """(values node, sorted flat positions) when ``J`` is a 1-D tensor placed
     into zeros at constant positions (an array-level Jacobian)."""
-    node = J.node if isinstance(J, Whole) else None
-    if node is None:
-        return None
-    found = aops.placed(node)
-    return None if found is None else (found[0], found[1].astype(np.int64))
+    return aops.placed(J.node) if isinstance(J, Whole) else None
 
 
 def _flatten_values(values):
