@@ -25,7 +25,7 @@ demo: $(VENV)/.base
 	$(PY) -m symjac demo
 
 test: $(VENV)/.test
-	$(PY) -m pytest
+	$(PY) tests/run.py
 
 bench: $(VENV)/.bench
 	$(PY) -m benchmarks.run_all

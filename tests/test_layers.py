@@ -188,3 +188,17 @@ def test_the_checker_passes_a_good_tree(tmp_path):
              "symjac/ops/a.py": "from symjac.ir import node\n", "symjac/kernel.py": "from codegen import x\n",
              "codegen/printers.py": "from codegen.program import Program\n", "codegen/program.py": ""}
     assert problems(_tree(tmp_path, files)) == []
+
+
+def test_the_suite_runner_runs_what_pytest_collects():
+    # `make test` runs tests/run.py, one pytest process per unit: its units must be pytest's testpaths
+    # (pyproject.toml), with tests/ split into its files and subfolders, so that no test is left out
+    import runpy
+    import tomllib
+
+    units = runpy.run_path(str(ROOT / "tests" / "run.py"))["units"]()
+    assert len(units) == len(set(units))
+    paths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["testpaths"]
+    tests = {str(p.relative_to(ROOT)) for p in (ROOT / "tests").iterdir()
+             if p.name.startswith("test_") and p.suffix == ".py" or p.is_dir() and p.name != "__pycache__"}
+    assert set(units) == (set(paths) - {"tests"}) | tests
