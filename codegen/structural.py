@@ -107,7 +107,9 @@ def _positions(offset, strides, shape):
 ''',
     '_view': '''
 def _view(x, lead, offset, strides, shape):
-    return np.reshape(x, lead + (-1,))[(slice(None),) * len(lead) + (_positions(offset, strides, shape),)]
+    # np.take, not x[:, idx]: NumPy's fancy index along the last axis gives a Fortran-ordered array, and
+    # every reshape after it copies (a mechanism's NumPy tier: 1.4 s of its 7.5 s in such copies)
+    return np.take(np.reshape(x, lead + (-1,)), _positions(offset, strides, shape), axis=len(lead))
 ''',
     '_embed': '''
 def _embed(g, lead, shape, offset, strides):
@@ -122,9 +124,11 @@ def _embed(g, lead, shape, offset, strides):
     '_scatter': '''
 def _scatter(lead, shape, pairs, base):
     # pairs: (values, positions, batched); a shared value is added to every sample; base: (tensor, batched),
-    # added first.  In float64, one np.bincount over flat (sample, position) indices, in the pairs' order:
-    # the sums np.add.at makes, in its order, about 5x faster (a mechanism's Jacobian: 44% of the time).
-    # bincount sums in float64 only: other dtypes add in their own with np.add.at, as the Numba kernels do.
+    # added first.  In float64, one np.bincount over flat (sample, position) indices, laid out sample by
+    # sample with the pairs side by side: each sum gets its terms in the pairs' order, the sums np.add.at
+    # makes, in its order, about 5x faster (a mechanism's Jacobian: 44% of the time).  The indices are one
+    # broadcast add, the values one copy (none for a single pair).  bincount sums in float64 only: other
+    # dtypes add in their own with np.add.at, as the Numba kernels do.
     n = m = 1
     for d in shape:
         n *= d
@@ -139,11 +143,15 @@ def _scatter(lead, shape, pairs, base):
         return out.reshape(lead + shape)
     if not pairs:
         return np.zeros(lead + shape, dtype=_F)
-    rows = (np.arange(m, dtype=np.int64) * n).reshape(lead + (1,))
-    idx = [(rows + np.reshape(i, -1)).reshape(-1) for _, i, _ in pairs]
-    vals = [np.broadcast_to(np.reshape(g, (lead if b else ()) + (-1,)), lead + (np.size(i),)).reshape(-1)
-            for g, i, b in pairs]
-    return np.bincount(np.concatenate(idx), weights=np.concatenate(vals), minlength=m * n).reshape(lead + shape)
+    if len(pairs) == 1:
+        at = np.reshape(pairs[0][1], -1)
+        vals = np.broadcast_to(np.reshape(pairs[0][0], (m if pairs[0][2] else 1, -1)), (m, at.size))
+    else:
+        at = np.concatenate([np.reshape(i, -1) for _, i, _ in pairs])
+        vals = np.concatenate([np.broadcast_to(np.reshape(g, (m if b else 1, -1)), (m, np.size(i)))
+                               for g, i, b in pairs], axis=1)
+    flat = (np.arange(m, dtype=np.int64) * n).reshape(m, 1) + at
+    return np.bincount(flat.reshape(-1), weights=vals.reshape(-1), minlength=m * n).reshape(lead + shape)
 ''',
     '_concat': '''
 def _concat(lead, axis, shape, parts):
@@ -317,8 +325,9 @@ class Gather:
 
     def numpy(self, p, s):
         t, idx = s.args
-        lead = _lead(p.info[t]) if p.info[t].batched else "()"
-        return f"np.reshape({t}, {lead} + (-1,))[(slice(None),) * len({lead}) + ({idx},)]"
+        if p.info[t].batched:  # np.take keeps the result C-ordered (see the _view helper)
+            return f"np.take(np.reshape({t}, (stop - start, -1)), {idx}, axis=1)"
+        return f"np.take(np.reshape({t}, -1), {idx})"
 
     def loops(self, p, s, tile):
         idx = s.args[1]

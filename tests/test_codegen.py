@@ -408,3 +408,34 @@ def test_slot_loops_read_their_tables_once_per_entry():
     rng_ = np.random.default_rng(3)
     for a, b in zip(run(got), want):
         assert np.array_equal(a, b)
+
+
+def test_numpy_scatter_sums_each_position_in_the_order_of_its_pairs():
+    # the NumPy tier's scatter-add (one np.bincount) against one add at a time, bit for bit, on random
+    # pairs: batched or shared values, a base or none, a batch or none, repeated positions
+    from codegen.structural import NUMPY_HELPERS
+
+    ns = {"np": np, "_F": np.float64}
+    exec(NUMPY_HELPERS["_scatter"], ns)
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        shape = tuple(int(d) for d in rng.integers(1, 5, rng.integers(1, 3)))
+        n = int(np.prod(shape))
+        lead = (int(rng.integers(1, 6)),) if rng.random() < 0.7 else ()
+        pairs = []
+        for _ in range(rng.integers(0, 4)):
+            k, batched = (1, int(rng.integers(1, 9))), bool(lead) and rng.random() < 0.7
+            values = rng.normal(size=(lead if batched else ()) + k) * 10.0 ** rng.integers(-8, 8)
+            pairs.append((values, rng.integers(0, n, k), batched))
+        base = None
+        if rng.random() < 0.4:
+            batched = bool(lead) and rng.random() < 0.5
+            base = (rng.normal(size=(lead if batched else ()) + shape), batched)
+        want = np.zeros(lead + (n,))
+        for g, idx, batched in ([(base[0], np.arange(n), base[1])] if base else []) + pairs:
+            g = np.reshape(g, (lead if batched else ()) + (-1,))
+            for j, p in enumerate(np.reshape(idx, -1)):
+                want[..., p] += g[..., j]
+        got = ns["_scatter"](lead, shape, pairs, base)
+        assert got.shape == lead + shape
+        np.testing.assert_array_equal(got.reshape(want.shape), want)
