@@ -108,3 +108,33 @@ def test_kernel_modules_leave_sys_modules():
     kn(np.ones((3, 2)))
     after = {m for m in sys.modules if m.startswith("symjac_kernel_")}
     assert after <= before
+
+
+_SPARSE_AFTER = textwrap.dedent("""
+    import glob, os, sys
+    import symjac
+    from benchmarks.mechanism import make_mechanism, make_rhs, make_states
+    m = make_mechanism(12, 40, 16)
+    X = make_states(m, 3)
+    if sys.argv[1] == "dense first":
+        symjac.jacobian(make_rhs(m), 0, in_axes=(0, None), backend="numpy")(X, m.logA)
+    before = set(glob.glob(os.path.join(os.environ["SYMJAC_CACHE_DIR"], "k_*.py")))
+    symjac.jacobian(make_rhs(m), 0, in_axes=(0, None), backend="numpy", sparse=True)(X, m.logA)
+    print(sorted(set(glob.glob(os.path.join(os.environ["SYMJAC_CACHE_DIR"], "k_*.py"))) - before))
+""")
+
+
+def test_a_kernels_source_does_not_depend_on_what_the_process_traced_before(tmp_path):
+    # a small mechanism's sparse Jacobian, traced alone and after its dense Jacobian, each in a fresh
+    # process: one kernel file, so the second process hits the first one's cache.  (With commutative
+    # arguments ordered by creation, the constants the dense trace had built sorted before the
+    # sparse trace's values, and the two sources differed.)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    names = []
+    for case in ("alone", "dense first"):
+        env = dict(os.environ, SYMJAC_CACHE_DIR=str(tmp_path / case.replace(" ", "_")), PYTHONPATH=root)
+        out = subprocess.run([sys.executable, "-c", _SPARSE_AFTER, case], cwd=root, env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        names.append([os.path.basename(p) for p in eval(out.stdout)])  # noqa: S307  (our own output)
+    assert len(names[0]) == 1 and names[0] == names[1]

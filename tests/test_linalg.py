@@ -236,8 +236,7 @@ def loops(backend):
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
 def test_loop_forms_match_numpy(backend):
-    # the NumPy run first: constants a trace captures outlive it and order a retrace's commutative
-    # arguments, so every trace after the first prints the same source (numba-parallel reuses numba's)
+    # the NumPy run first (numba-parallel reuses numba's kernel)
     ref_value, ref_J, ref_Jd = loops("numpy")
     value, J, Jd = loops(backend)
     np.testing.assert_allclose(ref_value, np.stack([loop_rows(x) for x in XL]), rtol=1e-12, atol=1e-12)

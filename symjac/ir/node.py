@@ -30,8 +30,10 @@ import gc
 import hashlib
 import itertools
 import numbers
+import re
 import sys
 import threading
+import zlib
 
 import math
 
@@ -86,9 +88,10 @@ class _BuildLock:
     """Held while a graph is built (trace, differentiate, lower): a re-entrant
     lock, with the garbage collector paused (`gc_paused`) while it is held.
 
-    The intern table is one per process, and node ids order commutative
-    arguments: two threads building at once could make two nodes for one key
-    and interleave ids (a retrace would print different source).  Tracing is
+    The intern table is one per process, and node ids break ties in the order
+    of commutative arguments: two threads building at once could make two
+    nodes for one key and interleave ids (a retrace would print different
+    source).  Tracing is
     pure Python, so holding the GIL-bound work to one thread at a time costs
     no parallelism.
     """
@@ -128,7 +131,7 @@ class Node:
     the same node, which hash-consing makes the same as structurally equal.
     """
 
-    __slots__ = ("op", "args", "attr", "shape", "kind", "id")
+    __slots__ = ("op", "args", "attr", "shape", "kind", "id", "digest")
 
     def __init__(self, op, args, attr, kind, shape=()):
         self.op = op
@@ -137,6 +140,7 @@ class Node:
         self.shape = shape
         self.kind = kind
         self.id = next(_ids)
+        self.digest = None  # `structural_digest`, computed when first asked
 
     def __repr__(self):
         if self.op == "const":
@@ -469,10 +473,40 @@ def broadcast_scalar(node, shape):
 
 
 def _order_key(node):
-    # Constants first, then creation order: constants outlive traces while every
-    # other node of a retrace is rebuilt in the same order, so a retraced model
-    # prints the same kernel source (and hits the kernel cache).
-    return (node.op != "const", node.id)
+    # Constants first, then by structure (`structural_digest`), then creation order (two nodes of one
+    # structure: the inputs of two traces).  Not by creation order alone: constants and the nodes
+    # built from them alone outlive traces, so the order of a product's two factors depended on what
+    # the process had traced before (a mechanism's sparse Jacobian printed two sources, with and
+    # without a dense Jacobian traced first: two compiles of one kernel, the disk cache missed).
+    return (node.op != "const", structural_digest(node), node.id)
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_MASK = (1 << 64) - 1
+
+
+def structural_digest(node):
+    """A 64-bit digest of the expression ``node`` computes: its op, attribute,
+    dtype and shape, and its arguments' digests; the same in every process
+    and every trace (an input's trace id is left out).  Computed once a node,
+    by an iterative walk over the arguments not digested yet."""
+    if node.digest is not None:
+        return node.digest
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        pending = [a for a in n.args if a.digest is None]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        if n.digest is None:
+            attr = n.attr[1:] if n.op == "input" else _const_key(n.attr) if n.op == "const" else n.attr
+            h = zlib.crc32(_ADDRESS.sub("", f"{n.op}|{attr!r}|{n.kind}|{n.shape}").encode())
+            for a in n.args:
+                h = ((h ^ a.digest) * 0x100000001B3) & _MASK
+            n.digest = h
+    return node.digest
 
 
 def rebuild(node, args):
