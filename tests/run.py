@@ -42,12 +42,17 @@ NO_TESTS = 5  # pytest's exit status when a file holds no test (e.g. everything 
 
 
 def units():
-    """What the suite runs, as pytest path arguments, costliest first."""
-    files = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "tests").glob("test_*.py"))]
-    files += ["tests/cuda", "README.md", "symjac", "codegen"]
-    size = {f: sum(p.stat().st_size for p in ([ROOT / f] if (ROOT / f).is_file() else (ROOT / f).rglob("*.py")))
-            for f in files}
-    return sorted(files, key=lambda f: (-COST.get(f, 0), -size[f]))
+    """What the suite runs, costliest first: each a list of pytest path arguments (a test file, a
+    package's doctests, the README; the other modules of tests/ together, for their doctests)."""
+    tests = sorted(p for p in (ROOT / "tests").iterdir() if p.name != "__pycache__" and (p.is_dir() or p.suffix == ".py"))
+    found = [[str(p.relative_to(ROOT))] for p in tests if p.is_dir() or p.name.startswith("test_")]
+    found += [[str(p.relative_to(ROOT)) for p in tests if p.is_file() and not p.name.startswith("test_")]]
+    found += [["README.md"], ["symjac"], ["codegen"]]
+
+    def size(unit):
+        return sum(p.stat().st_size for f in unit for p in ([ROOT / f] if (ROOT / f).is_file() else (ROOT / f).rglob("*.py")))
+
+    return sorted(found, key=lambda u: (-COST.get(u[0], 0), -size(u)))
 
 
 def jobs():
@@ -59,7 +64,40 @@ def jobs():
     return int(value)
 
 
+# options that would make every process write one file (the last one wins), or that need pytest's cache
+_ONE_FILE = ("--junitxml", "--junit-xml", "--resultlog", "--cov", "--lf", "--last-failed", "--ff", "--failed-first",
+             "--sw", "--stepwise", "--nf", "--new-first")
+
+
+def check_args(argv):
+    """Options go to every pytest run; paths and single-file outputs do not make sense there."""
+    for a in argv:
+        if a.split("=")[0] in _ONE_FILE:
+            raise SystemExit(f"tests/run.py: {a.split('=')[0]} would be written by each of its pytest runs (or needs "
+                             "pytest's cache, which they do not share); run python -m pytest for it")
+        looks_like_path = "/" in a or "::" in a or a.endswith((".py", ".md"))  # not a -k or -m expression
+        if not a.startswith("-") and looks_like_path and (ROOT / a.split("::")[0]).exists():
+            raise SystemExit(f"tests/run.py: {a!r} is a path; the runner runs the whole suite (python -m pytest {a} "
+                             "runs that alone)")
+
+
+def _summary(proc):
+    """pytest's last line (its stdout: stderr may end with a warning printed at exit)."""
+    lines = proc.stdout.strip().splitlines()
+    return lines[-1].strip("= ") if lines else "(no output)"
+
+
+def status(codes):
+    """The suite's exit status: 0 when every run passed, 5 when none had a test (pytest's own), else
+    the first failing run's status, or 1 for a run killed by a signal (a negative status)."""
+    bad = [c for c in codes if c not in (0, NO_TESTS)]
+    if bad:
+        return bad[0] if bad[0] > 0 else 1
+    return NO_TESTS if codes and all(c == NO_TESTS for c in codes) else 0
+
+
 def main(argv):
+    check_args(argv)
     # the settings tests/conftest.py makes (a private kernel cache, ...) for the doctest runs too, which
     # do not load it
     runpy.run_path(str(ROOT / "tests" / "conftest.py"))
@@ -75,13 +113,12 @@ def main(argv):
                     return
                 unit = todo.pop(0)
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *argv, unit],
+            proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *argv, *unit],
                                   cwd=ROOT, capture_output=True, text=True)
-            lines = (proc.stdout + proc.stderr).strip().splitlines()
-            summary = lines[-1].strip("= ") if lines else "(no output)"
+            name = " ".join(unit) if len(unit) == 1 else f"{len(unit)} modules of tests/"
             with lock:
-                results[unit] = proc
-                print(f"{unit:34s} {summary}  [{time.perf_counter() - t0:.0f} s]", flush=True)
+                results[name] = proc
+                print(f"{name:34s} {_summary(proc)}  [{time.perf_counter() - t0:.0f} s]", flush=True)
 
     threads = [threading.Thread(target=worker) for _ in range(jobs())]
     for t in threads:
@@ -94,15 +131,14 @@ def main(argv):
         print(results[unit].stdout + results[unit].stderr)
     counts = {}
     for p in results.values():
-        lines = (p.stdout + p.stderr).strip().splitlines()
-        for part in (lines[-1].strip("= ").split(" in ")[0].split(", ") if lines else ()):
+        for part in _summary(p).split(" in ")[0].split(", "):
             n, _, what = part.partition(" ")
             if n.isdigit():
                 counts[what] = counts.get(what, 0) + int(n)
     total = ", ".join(f"{n} {what}" for what, n in counts.items())
     print(f"\n{len(results)} pytest runs, {jobs()} at a time: {total} in {time.perf_counter() - start:.0f} s"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
-    return max((0 if p.returncode == NO_TESTS else p.returncode for p in results.values()), default=0)
+    return status([p.returncode for p in results.values()])
 
 
 if __name__ == "__main__":

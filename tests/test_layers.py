@@ -192,13 +192,23 @@ def test_the_checker_passes_a_good_tree(tmp_path):
 
 def test_the_suite_runner_runs_what_pytest_collects():
     # `make test` runs tests/run.py, one pytest process per unit: its units must be pytest's testpaths
-    # (pyproject.toml), with tests/ split into its files and subfolders, so that no test is left out
+    # (pyproject.toml), with tests/ split into its files and subfolders (every module: pytest runs their
+    # doctests), so that no test is left out
     import runpy
     import tomllib
 
-    units = runpy.run_path(str(ROOT / "tests" / "run.py"))["units"]()
-    assert len(units) == len(set(units))
-    paths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["testpaths"]
+    run = runpy.run_path(str(ROOT / "tests" / "run.py"))
+    paths = [p for unit in run["units"]() for p in unit]
+    assert len(paths) == len(set(paths))
+    testpaths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["testpaths"]
     tests = {str(p.relative_to(ROOT)) for p in (ROOT / "tests").iterdir()
-             if p.name.startswith("test_") and p.suffix == ".py" or p.is_dir() and p.name != "__pycache__"}
-    assert set(units) == (set(paths) - {"tests"}) | tests
+             if p.suffix == ".py" or p.is_dir() and p.name != "__pycache__"}
+    assert set(paths) == (set(testpaths) - {"tests"}) | tests
+    # its exit status: a crash (a negative status) or a failure is not hidden by runs that passed, and
+    # no test at all is pytest's 5
+    assert [run["status"](c) for c in ([0, 0], [0, 5], [5, 5], [0, -11, 0], [1, 0], [0, 2, 1], [])] == [0, 0, 5, 1, 1, 2, 0]
+    with pytest.raises(SystemExit, match="junitxml"):
+        run["check_args"](["--junitxml=out.xml"])
+    with pytest.raises(SystemExit, match="is a path"):
+        run["check_args"](["tests/test_api.py::test_kernel_properties"])
+    run["check_args"](["-x", "-k", "cache and not cuda", "-q", "-k", "tests", "-m", "symjac"])

@@ -483,15 +483,51 @@ def _order_key(node):
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _MASK = (1 << 64) - 1
+_HEADS: dict = {}  # (op, kind, shape) -> the digest of a node without attribute before its arguments
+
+
+def _head(n):
+    """The 64-bit digest of ``n``'s op, attribute, dtype and shape: two CRC-32s of
+    their text (an object's address left out; an input's trace id too)."""
+    if n.attr is None:
+        key = (n.op, n.kind, n.shape)
+        h = _HEADS.get(key)
+        if h is not None:
+            return h
+    attr = n.attr[1:] if n.op == "input" else _const_key(n.attr) if n.op == "const" else n.attr
+    text = f"{n.op}|{attr!r}|{n.kind}|{n.shape}"
+    if "0x" in text:
+        text = _ADDRESS.sub("", text)
+    data = text.encode()
+    h = zlib.crc32(data) | zlib.crc32(data, 0x9E3779B9) << 32
+    if n.attr is None:
+        _HEADS[(n.op, n.kind, n.shape)] = h
+    return h
+
+
+def _digest(n):
+    """``n``'s digest from its head and its arguments' digests (all known)."""
+    h = _head(n)
+    for a in n.args:
+        h = ((h ^ a.digest) * 0x100000001B3) & _MASK
+        h ^= h >> 29
+    n.digest = h
+    return h
 
 
 def structural_digest(node):
     """A 64-bit digest of the expression ``node`` computes: its op, attribute,
     dtype and shape, and its arguments' digests; the same in every process
-    and every trace (an input's trace id is left out).  Computed once a node,
-    by an iterative walk over the arguments not digested yet."""
+    and every trace.  Computed once a node: directly when its arguments have
+    theirs (the common case, as a graph is built), else by an iterative walk
+    over the arguments not digested yet."""
     if node.digest is not None:
         return node.digest
+    for a in node.args:
+        if a.digest is None:
+            break
+    else:
+        return _digest(node)
     stack = [node]
     while stack:
         n = stack[-1]
@@ -501,11 +537,7 @@ def structural_digest(node):
             continue
         stack.pop()
         if n.digest is None:
-            attr = n.attr[1:] if n.op == "input" else _const_key(n.attr) if n.op == "const" else n.attr
-            h = zlib.crc32(_ADDRESS.sub("", f"{n.op}|{attr!r}|{n.kind}|{n.shape}").encode())
-            for a in n.args:
-                h = ((h ^ a.digest) * 0x100000001B3) & _MASK
-            n.digest = h
+            _digest(n)
     return node.digest
 
 
