@@ -327,7 +327,7 @@ class Gather:
         t, idx = s.args
         if p.info[t].batched:  # np.take keeps the result C-ordered (see the _view helper)
             return f"np.take(np.reshape({t}, (stop - start, -1)), {idx}, axis=1)"
-        return f"np.take(np.reshape({t}, -1), {idx})"
+        return f"np.take({t}, {idx})"  # np.take reads an unbatched tensor flat
 
     def loops(self, p, s, tile):
         idx = s.args[1]

@@ -65,7 +65,7 @@ def jobs():
 
 
 # options that would make every process write one file (the last one wins), or that need pytest's cache
-_ONE_FILE = ("--junitxml", "--junit-xml", "--resultlog", "--cov", "--lf", "--last-failed", "--ff", "--failed-first",
+_ONE_FILE = ("--junitxml", "--junit-xml", "--cov", "--lf", "--last-failed", "--ff", "--failed-first",
              "--sw", "--stepwise", "--nf", "--new-first")
 
 

@@ -91,9 +91,8 @@ class _BuildLock:
     The intern table is one per process, and node ids break ties in the order
     of commutative arguments: two threads building at once could make two
     nodes for one key and interleave ids (a retrace would print different
-    source).  Tracing is
-    pure Python, so holding the GIL-bound work to one thread at a time costs
-    no parallelism.
+    source).  Tracing is pure Python, so holding the GIL-bound work to one
+    thread at a time costs no parallelism.
     """
 
     def __init__(self):
@@ -489,19 +488,18 @@ _HEADS: dict = {}  # (op, kind, shape) -> the digest of a node without attribute
 def _head(n):
     """The 64-bit digest of ``n``'s op, attribute, dtype and shape: two CRC-32s of
     their text (an object's address left out; an input's trace id too)."""
-    if n.attr is None:
-        key = (n.op, n.kind, n.shape)
-        h = _HEADS.get(key)
-        if h is not None:
-            return h
+    key = (n.op, n.kind, n.shape) if n.attr is None else None
+    h = _HEADS.get(key)
+    if h is not None:
+        return h
     attr = n.attr[1:] if n.op == "input" else _const_key(n.attr) if n.op == "const" else n.attr
     text = f"{n.op}|{attr!r}|{n.kind}|{n.shape}"
     if "0x" in text:
         text = _ADDRESS.sub("", text)
     data = text.encode()
     h = zlib.crc32(data) | zlib.crc32(data, 0x9E3779B9) << 32
-    if n.attr is None:
-        _HEADS[(n.op, n.kind, n.shape)] = h
+    if key is not None:
+        _HEADS[key] = h
     return h
 
 
